@@ -1,0 +1,61 @@
+# rftwin: `make test` and `make demo` bootstrap everything on a fresh Debian 12 machine, idempotently.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PIP := $(VENV)/bin/pip
+VPY := $(VENV)/bin/python
+# Debian packages the project needs at run time (ARCHITECTURE.md, "facts learned on these machines").
+# libllvm19: Dr.Jit's LLVM backend (Sionna RT on CPU); older LLVMs crash in the path solver.
+APT_PACKAGES := libllvm19
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# Torch must come from the local CPU wheel, before anything that depends on it.
+TORCH := torch==2.13.0
+EXTRAS := central,train,dev
+
+export DRJIT_LIBLLVM_PATH ?= /usr/lib/x86_64-linux-gnu/libLLVM.so.19.1
+
+.PHONY: help apt install test demo bench lint clean
+
+help:
+	@echo "make demo    run the main job (builds the default twin; see README)"
+	@echo "make test    install everything and run the test suite"
+	@echo "make bench   run the benchmarks under bench/ (figures as JSON on the last line)"
+
+apt:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "apt: installing$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+$(VENV)/bin/python:
+	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "rftwin needs Python 3.11"'
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+$(VENV)/.torch-stamp: | $(VENV)/bin/python
+	$(PIP) install -q $(TORCH)
+	@touch $@
+
+$(VENV)/.install-stamp: pyproject.toml $(VENV)/.torch-stamp
+	$(PIP) install -q -e '.[$(EXTRAS)]'
+	@touch $@
+
+install: apt $(VENV)/.install-stamp
+
+test: install
+	$(VPY) -m pytest -q
+
+demo: install
+	$(VPY) -m central.demo
+
+bench: install
+	@for b in bench/*.py; do echo "== $$b"; $(VPY) $$b || exit 1; done
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,1 @@
+"""rftwin calibration campaigns: fit the twin's materials to measurements, learn normal statistics."""

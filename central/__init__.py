@@ -1,0 +1,1 @@
+"""rftwin central unit: ingest, digital twin, detection, alarms and the operator dashboard."""

@@ -1,0 +1,198 @@
+"""Per-SU gain maps by reciprocity, and their on-disk cache.
+
+With isotropic antennas the path gain TX→SU equals SU→TX, so the twin traces one map per sensing unit
+(the SU as the source, the map over the transmitter plane) instead of one per transmitter position.
+Any transmitter position is then an interpolated lookup (:mod:`central.twin.predictor`), and every
+cell is a candidate jammer position for localisation.
+
+Maps are cached as ``<cache_dir>/<key>.npz`` where the key hashes the site's geometry and materials,
+the solver settings, the Sionna RT version and this file's format version: change any and the maps
+are rebuilt; nothing else invalidates them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from central.twin.grid import PlaneGrid
+from central.twin.site import Site
+from central.twin.solvers import SolverSettings
+
+FORMAT_VERSION = 1
+# Gains below this are "no path found" (fully shadowed at the traced depth); a finite floor keeps
+# interpolation in dB well defined. −250 dB is far below any noise floor at any transmit power.
+GAIN_FLOOR_DB = -250.0
+
+
+@dataclass
+class GainMaps:
+    """Path gain in dB from each SU to each cell of the transmitter plane.
+
+    ``gain_db[j, iy, ix]`` is the gain between SU j and cell (iy, ix); NaN where the cell is invalid.
+    """
+
+    key: str
+    site_name: str
+    su_ids: list[str]
+    su_positions_m: np.ndarray  # (n_su, 3)
+    grid: PlaneGrid
+    gain_db: np.ndarray  # (n_su, ny, nx) float32
+    methods: list[str]  # solver used per SU: "paths" or "radiomap"
+    settings: dict = field(default_factory=dict)
+    build_s: float = 0.0
+
+    @property
+    def num_su(self) -> int:
+        return len(self.su_ids)
+
+    def save(self, path: Path) -> None:
+        """Atomic write: a crash mid-save never leaves a truncated cache entry behind."""
+        meta = {
+            "format": FORMAT_VERSION,
+            "key": self.key,
+            "site_name": self.site_name,
+            "su_ids": self.su_ids,
+            "methods": self.methods,
+            "settings": self.settings,
+            "build_s": self.build_s,
+            "cell_size_m": self.grid.cell_size_m,
+            "height_m": self.grid.height_m,
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}.npz")
+        np.savez_compressed(
+            tmp,
+            meta=np.array(json.dumps(meta)),
+            gain_db=self.gain_db,
+            valid=self.grid.valid,
+            su_positions_m=self.su_positions_m,
+        )
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: Path) -> GainMaps:
+        with np.load(path) as z:
+            meta = json.loads(str(z["meta"]))
+            if meta.get("format") != FORMAT_VERSION:
+                raise ValueError(f"{path}: gain-map format {meta.get('format')}, expected {FORMAT_VERSION}")
+            valid = z["valid"]
+            grid = PlaneGrid(meta["cell_size_m"], valid.shape[1], valid.shape[0], meta["height_m"], valid)
+            return cls(
+                key=meta["key"],
+                site_name=meta["site_name"],
+                su_ids=list(meta["su_ids"]),
+                su_positions_m=z["su_positions_m"],
+                grid=grid,
+                gain_db=z["gain_db"],
+                methods=list(meta["methods"]),
+                settings=meta["settings"],
+                build_s=float(meta["build_s"]),
+            )
+
+
+def cache_key(site: Site, settings: SolverSettings, rt_version: str) -> str:
+    blob = json.dumps(
+        {"site": site.content_hash(), "settings": settings.to_dict(), "rt": rt_version, "format": FORMAT_VERSION},
+        sort_keys=True,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def default_cache_dir() -> Path:
+    env = os.environ.get("RFTWIN_CACHE_DIR")
+    return Path(env) / "gain-maps" if env else Path.home() / ".cache" / "rftwin" / "gain-maps"
+
+
+def build_gain_maps(
+    site: Site,
+    settings: SolverSettings = SolverSettings(),
+    progress: Callable[[str, int, int], None] | None = None,
+) -> GainMaps:
+    """Ray-trace one map per SU.
+
+    The PathSolver puts receivers at the valid cell centres (needed when the SU is in or near the
+    plane); the RadioMapSolver averages over each cell (cheap when the SU is well above the plane).
+    ``progress(su_id, cells_done, cells_total)`` is called as work completes.
+    """
+    from central.twin.rt_runtime import load_rt_scene, sionna_version
+    from central.twin.solvers import path_gain_matrix, radio_map_gain
+
+    t0 = time.perf_counter()
+    grid = PlaneGrid.for_site(site)
+    scene = load_rt_scene(site)
+    targets = grid.cell_centres_m(only_valid=True)
+    flat_valid = grid.valid.ravel()
+    gains = np.full((len(site.sensing_units), grid.ny, grid.nx), np.nan, dtype=np.float32)
+    methods = []
+    for j, su in enumerate(site.sensing_units):
+        method = settings.method_for(su.position_m[2], grid.height_m)
+        methods.append(method)
+        if method == "paths":
+            done = [0]
+
+            def chunk_done(n, su_id=su.id, done=done):
+                done[0] += n
+                if progress:
+                    progress(su_id, done[0], len(targets))
+
+            lin = path_gain_matrix(scene, [su.position_m], targets, settings, chunk_done)[0]
+            flat = np.full(grid.ny * grid.nx, np.nan)
+            flat[flat_valid] = lin
+            lin_map = flat.reshape(grid.ny, grid.nx)
+        else:
+            lin_map = radio_map_gain(scene, su.position_m, grid, settings)
+            if progress:
+                progress(su.id, len(targets), len(targets))
+        with np.errstate(divide="ignore"):
+            db = 10.0 * np.log10(lin_map)
+        db = np.maximum(db, GAIN_FLOOR_DB)
+        db[~grid.valid] = np.nan
+        gains[j] = db
+    return GainMaps(
+        key=cache_key(site, settings, sionna_version()),
+        site_name=site.name,
+        su_ids=site.su_ids,
+        su_positions_m=np.array(site.su_positions_m),
+        grid=grid,
+        gain_db=gains,
+        methods=methods,
+        settings=settings.to_dict(),
+        build_s=time.perf_counter() - t0,
+    )
+
+
+@dataclass(frozen=True)
+class CacheResult:
+    maps: GainMaps
+    path: Path
+    hit: bool
+
+
+def get_gain_maps(
+    site: Site,
+    settings: SolverSettings = SolverSettings(),
+    cache_dir: Path | None = None,
+    rebuild: bool = False,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> CacheResult:
+    """Gain maps from the cache, or traced and cached on a miss (or when ``rebuild``)."""
+    from central.twin.rt_runtime import sionna_version
+
+    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+    path = cache_dir / f"{cache_key(site, settings, sionna_version())}.npz"
+    if path.exists() and not rebuild:
+        try:
+            return CacheResult(GainMaps.load(path), path, hit=True)
+        except (OSError, ValueError, KeyError):
+            pass  # a corrupt or foreign entry is rebuilt, not trusted
+    maps = build_gain_maps(site, settings, progress)
+    maps.save(path)
+    return CacheResult(maps, path, hit=False)

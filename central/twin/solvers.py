@@ -1,0 +1,162 @@
+"""Ray-tracing primitives: wideband path gain between points, and over a horizontal plane.
+
+Wideband, incoherent: the sensing units measure band power, so small-scale fading averages out and
+the path gain is Σ over paths of |a|² (linear, no phase). Two Sionna RT solvers are wrapped:
+
+* :func:`path_gain_matrix` — PathSolver between sources and explicit target points. Exact up to the
+  paths the shooting-and-bouncing stage finds (the image method refines each specular chain), and
+  correct when a source lies in the plane of its targets.
+* :func:`radio_map_gain` — RadioMapSolver over a plane. Much cheaper for thousands of cells, but it
+  only counts rays that *cross* the plane, so it reads several dB low for a source in (or near)
+  that plane: in-plane LoS and wall reflections never cross it (ARCHITECTURE.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+import numpy as np
+
+from central.twin.grid import PlaneGrid
+from central.twin.rt_runtime import sionna_rt
+
+Method = Literal["auto", "paths", "radiomap"]
+
+
+@dataclass(frozen=True)
+class SolverSettings:
+    """Everything that changes a traced gain; part of the gain-map cache key."""
+
+    max_depth: int = 3
+    # PathSolver: rays shot per source. Specular chains are found by plane hashing and refined by the
+    # image method, so modest counts find nearly all chains in a hall of boxes (bench/twin.py).
+    path_samples_per_src: int = 10_000
+    max_paths_per_target: int = 200
+    targets_per_call: int = 1000
+    # Slots per target in the PathSolver's specular-chain hash table (see _chain_hash_table).
+    chain_hash_slots_per_target: int = 30_000
+    # RadioMapSolver: rays per source; per-cell noise falls as 1/sqrt(samples) (1e7: ≈0.3 dB median).
+    radiomap_samples_per_src: int = 10_000_000
+    # "auto" uses the radio map only when the source is at least this far from the map plane.
+    radiomap_min_plane_offset_m: float = 1.5
+    method: Method = "auto"
+    specular_reflection: bool = True
+    refraction: bool = True
+    diffraction: bool = False
+    seed: int = 42
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def method_for(self, source_height_m: float, plane_height_m: float) -> str:
+        if self.method != "auto":
+            return self.method
+        far = abs(source_height_m - plane_height_m) >= self.radiomap_min_plane_offset_m
+        return "radiomap" if far else "paths"
+
+
+@contextmanager
+def _chain_hash_table(slots_per_source: int):
+    """Size the PathSolver's specular-chain hash table for this call.
+
+    The shooting-and-bouncing stage deduplicates (chain, target) pairs in a hash table of
+    max(max_num_paths_per_src, SBCandidateGenerator.MIN_SPEC_COUNT_SIZE = 1e6) slots per source.
+    With a thousand targets per source that table saturates, colliding chains are dropped as
+    "already seen", and whole cells lose their only (deep-shadow) paths — more rays make it worse.
+    Measured on the default hall (1000 cells, one SU): 9 of 907 cells off by > 3 dB with 1e6 slots,
+    none with 3e7 (bench/twin.py checks the outcome on every run).
+    """
+    from sionna.rt.path_solvers.sb_candidate_generator import SBCandidateGenerator
+
+    old = SBCandidateGenerator.MIN_SPEC_COUNT_SIZE
+    SBCandidateGenerator.MIN_SPEC_COUNT_SIZE = int(slots_per_source)
+    try:
+        yield
+    finally:
+        SBCandidateGenerator.MIN_SPEC_COUNT_SIZE = old
+
+
+def _clear_devices(scene) -> None:
+    for name in list(scene.transmitters) + list(scene.receivers):
+        scene.remove(name)
+
+
+def _incoherent_gain(paths) -> np.ndarray:
+    """Σ_paths |a|² per (target, source): shape (num_rx, num_tx), linear."""
+    a_re, a_im = paths.a
+    power = np.asarray(a_re, dtype=np.float64) ** 2 + np.asarray(a_im, dtype=np.float64) ** 2
+    # (num_rx, rx_ant=1, num_tx, tx_ant=1, num_paths)
+    return power.sum(axis=(1, 3, 4))
+
+
+def path_gain_matrix(
+    scene,
+    sources_m: np.ndarray,
+    targets_m: np.ndarray,
+    settings: SolverSettings,
+    progress: Callable[[int], None] | None = None,
+) -> np.ndarray:
+    """Linear path gain (num_sources, num_targets) with the PathSolver, targets in chunks.
+
+    Chunking bounds the path buffer (``max_num_paths_per_src`` is preallocated per source and shared
+    by all targets of a call). ``progress`` is called with the number of targets done per chunk.
+    """
+    rt = sionna_rt()
+    sources_m = np.atleast_2d(np.asarray(sources_m, dtype=float))
+    targets_m = np.atleast_2d(np.asarray(targets_m, dtype=float))
+    solver = rt.PathSolver()
+    out = np.zeros((len(sources_m), len(targets_m)))
+    for start in range(0, len(targets_m), settings.targets_per_call):
+        chunk = targets_m[start : start + settings.targets_per_call]
+        _clear_devices(scene)
+        for i, p in enumerate(sources_m):
+            scene.add(rt.Transmitter(f"src{i}", position=[float(c) for c in p]))
+        for k, p in enumerate(chunk):
+            scene.add(rt.Receiver(f"tgt{k}", position=[float(c) for c in p]))
+        with _chain_hash_table(settings.chain_hash_slots_per_target * len(chunk)):
+            paths = solver(
+                scene,
+                max_depth=settings.max_depth,
+                max_num_paths_per_src=len(chunk) * settings.max_paths_per_target,
+                samples_per_src=settings.path_samples_per_src,
+                specular_reflection=settings.specular_reflection,
+                refraction=settings.refraction,
+                diffraction=settings.diffraction,
+                seed=settings.seed,
+            )
+        out[:, start : start + len(chunk)] = _incoherent_gain(paths).T
+        if progress:
+            progress(len(chunk))
+    _clear_devices(scene)
+    return out
+
+
+def radio_map_gain(scene, source_m, grid: PlaneGrid, settings: SolverSettings) -> np.ndarray:
+    """Linear path gain (ny, nx) averaged over each grid cell, with the RadioMapSolver."""
+    import mitsuba as mi
+
+    rt = sionna_rt()
+    _clear_devices(scene)
+    scene.add(rt.Transmitter("src0", position=[float(c) for c in source_m]))
+    width, depth = grid.nx * grid.cell_size_m, grid.ny * grid.cell_size_m
+    rm = rt.RadioMapSolver()(
+        scene,
+        center=mi.Point3f(width / 2, depth / 2, grid.height_m),
+        orientation=mi.Point3f(0, 0, 0),
+        size=mi.Point2f(width, depth),
+        cell_size=mi.Point2f(grid.cell_size_m, grid.cell_size_m),
+        samples_per_tx=settings.radiomap_samples_per_src,
+        max_depth=settings.max_depth,
+        specular_reflection=settings.specular_reflection,
+        refraction=settings.refraction,
+        diffraction=settings.diffraction,
+        seed=settings.seed,
+    )
+    _clear_devices(scene)
+    gain = np.asarray(rm.path_gain, dtype=np.float64)[0]  # (ny, nx): rows are y, columns x
+    if gain.shape != (grid.ny, grid.nx):
+        raise RuntimeError(f"radio map shape {gain.shape} does not match grid {(grid.ny, grid.nx)}")
+    return gain

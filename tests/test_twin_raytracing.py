@@ -1,0 +1,102 @@
+"""The twin on a tiny hall, ray-traced for real with Sionna RT: maps, reciprocity, physics, cache."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from central.twin import Twin
+from central.twin.gain_maps import get_gain_maps
+from central.twin.site import Material
+from central.twin.verify import agreement, direct_gain_db, sample_tx_positions
+
+pytestmark = pytest.mark.raytracing
+
+SPEED_OF_LIGHT = 299_792_458.0
+
+
+def free_space_gain_db(distance_m, frequency_hz):
+    lam = SPEED_OF_LIGHT / frequency_hz
+    return 20 * np.log10(lam / (4 * np.pi * np.asarray(distance_m)))
+
+
+def test_solver_choice_follows_the_su_height(tiny_twin):
+    # "low" is in the TX plane: the radio map cannot see in-plane paths, so the PathSolver is used.
+    assert dict(zip(tiny_twin.maps.su_ids, tiny_twin.maps.methods)) == {"low": "paths", "high": "radiomap"}
+
+
+def test_cells_inside_the_obstacle_are_invalid_and_others_finite(tiny_twin):
+    g = tiny_twin.maps.gain_db
+    valid = tiny_twin.maps.grid.valid
+    assert not valid[2:4, 3:5].any()  # cabinet spans x 3..5, y 2..4: cell centres 3.5, 4.5 / 2.5, 3.5
+    assert valid.sum() == 8 * 6 - 4
+    assert np.isnan(g[:, ~valid]).all()
+    assert np.isfinite(g[:, valid]).all() and (g[:, valid] > -120).all()
+
+
+def test_reciprocity_map_equals_direct_tracing_at_cell_centres(tiny_site, tiny_settings, tiny_twin):
+    """SU → cell (the map) and cell → SU (direct PathSolver) give the same gain for in-plane SUs."""
+    centres = tiny_twin.maps.grid.cell_centres_m(only_valid=True)
+    direct = direct_gain_db(tiny_site, centres, tiny_settings)[:, 0]
+    mapped = tiny_twin.maps.gain_db[0][tiny_twin.maps.grid.valid]
+    np.testing.assert_allclose(mapped, direct, atol=0.25)
+
+
+def test_lookup_agrees_with_direct_tracing_at_random_positions(tiny_site, tiny_settings, tiny_twin):
+    pos = sample_tx_positions(tiny_site, 30, np.random.default_rng(3))
+    direct = direct_gain_db(tiny_site, pos, dataclasses.replace(tiny_settings, path_samples_per_src=20_000))
+    ag = agreement(tiny_twin.predictor.lookup(pos).gain_db, direct)
+    assert ag.median_abs_db <= 1.0, ag
+    assert ag.p95_abs_db <= 4.0, ag
+
+
+def test_line_of_sight_cells_receive_at_least_free_space_power(tiny_site, tiny_twin):
+    """Reflections only add power: a cell in LoS of the SU gets Friis gain plus at most a few dB."""
+    su = np.array(tiny_site.sensing_units[0].position_m)
+    centres = tiny_twin.maps.grid.cell_centres_m()
+    gain = tiny_twin.maps.gain_db[0].ravel()
+    los = (centres[:, 0] < 3.0) & (np.abs(centres[:, 1] - su[1]) < 1.0)  # west of the cabinet, same row band
+    excess = gain[los] - free_space_gain_db(np.linalg.norm(centres[los] - su, axis=1), tiny_site.frequency_hz)
+    assert los.sum() >= 4
+    assert (excess > -0.1).all() and (excess < 8.0).all(), excess
+
+
+def test_shadow_behind_the_cabinet(tiny_twin):
+    """The metal cabinet casts a shadow: east of it, in line with 'low', is darker than north of 'low'."""
+    g = tiny_twin.maps.gain_db[0]
+    behind = g[2, 6]  # cell (6.5, 2.5): the cabinet sits between it and 'low' at (1.3, 4.6)
+    open_same_distance = g[5, 6]  # (6.5, 5.5): clear line north of the cabinet, similar distance
+    assert behind < open_same_distance - 3.0
+
+
+def test_cache_hits_misses_and_corruption(tiny_site, tiny_settings, tmp_path):
+    first = get_gain_maps(tiny_site, tiny_settings, tmp_path)
+    assert not first.hit and first.path.exists()
+    again = get_gain_maps(dataclasses.replace(tiny_site, name="renamed"), tiny_settings, tmp_path)
+    assert again.hit and again.path == first.path
+    np.testing.assert_array_equal(again.maps.gain_db, first.maps.gain_db)
+
+    refit = dataclasses.replace(
+        tiny_site, materials={**tiny_site.materials, "concrete": Material("concrete", None, 7.0, 0.3, 0.2)}
+    )
+    other = get_gain_maps(refit, tiny_settings, tmp_path)
+    assert not other.hit and other.path != first.path
+    fewer_rays = get_gain_maps(tiny_site, dataclasses.replace(tiny_settings, seed=7), tmp_path)
+    assert not fewer_rays.hit and fewer_rays.path != first.path
+
+    first.path.write_bytes(b"not a gain map")
+    healed = get_gain_maps(tiny_site, tiny_settings, tmp_path)
+    assert not healed.hit
+    assert get_gain_maps(tiny_site, tiny_settings, tmp_path).hit
+
+
+def test_twin_loads_from_cache_without_tracing(tiny_site, tiny_settings, tiny_twin, monkeypatch):
+    import central.twin.gain_maps as gm
+
+    monkeypatch.setattr(gm, "build_gain_maps", lambda *a, **k: pytest.fail("cache hit must not trace"))
+    twin = Twin.load(tiny_site, tiny_settings, cache_dir=tiny_twin.cache_path.parent)
+    assert twin.from_cache
+    p = twin.predictor.predict([[1.0, 1.0, 1.5], [7.0, 5.0, 1.5]], [20.0, 20.0])
+    assert p.shape == (2,) and (p > tiny_site.noise_floor_dbm).all()
