@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import time
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -191,7 +192,7 @@ def get_gain_maps(
     if path.exists() and not rebuild:
         try:
             return CacheResult(GainMaps.load(path), path, hit=True)
-        except (OSError, ValueError, KeyError):
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
             pass  # a corrupt or foreign entry is rebuilt, not trusted
     maps = build_gain_maps(site, settings, progress)
     maps.save(path)

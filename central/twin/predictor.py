@@ -41,11 +41,6 @@ def dbm_to_mw(p_dbm):
     return np.power(10.0, np.asarray(p_dbm, dtype=float) / 10.0)
 
 
-def mw_to_dbm(p_mw):
-    with np.errstate(divide="ignore"):
-        return 10.0 * np.log10(p_mw)
-
-
 class Predictor:
     """Vectorised prediction over batches of snapshots from per-SU gain maps."""
 

@@ -43,7 +43,7 @@ def render_gain_map(site: Site, maps: GainMaps, su_id: str, out_path: str | Path
         f"TX plane z={site.tx_plane.height_m} m ({maps.methods[j]})",
         fontsize=9,
     )
-    ax.legend(loc="upper right", fontsize=7)
+    ax.legend(loc="upper left", bbox_to_anchor=(0.0, -0.08), ncol=2, fontsize=7, frameon=False)
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, bbox_inches="tight")

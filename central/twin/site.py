@@ -112,9 +112,6 @@ class Site:
     def su_positions_m(self) -> list[tuple[float, float, float]]:
         return [su.position_m for su in self.sensing_units]
 
-    def material(self, name: str) -> Material:
-        return self.materials[name]
-
     def used_materials(self) -> list[Material]:
         names = [self.hall_material] + [ob.material for ob in self.obstacles]
         return [self.materials[n] for n in dict.fromkeys(names)]
