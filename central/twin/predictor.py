@@ -74,8 +74,9 @@ class Predictor:
         pos = np.asarray(positions_m, dtype=float)
         shape = pos.shape[:-1]
         xy = pos.reshape(-1, pos.shape[-1])[:, :2]
-        if not ((xy >= 0.0).all() and (xy <= self._hall_xy).all()):  # NaN fails both comparisons
-            bad = ~((xy >= 0.0) & (xy <= self._hall_xy)).all(axis=1)
+        inside = (xy >= 0.0) & (xy <= self._hall_xy)  # NaN fails both comparisons
+        if not inside.all():
+            bad = ~inside.all(axis=1)
             first = np.flatnonzero(bad)[:5]
             raise ValueError(
                 f"{int(bad.sum())} transmitter position(s) outside the hall (0..{self._hall_xy.tolist()} m)"
@@ -93,10 +94,11 @@ class Predictor:
         w *= self._corner_v[iy, ix]
         wsum = w.sum(axis=1, keepdims=True)
         fallback = wsum[:, 0] <= 1e-12
-        if fallback.any():
+        any_fallback = fallback.any()
+        if any_fallback:
             wsum[fallback] = 1.0
         g = np.matmul(w[:, None, :], self._corner_g[iy, ix])[:, 0] / wsum
-        if fallback.any():
+        if any_fallback:
             r = np.rint(f[fallback]).astype(np.intp)
             ny_, nx_ = self._nearest[0][r[:, 1], r[:, 0]], self._nearest[1][r[:, 1], r[:, 0]]
             g[fallback] = self._g[ny_, nx_]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from central.twin.gain_maps import GainMaps
+from central.twin.gain_maps import GAIN_FLOOR_DB, GainMaps
 from central.twin.site import Site
 
 
@@ -23,10 +23,15 @@ def render_gain_map(site: Site, maps: GainMaps, su_id: str, out_path: str | Path
     L, W, _ = site.hall_size_m
     fig, ax = plt.subplots(figsize=(8, 7.2), dpi=110)
     g = np.ma.masked_invalid(maps.gain_db[j])
-    finite = g.compressed()
-    vmin = float(np.percentile(finite, 1)) if finite.size else -120.0
-    im = ax.imshow(g, origin="lower", extent=(0, L, 0, W), cmap="viridis", vmin=vmin, vmax=float(finite.max()))
-    fig.colorbar(im, ax=ax, label=f"path gain to {su_id} [dB]")
+    reached = g.compressed()
+    reached = reached[reached > GAIN_FLOOR_DB]  # cells with at least one path at the traced depth
+    vmax = float(reached.max()) if reached.size else 0.0
+    vmin = float(np.percentile(reached, 1)) if reached.size else vmax - 100.0
+    cmap = matplotlib.colormaps["viridis"].copy()
+    cmap.set_under("0.1")  # no path at the traced depth: near-black, off the scale
+    im = ax.imshow(g, origin="lower", extent=(0, L, 0, W), cmap=cmap, vmin=vmin, vmax=vmax)
+    depth = maps.settings.get("max_depth", "?")
+    fig.colorbar(im, ax=ax, extend="min", label=f"path gain to {su_id} [dB] (black: no path at depth {depth})")
     for ob in site.obstacles:
         (x0, y0, _), (sx, sy, _) = ob.min_m, ob.size_m
         ax.add_patch(Rectangle((x0, y0), sx, sy, facecolor="0.55", edgecolor="k", hatch="//", lw=0.8))
