@@ -137,14 +137,8 @@ def build_gain_maps(
         method = settings.method_for(su.position_m[2], grid.height_m)
         methods.append(method)
         if method == "paths":
-            done = [0]
-
-            def chunk_done(n, su_id=su.id, done=done):
-                done[0] += n
-                if progress:
-                    progress(su_id, done[0], len(targets))
-
-            lin = path_gain_matrix(scene, [su.position_m], targets, settings, chunk_done)[0]
+            report = (lambda done, total, su_id=su.id: progress(su_id, done, total)) if progress else None
+            lin = path_gain_matrix(scene, [su.position_m], targets, settings, report)[0]
             flat = np.full(grid.ny * grid.nx, np.nan)
             flat[flat_valid] = lin
             lin_map = flat.reshape(grid.ny, grid.nx)

@@ -97,12 +97,12 @@ def path_gain_matrix(
     sources_m: np.ndarray,
     targets_m: np.ndarray,
     settings: SolverSettings,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
     """Linear path gain (num_sources, num_targets) with the PathSolver, targets in chunks.
 
     Chunking bounds the path buffer (``max_num_paths_per_src`` is preallocated per source and shared
-    by all targets of a call). ``progress`` is called with the number of targets done per chunk.
+    by all targets of a call). ``progress(targets_done, targets_total)`` is called after each chunk.
     """
     rt = sionna_rt()
     sources_m = np.atleast_2d(np.asarray(sources_m, dtype=float))
@@ -129,7 +129,7 @@ def path_gain_matrix(
             )
         out[:, start : start + len(chunk)] = _incoherent_gain(paths).T
         if progress:
-            progress(len(chunk))
+            progress(start + len(chunk), len(targets_m))
     _clear_devices(scene)
     return out
 
