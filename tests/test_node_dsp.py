@@ -95,3 +95,24 @@ def test_bad_band_configurations_are_refused(kwargs, message):
 def test_bad_buffers_are_refused(buf, message):
     with pytest.raises(ValueError, match=message):
         measure_band_power(buf, CFG)
+
+
+@pytest.mark.parametrize("dtype", [np.complex64, np.complex128])
+def test_welch_matches_scipy(dtype):
+    from scipy.signal import welch
+
+    from node.dsp import welch_psd
+
+    x = band_noise(np.random.default_rng(9), -20, Band(1e6, 6e6), n=10_000).astype(dtype)
+    f_ref, p_ref = welch(x, fs=FS, window="hann", nperseg=512, noverlap=256, detrend=False,
+                         return_onesided=False, scaling="density")  # fmt: skip
+    f, p = welch_psd(x, FS, 512)
+    np.testing.assert_allclose(f, f_ref)
+    np.testing.assert_allclose(p, p_ref, rtol=1e-4 if dtype == np.complex64 else 1e-10, atol=1e-20)
+
+
+def test_clip_fraction_counts_samples_not_rails():
+    from node.dsp import clip_fraction
+
+    x = np.array([1.0 + 1.0j, 0.1 - 1.0j, 0.2 + 0.2j, -1.0 + 0.0j], dtype=np.complex64)
+    assert clip_fraction(x, 0.999) == 0.75
