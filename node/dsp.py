@@ -84,7 +84,11 @@ def _rails(iq: np.ndarray) -> np.ndarray:
     return np.abs(iq.view(real)).reshape(-1, 2)
 
 
-def _clipped_fraction(rails: np.ndarray, level: float) -> float:
+def _clipped_fraction(rails: np.ndarray, level: float, peak: float | None = None) -> float:
+    """Per-sample count; skipped when the peak shows no rail was reached (the common case, and the
+    per-sample reduction over the (n, 2) array costs more than the whole PSD)."""
+    if (rails.max() if peak is None else peak) < level:
+        return 0.0
     return float(np.count_nonzero((rails >= level).any(axis=1))) / max(len(rails), 1)
 
 
@@ -127,8 +131,8 @@ def measure_band_power(iq: np.ndarray, cfg: BandPowerConfig) -> BandPower:
     if iq.size < cfg.nperseg:
         raise ValueError(f"buffer of {iq.size} samples is shorter than one Welch segment ({cfg.nperseg})")
     rails = _rails(iq)
-    clipped = _clipped_fraction(rails, cfg.clip_level)
     peak = float(rails.max())
+    clipped = _clipped_fraction(rails, cfg.clip_level, peak)
     x = iq - iq.mean(dtype=np.complex128).astype(iq.dtype)
     freqs, psd = welch_psd(x, cfg.sample_rate_hz, cfg.nperseg)
     df = cfg.sample_rate_hz / cfg.nperseg
