@@ -13,6 +13,7 @@ Frequencies are baseband offsets from the tuned centre, in Hz.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import scipy.fft
@@ -107,11 +108,19 @@ def welch_psd(x: np.ndarray, sample_rate_hz: float, nperseg: int) -> tuple[np.nd
     step = nperseg // 2
     nseg = (x.size - nperseg) // step + 1
     segs = np.lib.stride_tricks.sliding_window_view(x, nperseg)[: nseg * step : step]
-    win = get_window("hann", nperseg).astype(x.real.dtype)
-    spec = scipy.fft.fft(segs * win, axis=1, workers=1)
-    power = spec.real**2 + spec.imag**2
-    psd = power.mean(axis=0, dtype=np.float64) / (sample_rate_hz * float(np.sum(win.astype(np.float64) ** 2)))
+    win, win_energy = _hann(nperseg, x.real.dtype.str)
+    spec = scipy.fft.fft(segs * win, axis=1, workers=1, overwrite_x=True)
+    # Σ over segments of |X|², without materialising |X|² (einsum reduces re² and im² in place).
+    power = np.einsum("ij,ij->j", spec.real, spec.real) + np.einsum("ij,ij->j", spec.imag, spec.imag)
+    psd = power.astype(np.float64) / (nseg * sample_rate_hz * win_energy)
     return scipy.fft.fftfreq(nperseg, 1.0 / sample_rate_hz), psd
+
+
+@lru_cache(maxsize=8)
+def _hann(nperseg: int, dtype: str) -> tuple[np.ndarray, float]:
+    """Periodic Hann window (as Welch uses) in the samples' precision, and its energy Σw²."""
+    w = get_window("hann", nperseg)
+    return w.astype(dtype), float(np.sum(w**2))
 
 
 def _band_mask(freqs_hz: np.ndarray, band: Band) -> np.ndarray:
