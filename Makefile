@@ -8,11 +8,12 @@ PIP := $(VENV)/bin/pip
 VPY := $(VENV)/bin/python
 # Debian packages the project needs at run time (ARCHITECTURE.md, "facts learned on these machines").
 # libllvm19: Dr.Jit's LLVM backend (Sionna RT on CPU); older LLVMs crash in the path solver.
-APT_PACKAGES := libllvm19
+# libiio0: the libiio 0.24 that pylibiio==0.25 (pyadi-iio, the Pluto backend) binds to.
+APT_PACKAGES := libllvm19 libiio0
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Torch must come from the local CPU wheel, before anything that depends on it.
 TORCH := torch==2.13.0
-EXTRAS := central,train,dev
+EXTRAS := central,train,pluto,dev
 
 export DRJIT_LIBLLVM_PATH ?= /usr/lib/x86_64-linux-gnu/libLLVM.so.19.1
 
@@ -39,7 +40,7 @@ $(VENV)/.torch-stamp: | $(VENV)/bin/python
 	$(PIP) install -q $(TORCH)
 	@touch $@
 
-$(VENV)/.install-stamp: pyproject.toml $(VENV)/.torch-stamp
+$(VENV)/.install-stamp: pyproject.toml Makefile $(VENV)/.torch-stamp
 	$(PIP) install -q -e '.[$(EXTRAS)]'
 	@touch $@
 
