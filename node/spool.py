@@ -63,10 +63,11 @@ class Spool:
         with conn:  # one transaction: seq allocation, bound enforcement and the write
             seq = self._state("last_seq") + 1
             stored = dataclasses.replace(m, seq=seq)
-            excess = len(self) - self.max_records + 1
+            count = len(self)
+            excess = count - self.max_records + 1
             if excess > 0:
                 if self.policy == "refuse":
-                    raise SpoolFull(f"spool {self.path} holds {len(self)} records (max {self.max_records})")
+                    raise SpoolFull(f"spool {self.path} holds {count} records (max {self.max_records})")
                 conn.execute("DELETE FROM records WHERE seq IN (SELECT seq FROM records ORDER BY seq LIMIT ?)", [excess])
                 conn.execute("UPDATE state SET value = value + ? WHERE key = 'dropped'", [excess])
             conn.execute("INSERT INTO records (seq, payload) VALUES (?, ?)", [seq, json.dumps(stored.to_dict())])
