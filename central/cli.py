@@ -49,6 +49,9 @@ def cmd_twin_build(args) -> int:
     print(f"site {twin.site.name}: {m.num_su} SU maps, {m.grid.nx}x{m.grid.ny} cells of {m.grid.cell_size_m} m "
           f"({m.grid.num_valid} valid), methods {sorted(set(m.methods))}, {state}")
     print(f"cache: {twin.cache_path}")
+    if args.out:
+        m.save(args.out)
+        print(f"wrote {args.out}")
     return 0
 
 
@@ -73,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--cache-dir", type=Path, help="gain-map cache (default: $RFTWIN_CACHE_DIR or ~/.cache/rftwin)")
     b = tsub.add_parser("build", parents=[common], help="ray-trace the per-SU gain maps (cached)")
     b.add_argument("--rebuild", action="store_true", help="trace again even if cached")
+    b.add_argument("--out", type=Path, help="also write the maps to this .npz (e.g. a simulated world's true "
+                   "maps, from --site factory-hall-a-truth)")  # fmt: skip
     b.set_defaults(func=cmd_twin_build)
     s = tsub.add_parser("show", parents=[common], help="render the hall, SUs and one gain map to PNG")
     s.add_argument("--su", help="sensing unit whose map to draw (default: the first)")

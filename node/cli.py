@@ -1,23 +1,204 @@
-"""``rftwin-node``: the node agent's command line (the agent itself arrives with issue #3)."""
+"""``rftwin-node``: run the agent, take one reading, check a node's setup, show its status.
+
+Exit codes: 0 fine, 1 a check failed, 2 bad configuration or usage, 70 the watchdog ended a hung agent.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
 import sys
+import time
 from importlib.metadata import version
+from pathlib import Path
+
+from node.config import ConfigError, NodeConfig, load_config, parse_config
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # fmt: skip
+
+
+def cmd_run(args) -> int:
+    from node.agent import Agent
+
+    _setup_logging(args.verbose)
+    return Agent(load_config(args.config)).run(duration_s=args.duration)
+
+
+def _adhoc_config(args) -> NodeConfig:
+    """A config for ``measure`` without a file: just the radio and the band from the command line."""
+    return parse_config({
+        "node_id": args.node_id, "position_m": [0.0, 0.0, 0.0], "state_dir": "/nonexistent",
+        "radio": {"backend": args.backend, "center_hz": args.center_hz, "sample_rate_hz": args.sample_rate_hz,
+                  "gain_db": args.gain_db, "samples_per_reading": args.samples,
+                  "args": dict(_backend_arg(a) for a in args.arg)},
+        "band": {"bandwidth_hz": args.bandwidth_hz},
+        "central": {"token": "unused"},
+    }, "<command line>")  # fmt: skip
+
+
+def _backend_arg(text: str) -> tuple[str, object]:
+    """``KEY=VALUE`` with VALUE read as a TOML value (``seed=3``, ``uri="usb:1.2.5"``), else a string."""
+    import tomllib
+
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"--arg {text!r}: expected KEY=VALUE")
+    try:
+        return key, tomllib.loads(f"v = {value}")["v"]
+    except tomllib.TOMLDecodeError:
+        return key, value
+
+
+def cmd_measure(args) -> int:
+    from node.measure import Measurer
+    from node.sdr.open import calibration_for, open_backend
+
+    cfg = load_config(args.config) if args.config else _adhoc_config(args)
+    radio = open_backend(cfg)
+    try:
+        measurer = Measurer(cfg.node_id, radio, cfg.band, calibration_for(cfg), cfg.radio.samples_per_reading)
+        for i in range(1 if args.once else args.count):
+            reading = measurer.read()
+            print(json.dumps(reading.measurement.to_dict()), flush=True)
+            if args.sigmf:
+                from node.sigmf import write_capture
+
+                path = write_capture(Path(args.sigmf), reading.buffer, reading.measurement, cfg.position_m,
+                                     "rftwin-node measure", cfg.radio.backend)  # fmt: skip
+                print(f"IQ written to {path}", file=sys.stderr)
+            if not args.once and i + 1 < args.count:
+                time.sleep(cfg.interval_s)
+    finally:
+        radio.close()
+    return 0
+
+
+def cmd_check(args) -> int:
+    """Validate the config, open the radio, take a reading, reach the central unit; report each step."""
+    from node.measure import Measurer
+    from node.sdr.open import calibration_for, open_backend
+    from node.uplink import CentralLocator
+
+    ok = True
+
+    def report(step: str, good: bool, detail: str) -> None:
+        nonlocal ok
+        ok &= good
+        print(f"[{'ok' if good else 'FAIL'}] {step}: {detail}")
+
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as e:
+        report("config", False, str(e))
+        return 2
+    report("config", True, f"{args.config}: node {cfg.node_id} at {cfg.position_m} m, backend {cfg.radio.backend}")
+    try:
+        radio = open_backend(cfg)
+        try:
+            m = Measurer(cfg.node_id, radio, cfg.band, calibration_for(cfg), cfg.radio.samples_per_reading).read()
+        finally:
+            radio.close()
+        sat = " (SATURATED: reading is a lower bound; lower the gain)" if m.measurement.saturated else ""
+        report("radio", not m.measurement.saturated,
+               f"{m.measurement.power_dbm:.1f} dBm in {cfg.band.band.bandwidth_hz / 1e6:g} MHz at "
+               f"{m.measurement.f_center_hz / 1e6:g} MHz, clip fraction {m.measurement.clip_fraction:.2g}{sat}")  # fmt: skip
+    except Exception as e:
+        report("radio", False, f"{type(e).__name__}: {e}")
+    locator = CentralLocator(cfg.central.url, cfg.central.discovery_timeout_s)
+    try:
+        import httpx
+
+        from node.protocol import HEALTH_PATH
+
+        url = locator.url()
+        resp = httpx.get(url + HEALTH_PATH, timeout=cfg.central.timeout_s,
+                         verify=_verify(cfg))  # fmt: skip
+        report("central", resp.status_code == 200, f"{url}: health {resp.status_code}")
+    except Exception as e:  # UplinkError, httpx errors, TLS errors: all are a failed check
+        report("central", False, f"{type(e).__name__}: {e}")
+    if cfg.spool.path.exists():
+        from node.spool import Spool
+
+        spool = Spool(cfg.spool.path, cfg.spool.max_records, cfg.spool.policy)  # type: ignore[arg-type]
+        report("spool", True, f"{cfg.spool.path}: {len(spool)} pending, {spool.dropped} dropped by policy")
+        spool.close()
+    return 0 if ok else 1
+
+
+def _verify(cfg: NodeConfig):
+    import ssl
+
+    return ssl.create_default_context(cafile=str(cfg.central.ca_file)) if cfg.central.ca_file else True
+
+
+def cmd_status(args) -> int:
+    cfg = load_config(args.config)
+    try:
+        st = json.loads(cfg.status_path.read_text())
+    except (OSError, ValueError) as e:
+        print(f"no status at {cfg.status_path} ({e}); is the agent running?", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(st, indent=1))
+        return 0
+    age = time.time() - st.get("written_unix_s", 0)
+    print(f"node {st['node_id']} (status written {age:.0f} s ago{'; STALE' if age > 10 else ''})")
+    for key in ("readings", "last_power_dbm", "saturated_readings", "read_errors", "last_read_error", "radio_open",
+                "uploaded", "pending", "dropped", "refused", "upload_failures", "last_upload_error", "central_url",
+                "captures"):  # fmt: skip
+        print(f"  {key:20s} {st.get(key)}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rftwin-node", description="rftwin node agent (sensing unit)")
+    p.add_argument("-v", "--verbose", action="store_true")
     sub = p.add_subparsers(dest="command", required=True)
     v = sub.add_parser("version", help="print the installed rftwin version")
     v.set_defaults(func=lambda args: print(f"rftwin {version('rftwin')}") or 0)
+
+    r = sub.add_parser("run", help="run the agent (the systemd service's command)")
+    r.add_argument("--config", required=True, type=Path)
+    r.add_argument("--duration", type=float, default=None, help="stop after this many seconds (tests, demos)")
+    r.set_defaults(func=cmd_run)
+
+    m = sub.add_parser("measure", help="take reading(s) and print them as JSON")
+    m.add_argument("--config", type=Path, help="use this node's radio, band and calibration")
+    m.add_argument("--backend", choices=("pluto", "soapy", "simulated"), default="simulated")
+    m.add_argument("--node-id", default="adhoc")
+    m.add_argument("--center-hz", type=float, default=3.7e9)
+    m.add_argument("--sample-rate-hz", type=float, default=30.72e6)
+    m.add_argument("--gain-db", type=float, default=40.0)
+    m.add_argument("--bandwidth-hz", type=float, default=20e6)
+    m.add_argument("--samples", type=int, default=65536)
+    m.add_argument("--arg", action="append", default=[], metavar="KEY=VALUE", help="backend argument (string)")
+    m.add_argument("--once", action="store_true", help="one reading (default with no --count)")
+    m.add_argument("--count", type=int, default=1)
+    m.add_argument("--sigmf", metavar="DIR", help="also write each buffer as a SigMF recording into DIR")
+    m.set_defaults(func=cmd_measure)
+
+    c = sub.add_parser("check", help="validate the config, find the radio and the central unit")
+    c.add_argument("--config", required=True, type=Path)
+    c.set_defaults(func=cmd_check)
+
+    s = sub.add_parser("status", help="what the running agent reports")
+    s.add_argument("--config", required=True, type=Path)
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_status)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except ConfigError as e:
+        print(f"rftwin-node: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -11,6 +11,11 @@ import re
 from dataclasses import asdict, dataclass
 
 PROTOCOL_VERSION = 1
+# The central unit's ingest endpoint (relative to its base URL). Nodes POST an IngestBatch there with
+# ``Authorization: Bearer <node token>`` and get an IngestAck back.
+INGEST_PATH = "/api/v1/ingest"
+HEALTH_PATH = "/api/v1/health"  # 200 when the central unit is up (``rftwin-node check`` asks it)
+MAX_BATCH_RECORDS = 1000
 NODE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 # Bounds that no real reading can leave: anything outside is a bug or an attack, not a measurement.
 POWER_DBM_RANGE = (-200.0, 60.0)
@@ -68,6 +73,66 @@ class Measurement:
         clip = _real(d, "clip_fraction", 0.0, 1.0, default=0.0)
         gain = _real(d, "gain_db", *GAIN_DB_RANGE, default=0.0)
         return cls(node_id, seq, t_ns, f, bw, power, subs, saturated, clip, gain)
+
+
+@dataclass(frozen=True)
+class IngestBatch:
+    """One upload: records of one node, in sequence order (a node can only write as itself)."""
+
+    node_id: str
+    records: tuple[Measurement, ...]
+    protocol: int = PROTOCOL_VERSION
+
+    def to_dict(self) -> dict:
+        return {"protocol": self.protocol, "node_id": self.node_id, "records": [m.to_dict() for m in self.records]}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "IngestBatch":
+        """Validate a whole batch; one bad record refuses the batch (the error names its index)."""
+        if not isinstance(d, dict):
+            raise ProtocolError(f"a batch must be an object, got {type(d).__name__}")
+        unknown = set(d) - {"protocol", "node_id", "records"}
+        if unknown:
+            raise ProtocolError(f"unknown fields {sorted(unknown)}")
+        if d.get("protocol") != PROTOCOL_VERSION:
+            raise ProtocolError(f"protocol must be {PROTOCOL_VERSION}, got {d.get('protocol')!r}")
+        node_id, records = d.get("node_id"), d.get("records")
+        if not isinstance(node_id, str) or not NODE_ID_RE.match(node_id):
+            raise ProtocolError(f"node_id must be 1-64 of letters, digits, '-', '_', '.', got {node_id!r}")
+        if not isinstance(records, list) or not 1 <= len(records) <= MAX_BATCH_RECORDS:
+            raise ProtocolError(f"records must be a list of 1 to {MAX_BATCH_RECORDS} measurements")
+        parsed = []
+        for i, r in enumerate(records):
+            try:
+                m = Measurement.from_dict(r)
+            except ProtocolError as e:
+                raise ProtocolError(f"records[{i}]: {e}") from None
+            if m.node_id != node_id:
+                raise ProtocolError(f"records[{i}]: node_id {m.node_id!r} differs from the batch's {node_id!r}")
+            parsed.append(m)
+        return cls(node_id, tuple(parsed))
+
+
+@dataclass(frozen=True)
+class IngestAck:
+    """What the central unit has durably stored: ``acked`` seqs (new or already present), so the node
+    may delete them from its spool. Re-sending an acked record is harmless (idempotent on seq)."""
+
+    acked: tuple[int, ...]
+    duplicates: int = 0
+
+    def to_dict(self) -> dict:
+        return {"acked": list(self.acked), "duplicates": self.duplicates}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "IngestAck":
+        if not isinstance(d, dict) or not isinstance(d.get("acked"), list):
+            raise ProtocolError("an ack must be an object with a list 'acked'")
+        acked = tuple(_int({"acked": s}, "acked", 0) for s in d["acked"])
+        dup = d.get("duplicates", 0)
+        if isinstance(dup, bool) or not isinstance(dup, int) or dup < 0:
+            raise ProtocolError(f"duplicates must be a non-negative integer, got {dup!r}")
+        return cls(acked, dup)
 
 
 def _int(d: dict, key: str, minimum: int) -> int:

@@ -58,7 +58,12 @@ class Spool:
         return self.db.execute("SELECT count(*) FROM records").fetchone()[0]
 
     def append(self, m: Measurement) -> Measurement:
-        """Store ``m`` with the next sequence number (its own ``seq`` is ignored) and return it."""
+        """Store ``m`` with the next sequence number (its own ``seq`` is ignored) and return it.
+
+        The record is validated first (:class:`~node.protocol.ProtocolError` if it could never be
+        accepted), so nothing that would block the replay queue forever ever enters it.
+        """
+        Measurement.from_dict(m.to_dict())
         conn = self.db.conn
         with conn:  # one transaction: seq allocation, bound enforcement and the write
             seq = self._state("last_seq") + 1

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from node.gain_lookup import GainMapFile
+
 DATA = Path(__file__).parent / "data"
 
 
@@ -55,8 +57,11 @@ def test_twin_build_then_show_renders_a_png_from_the_cache(tmp_path):
     assert "tracing gain maps" not in shown.stderr  # served from the cache
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
 
-    again = run(script("rftwin-central"), "twin", "build", "--site", site, "--cache-dir", str(tmp_path))
-    assert "cached" in again.stdout
+    world = tmp_path / "out" / "world.npz"
+    again = run(script("rftwin-central"), "twin", "build", "--site", site, "--cache-dir", str(tmp_path),
+                "--out", str(world))  # fmt: skip
+    assert "cached" in again.stdout and f"wrote {world}" in again.stdout
+    assert GainMapFile.load(world).su_ids == ["low", "high"]  # what the simulated world reads
 
 
 def test_twin_show_rejects_an_unknown_su(tmp_path, tiny_twin):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import tomllib
 
 import pytest
@@ -30,6 +31,19 @@ def test_builtin_sites_are_the_papers_hall(name, su_height):
     assert [(b.min_m[0], b.min_m[1]) for b in site.obstacles] == PAPER_LINES_SW
     assert all(b.size_m == (4.0, 14.0, 3.0) and b.material == "metal" for b in site.obstacles)
     assert [su.position_m for su in site.sensing_units] == [(x, y, su_height) for x, y in PAPER_SU_XY]
+
+
+def test_the_simulated_worlds_truth_is_hall_a_with_other_concrete():
+    """Same geometry as the twin's hall, different concrete: the gap calibration has to close."""
+    twin, truth = resolve_site("factory-hall-a"), resolve_site("factory-hall-a-truth")
+    assert truth.name == "factory-hall-a-truth"
+    strip = dict(name="", description="", materials={})
+    assert dataclasses.replace(truth, **strip) == dataclasses.replace(twin, **strip)
+    concrete = truth.materials["concrete"]
+    assert (concrete.itu_type, concrete.relative_permittivity, concrete.conductivity_s_per_m) == (None, 7.0, 0.3)
+    assert concrete.thickness_m == twin.materials["concrete"].thickness_m
+    assert truth.materials["metal"] == twin.materials["metal"]
+    assert truth.content_hash() != twin.content_hash()
 
 
 def test_default_site_is_scenario_a():

@@ -6,8 +6,9 @@ Any transmitter position is then an interpolated lookup (:mod:`central.twin.pred
 cell is a candidate jammer position for localisation.
 
 Maps are cached as ``<cache_dir>/<key>.npz`` where the key hashes the site's geometry and materials,
-the solver settings, the Sionna RT version and this file's format version: change any and the maps
-are rebuilt; nothing else invalidates them.
+the solver settings, the Sionna RT version and the file format version (:mod:`node.gain_lookup`, which
+owns the format so the simulated world can read maps without the twin): change any and the maps are
+rebuilt; nothing else invalidates them.
 """
 
 from __future__ import annotations
@@ -26,11 +27,11 @@ import numpy as np
 from central.twin.grid import PlaneGrid
 from central.twin.site import Site
 from central.twin.solvers import SolverSettings
+from node.gain_lookup import GAIN_FLOOR_DB, GAIN_MAP_FORMAT, GainMapFile
 
-FORMAT_VERSION = 1
-# Gains below this are "no path found" (fully shadowed at the traced depth); a finite floor keeps
-# interpolation in dB well defined. −250 dB is far below any noise floor at any transmit power.
-GAIN_FLOOR_DB = -250.0
+# The file format (and the no-path gain floor) belong to node.gain_lookup, which the simulated world
+# reads without the twin; the format version is part of the cache key.
+FORMAT_VERSION = GAIN_MAP_FORMAT
 
 
 @dataclass
@@ -57,7 +58,6 @@ class GainMaps:
     def save(self, path: Path) -> None:
         """Atomic write: a crash mid-save never leaves a truncated cache entry behind."""
         meta = {
-            "format": FORMAT_VERSION,
             "key": self.key,
             "site_name": self.site_name,
             "su_ids": self.su_ids,
@@ -67,36 +67,24 @@ class GainMaps:
             "cell_size_m": self.grid.cell_size_m,
             "height_m": self.grid.height_m,
         }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}.npz")
-        np.savez_compressed(
-            tmp,
-            meta=np.array(json.dumps(meta)),
-            gain_db=self.gain_db,
-            valid=self.grid.valid,
-            su_positions_m=self.su_positions_m,
-        )
-        os.replace(tmp, path)
+        GainMapFile(meta, self.gain_db, self.grid.valid, self.su_positions_m).save(path)
 
     @classmethod
     def load(cls, path: Path) -> GainMaps:
-        with np.load(path) as z:
-            meta = json.loads(str(z["meta"]))
-            if meta.get("format") != FORMAT_VERSION:
-                raise ValueError(f"{path}: gain-map format {meta.get('format')}, expected {FORMAT_VERSION}")
-            valid = z["valid"]
-            grid = PlaneGrid(meta["cell_size_m"], valid.shape[1], valid.shape[0], meta["height_m"], valid)
-            return cls(
-                key=meta["key"],
-                site_name=meta["site_name"],
-                su_ids=list(meta["su_ids"]),
-                su_positions_m=z["su_positions_m"],
-                grid=grid,
-                gain_db=z["gain_db"],
-                methods=list(meta["methods"]),
-                settings=meta["settings"],
-                build_s=float(meta["build_s"]),
-            )
+        f = GainMapFile.load(path)
+        meta = f.meta
+        grid = PlaneGrid(f.cell_size_m, f.valid.shape[1], f.valid.shape[0], f.height_m, f.valid)
+        return cls(
+            key=meta["key"],
+            site_name=meta["site_name"],
+            su_ids=f.su_ids,
+            su_positions_m=f.su_positions_m,
+            grid=grid,
+            gain_db=f.gain_db,
+            methods=list(meta["methods"]),
+            settings=meta["settings"],
+            build_s=float(meta["build_s"]),
+        )
 
 
 def cache_key(site: Site, settings: SolverSettings, rt_version: str) -> str:

@@ -295,7 +295,11 @@ def load_site(path: str | Path) -> Site:
         raise SiteError(f"{path}: {e}") from None
 
 
-BUILTIN_SITES = {"factory-hall-a": "factory_hall_a.toml", "factory-hall-b": "factory_hall_b.toml"}
+BUILTIN_SITES = {
+    "factory-hall-a": "factory_hall_a.toml",
+    "factory-hall-b": "factory_hall_b.toml",
+    "factory-hall-a-truth": "factory_hall_a_truth.toml",  # the simulated world's materials, not the twin's
+}
 DEFAULT_SITE = "factory-hall-a"
 
 

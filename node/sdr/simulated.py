@@ -18,6 +18,7 @@ from typing import Literal
 
 import numpy as np
 
+from node.calibration_table import CalibrationTable
 from node.sdr.base import IQBuffer
 
 Waveform = Literal["ofdm", "noise", "tone", "sweep"]
@@ -54,6 +55,12 @@ class ReceiverModel:
     def dbm_to_dbfs_offset_db(self, gain_db: float) -> float:
         """dBFS = dBm + this."""
         return gain_db - self.full_scale_dbm_at_0db
+
+    def nominal_calibration(self) -> CalibrationTable:
+        """The table a bench calibration of this (ideal, frequency-flat) receiver would produce."""
+        gains = self.gain_range_db
+        row = tuple(-self.dbm_to_dbfs_offset_db(g) for g in gains)
+        return CalibrationTable((1e6, 1e11), gains, (row, row))
 
 
 class SimulatedSdr:
