@@ -9,15 +9,22 @@ VPY := $(VENV)/bin/python
 # Debian packages the project needs at run time (ARCHITECTURE.md, "facts learned on these machines").
 # libllvm19: Dr.Jit's LLVM backend (Sionna RT on CPU); older LLVMs crash in the path solver.
 # libiio0: the libiio 0.24 that pylibiio==0.25 (pyadi-iio, the Pluto backend) binds to.
-APT_PACKAGES := libllvm19 libiio0
+# python3-soapysdr: the SoapySDR binding (none on PyPI); linked into the venv by `soapy-link`.
+# soapysdr-module-audio: a SoapySDR device without radio hardware (an audio source), for the tests.
+# pulseaudio, pulseaudio-utils: the null sink the tests' audio device records, and pacat/parec/pactl.
+APT_PACKAGES := libllvm19 libiio0 python3-soapysdr soapysdr-module-audio pulseaudio pulseaudio-utils
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Torch must come from the local CPU wheel, before anything that depends on it.
 TORCH := torch==2.13.0
 EXTRAS := central,train,pluto,dev
 
+# Debian's python3-soapysdr is built for CPython 3.11, the venv's version: its two files are linked in.
+SOAPY_DIST := /usr/lib/python3/dist-packages
+VENV_SITE := $(VENV)/lib/python3.11/site-packages
+
 export DRJIT_LIBLLVM_PATH ?= /usr/lib/x86_64-linux-gnu/libLLVM.so.19.1
 
-.PHONY: help apt install test demo bench lint clean
+.PHONY: help apt soapy-link install test demo bench lint clean
 
 help:
 	@echo "make demo    run the main job (builds the default twin; see README)"
@@ -28,7 +35,7 @@ apt:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "apt: installing$$missing"; \
-	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
 $(VENV)/bin/python:
@@ -44,7 +51,15 @@ $(VENV)/.install-stamp: pyproject.toml Makefile $(VENV)/.torch-stamp
 	$(PIP) install -q -e '.[$(EXTRAS)]'
 	@touch $@
 
-install: apt $(VENV)/.install-stamp
+# Idempotent: a link already pointing at the right file is left alone.
+soapy-link: apt | $(VENV)/bin/python
+	@for f in $(SOAPY_DIST)/SoapySDR.py $(SOAPY_DIST)/_SoapySDR.cpython-311-*.so; do \
+	  [ -e "$$f" ] || { echo "soapy-link: $$f missing (python3-soapysdr)"; exit 1; }; \
+	  link="$(VENV_SITE)/$${f##*/}"; \
+	  [ "$$(readlink "$$link")" = "$$f" ] || { echo "soapy-link: $$link -> $$f"; ln -sfn "$$f" "$$link"; }; \
+	done
+
+install: apt $(VENV)/.install-stamp soapy-link
 
 test: install
 	$(VPY) -m pytest -q

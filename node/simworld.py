@@ -274,6 +274,12 @@ class World:
             raise ValueError(f"unknown sensing unit {su_id!r}; the world's maps have {self.su_ids}")
         return self._su_index[su_id]
 
+    def gain_offset_db(self, su_id: str) -> float:
+        """The world's own per-SU model error (``meta["su_gain_offsets_db"]``, written by
+        ``rftwin-central sim make-world``): a loss the twin and the node's calibration do not know."""
+        self.su_index(su_id)
+        return float(self.maps.meta.get("su_gain_offsets_db", {}).get(su_id, 0.0))
+
     def active_at(self, t_s: float) -> list[EmitterState]:
         return [EmitterState(e.id, e.role, e.position_at(t_s), e.tx_power_dbm, e.offset_hz, e.bandwidth_hz)
                 for e in self.scenario.active_at(t_s)]  # fmt: skip
@@ -332,7 +338,8 @@ class SimulatedWorldSdr:
     Scenario time is ``clock() − start_time_s``; separate node processes given the same start time
     (and the same scenario and maps) see one consistent world. ``gain_offset_db`` is a loss or gain
     between the air and the receiver that the node's calibration table does not know (a cable, a
-    detuned antenna): it scales every received signal, not the receiver's own noise. The output is IQ
+    detuned antenna): it scales every received signal, not the receiver's own noise. None takes the
+    world's own offset for this SU (:meth:`World.gain_offset_db`). The output is IQ
     samples only; the power the DSP reports is whatever it measures in them.
     """
 
@@ -341,13 +348,15 @@ class SimulatedWorldSdr:
         world: World,
         su_id: str,
         *,
-        gain_offset_db: float = 0.0,
+        gain_offset_db: float | None = None,
         receiver: ReceiverModel = ReceiverModel(),
         seed: int | None = None,
         clock: Callable[[], float] = time.time,
         start_time_s: float | None = None,
     ):
         world.su_index(su_id)
+        if gain_offset_db is None:
+            gain_offset_db = world.gain_offset_db(su_id)
         if not math.isfinite(gain_offset_db):
             raise ValueError(f"gain_offset_db must be finite, got {gain_offset_db}")
         self.world, self.su_id = world, su_id

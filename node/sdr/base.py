@@ -21,6 +21,17 @@ class IQBuffer:
     gain_db: float
 
 
+class SdrUnavailable(RuntimeError):
+    """The radio cannot deliver samples: unreachable after the configured attempts, or closed.
+
+    Every backend raises this family, so the agent catches one type whatever the radio is."""
+
+
+class SdrReadError(SdrUnavailable):
+    """The radio is open but its sample stream failed: timeouts past the retry limit, or a driver
+    error code. The agent may close and reopen the backend."""
+
+
 class SdrBackend(Protocol):
     def tune(self, center_hz: float, sample_rate_hz: float) -> None: ...
 

@@ -29,8 +29,15 @@ def open_backend(cfg: NodeConfig) -> SdrBackend:
     elif radio.backend == "soapy":
         from node.sdr.soapy import SoapySdr
 
-        sdr = SoapySdr(args.string("device", ""), channel=args.integer("channel", 0, 64, default=0),
-                       antenna=args.optional_string("antenna"))  # fmt: skip
+        sdr = SoapySdr(
+            args.raw("device", ""),  # "driver=audio,..." or a table of key = "value"
+            channel=args.integer("channel", 0, 64, default=0),
+            antenna=args.optional_string("antenna"),
+            stream_args=args.optional_string("stream_args"),  # e.g. "chan=stereo_iq" for the audio driver
+            discard_buffers_after_retune=args.integer("discard_buffers_after_retune", 0, 100, default=2),
+            read_timeout_s=args.real("read_timeout_s", 0.001, 60.0, default=0.5),
+            max_retries=args.integer("max_retries", 0, 1000, default=5),
+        )
     else:
         sdr = _simulated(cfg, args)
     args.reject_unknown()
@@ -64,7 +71,7 @@ def _simulated(cfg: NodeConfig, args: Fields) -> SdrBackend:
             args.string("su_id", cfg.node_id),
             receiver=receiver,
             seed=seed,
-            gain_offset_db=args.real("gain_offset_db", -40.0, 40.0, default=0.0),
+            gain_offset_db=args.real("gain_offset_db", -40.0, 40.0) if args.has("gain_offset_db") else None,
             start_time_s=args.real("start_time_s", 0.0, 1e11) if args.has("start_time_s") else None,
         )
     emitters = []

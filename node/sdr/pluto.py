@@ -15,14 +15,13 @@ from typing import Callable
 
 import numpy as np
 
-from node.sdr.base import IQBuffer
+from node.sdr.base import IQBuffer, SdrUnavailable
 
 log = logging.getLogger(__name__)
 FULL_SCALE_CODES = 2048.0
 
-
-class SdrUnavailable(RuntimeError):
-    """The radio could not be reached after the configured reconnection attempts."""
+# SdrUnavailable moved to base (shared by all backends); still importable from here.
+__all__ = ["FULL_SCALE_CODES", "PlutoSdr", "SdrUnavailable"]
 
 
 def _adi_pluto(uri: str):
