@@ -123,9 +123,7 @@ def _netns_cmd(*argv: str) -> list[str]:
     return ["unshare", "-n", "--", "sh", "-c", f'{NETNS_SETUP} && exec "$@"', "sh", *argv]
 
 
-@pytest.fixture(scope="module")
-def netns_results():
-    """Start every scenario at once, each in its own namespace; skip only if namespaces are refused."""
+def _netns_or_skip() -> None:
     missing = [tool for tool in ("unshare", "ip") if shutil.which(tool) is None]
     if missing:
         pytest.skip(f"network namespace test needs {', '.join(missing)} on PATH")
@@ -136,6 +134,12 @@ def netns_results():
             f"cannot create a private network namespace here: `{shlex.join(probe)}` exited "
             f"{res.returncode}: {res.stderr.strip()}"
         )
+
+
+@pytest.fixture(scope="module")
+def netns_results():
+    """Start every scenario at once, each in its own namespace; skip only if namespaces are refused."""
+    _netns_or_skip()
     procs = {
         key: subprocess.Popen(
             _netns_cmd(sys.executable, "-c", SCENARIO, json.dumps(sc)),
@@ -269,3 +273,34 @@ def test_discover_rejects_a_non_positive_timeout():
     with pytest.raises(ValueError):
         discover_central(0)
     assert issubclass(DiscoveryError, RuntimeError)
+
+
+# Runs inside a namespace: an ingest endpoint advertised by zeroconf, and a node agent with no URL.
+AGENT_WITHOUT_URL = r"""
+import json, sys
+from pathlib import Path
+from node.agent import Agent
+from node.config import load_config
+from node.discovery import Advertisement
+from tests.ingest_server import IngestServer
+from tests.node_configs import simulated_node_toml, write_config
+d = Path(sys.argv[1])
+srv = IngestServer(d / "central.db", {"su01": "secret-su01"}).start()
+with Advertisement(srv.port, addresses=["127.0.0.1"], name="rftwin-central-test"):
+    agent = Agent(load_config(write_config(d, simulated_node_toml(url=None))))
+    agent.run(duration_s=3.0)
+st = agent.status
+print(json.dumps({"port": srv.port, "readings": st.readings, "uploaded": st.uploaded,
+                  "central_url": st.central_url, "seqs": srv.store.seqs("su01")}))
+"""
+
+
+def test_a_node_without_a_url_finds_the_central_unit_and_delivers(tmp_path):
+    _netns_or_skip()
+    res = subprocess.run(_netns_cmd(sys.executable, "-c", AGENT_WITHOUT_URL, str(tmp_path)), cwd=ROOT,
+                         capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    r = json.loads(res.stdout.strip().splitlines()[-1])
+    assert r["central_url"] == f"http://127.0.0.1:{r['port']}"
+    assert r["readings"] >= 20 and r["uploaded"] == r["readings"]
+    assert r["seqs"] == list(range(r["readings"]))
