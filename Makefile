@@ -12,7 +12,9 @@ VPY := $(VENV)/bin/python
 # python3-soapysdr: the SoapySDR binding (none on PyPI); linked into the venv by `soapy-link`.
 # soapysdr-module-audio: a SoapySDR device without radio hardware (an audio source), for the tests.
 # pulseaudio, pulseaudio-utils: the null sink the tests' audio device records, and pacat/parec/pactl.
-APT_PACKAGES := libllvm19 libiio0 python3-soapysdr soapysdr-module-audio pulseaudio pulseaudio-utils
+# chromium, fonts-liberation: the headless browser the dashboard test drives with Playwright (no browser
+#   download), and the fonts it renders with (only a Recommends of chromium, skipped by --no-install-recommends).
+APT_PACKAGES := libllvm19 libiio0 python3-soapysdr soapysdr-module-audio pulseaudio pulseaudio-utils chromium fonts-liberation
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Torch must come from the local CPU wheel, before anything that depends on it.
 TORCH := torch==2.13.0

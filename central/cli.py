@@ -65,6 +65,120 @@ def cmd_twin_show(args) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------- central unit
+
+CONFIG_ENV = "RFTWIN_CENTRAL_CONFIG"
+DEFAULT_CONFIG = Path("/etc/rftwin-central/central.toml")
+
+
+def _position(text: str) -> tuple[float, float, float]:
+    import math
+
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected x,y,z in metres, got {text!r}") from None
+    if len(values) != 3 or not all(math.isfinite(v) for v in values):
+        raise argparse.ArgumentTypeError(f"expected three finite numbers x,y,z, got {text!r}")
+    return values  # type: ignore[return-value]
+
+
+def _config(args):
+    import os
+
+    from central.config import load_config
+
+    path = args.config or Path(os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG)
+    return load_config(path)
+
+
+def _store(cfg):
+    from central.store import Store
+
+    return Store(cfg.db_path)
+
+
+def cmd_run(args) -> int:
+    import logging
+
+    from central.service import CentralService
+
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    cfg = _config(args)
+    return CentralService(cfg, log_level=args.log_level).run()
+
+
+def cmd_node_add(args) -> int:
+    from central.enrolment import enrol_node
+
+    cfg = _config(args)
+    site = cfg.load_site()
+    with _store(cfg) as store:
+        token, su = enrol_node(store, site, args.id, args.position)
+    print(f"enrolled node {args.id} at {list(args.position)} as sensing unit {su} of site {site.name}", file=sys.stderr)
+    print("its token (shown only now; put it in the node's [central] token or token_file):", file=sys.stderr)
+    print(token)
+    return 0
+
+
+def cmd_node_revoke(args) -> int:
+    cfg = _config(args)
+    with _store(cfg) as store:
+        known = {n.id: n for n in store.nodes()}
+        if args.id not in known:
+            raise ValueError(f"no node {args.id!r} is enrolled")
+        if not store.revoke_node(args.id):
+            print(f"node {args.id} was already revoked")
+            return 0
+    print(f"revoked node {args.id}: its token is refused from now on")
+    return 0
+
+
+def cmd_node_list(args) -> int:
+    cfg = _config(args)
+    with _store(cfg) as store:
+        health = store.node_health(cfg.detection.stale_s)
+    if not health:
+        print("no nodes enrolled")
+        return 0
+    print(f"{'node':<16} {'su':<8} {'position_m':<22} {'records':>9}  state")
+    for h in health:
+        pos = ",".join(f"{v:g}" for v in h.position_m)
+        state = "healthy" if h.healthy else h.detail
+        print(f"{h.node_id:<16} {h.extra.get('su_id') or '-':<8} {pos:<22} {h.records:>9}  {state}")
+    return 0
+
+
+def cmd_credential_add(args) -> int:
+    from central.config import NAME_RE
+
+    if not NAME_RE.match(args.name):
+        raise ValueError(f"name must be 1-64 of letters, digits, '-', '_', '.', '@', got {args.name!r}")
+    cfg = _config(args)
+    in_config = {e.name for e in (cfg.integrations if args.kind == "integration" else cfg.operators)}
+    if args.name in in_config:
+        raise ValueError(f"{args.kind} {args.name!r} is already defined in {cfg.source}")
+    with _store(cfg) as store:
+        token = (store.add_integration if args.kind == "integration" else store.add_operator)(args.name)
+    print(f"created {args.kind} {args.name}; its token (shown only now):", file=sys.stderr)
+    print(token)
+    return 0
+
+
+def cmd_credential_list(args) -> int:
+    cfg = _config(args)
+    with _store(cfg) as store:
+        enrolled = store.credential_names(args.table)
+    configured = [e.name for e in (cfg.integrations if args.kind == "integration" else cfg.operators)]
+    for name in configured:
+        print(f"{name}  (config file)")
+    for name in enrolled:
+        print(name)
+    if not configured and not enrolled:
+        print(f"no {args.table}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rftwin-central", description="rftwin central unit")
     sub = p.add_subparsers(dest="command", required=True)
@@ -83,6 +197,37 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--su", help="sensing unit whose map to draw (default: the first)")
     s.add_argument("--out", type=Path, default=Path("twin.png"), help="PNG path (default: twin.png)")
     s.set_defaults(func=cmd_twin_show)
+
+    cfg = argparse.ArgumentParser(add_help=False)
+    cfg.add_argument("--config", type=Path, default=None,
+                     help=f"central config (TOML; default: ${CONFIG_ENV} or {DEFAULT_CONFIG})")  # fmt: skip
+
+    r = sub.add_parser("run", parents=[cfg], help="run the central unit (API, store, live detection, dashboard)")
+    r.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    r.set_defaults(func=cmd_run)
+
+    node = sub.add_parser("node", help="enrol, revoke and list nodes (sensing-unit agents)")
+    nsub = node.add_subparsers(dest="node_command", required=True)
+    a = nsub.add_parser("add", parents=[cfg], help="enrol a node and print its token (shown once)")
+    a.add_argument("id", help="node id, e.g. su01")
+    a.add_argument("--position", required=True, type=_position, metavar="X,Y,Z",
+                   help="surveyed antenna position in m; must be within 1 m of a sensing unit of the site")  # fmt: skip
+    a.set_defaults(func=cmd_node_add)
+    rv = nsub.add_parser("revoke", parents=[cfg], help="revoke a node's token (effective at once)")
+    rv.add_argument("id")
+    rv.set_defaults(func=cmd_node_revoke)
+    ls = nsub.add_parser("list", parents=[cfg], help="enrolled nodes, their SU and last contact")
+    ls.set_defaults(func=cmd_node_list)
+
+    for kind, table, what in (("integration", "integrations", "a context feed (POST /api/v1/context)"),
+                              ("operator", "operators", "an operator (acknowledges alarms)")):  # fmt: skip
+        k = sub.add_parser(kind, help=f"tokens for {what}")
+        ksub = k.add_subparsers(dest=f"{kind}_command", required=True)
+        ka = ksub.add_parser("add", parents=[cfg], help=f"create {what} and print its token (shown once)")
+        ka.add_argument("name")
+        ka.set_defaults(func=cmd_credential_add, kind=kind)
+        kl = ksub.add_parser("list", parents=[cfg], help=f"names of the enrolled {table}")
+        kl.set_defaults(func=cmd_credential_list, kind=kind, table=table)
     return p
 
 
@@ -92,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (SiteError, ValueError) as e:
+    except (SiteError, ValueError, OSError) as e:  # ConfigError and StoreError are ValueErrors
         print(f"rftwin-central: error: {e}", file=sys.stderr)
         return 2
 

@@ -144,6 +144,8 @@ def _int(d: dict, key: str, minimum: int) -> int:
 
 def _real(d: dict, key: str, lo: float, hi: float, default: float | None = None) -> float:
     v = d.get(key, default)
+    if isinstance(v, int) and not isinstance(v, bool) and not -1e300 < v < 1e300:
+        v = math.inf  # an integer too large for a float (math.isfinite would raise OverflowError)
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not lo <= v <= hi:
         raise ProtocolError(f"{key} must be a finite number in [{lo:g}, {hi:g}], got {v!r}")
     return float(v)

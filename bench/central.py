@@ -1,0 +1,187 @@
+"""Central unit benchmark: ingest throughput through the real HTTP API and store.
+
+Usage: python bench/central.py [--clients 4] [--batches 40] [--repeats 3]
+Last line: one JSON object with
+
+- ``ingest_records_per_s``: records durably stored per second (goal >= 50 000 on 2 cores). A real
+  ``rftwin-central run`` process (uvicorn, one process, SQLite WAL with synchronous=FULL) on
+  loopback; ``--clients`` client processes, each enrolled as its own node, POST 1000-record batches
+  (bodies built before the clock starts, fresh seqs every run, so nothing is a duplicate) over a
+  keep-alive connection. Rate = records of the run / (last response - first request); median of
+  ``--repeats`` runs. Every record is checked to be stored once at the end.
+
+More figures are added as more functions in ``BENCHES`` (each returns a dict merged into the last
+line): the detection engine's owner adds ``alarm_latency_p50_ms`` / ``alarm_latency_p99_ms`` there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import multiprocessing as mp
+import os
+import random
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+BATCH = 1000
+T0_NS = time.time_ns() - 3600 * 10**9  # measurement times in the past hour: never "in the future"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class CentralProcess:
+    """``rftwin-central run`` in a temporary data dir, with ``nodes`` enrolled (ids su01..)."""
+
+    def __init__(self, workdir: Path, nodes: int, extra_toml: str = ""):
+        from central.config import load_config
+        from central.enrolment import enrol_node
+        from central.store import Store
+        from central.twin.site import resolve_site
+
+        self.port = free_port()
+        self.config = workdir / "central.toml"
+        self.config.write_text(f'site = "factory-hall-a"\ndata_dir = "data"\nadvertise = false\n'
+                               f'[listen]\nhost = "127.0.0.1"\nport = {self.port}\n{extra_toml}')  # fmt: skip
+        self.db = workdir / "data" / "central.db"
+        site = resolve_site(load_config(self.config).site)
+        self.tokens: dict[str, str] = {}
+        with Store(self.db) as store:
+            for su in site.sensing_units[:nodes]:
+                self.tokens[su.id] = enrol_node(store, site, su.id, su.position_m)[0]
+        self.log = open(workdir / "central.log", "w")
+        self.proc = subprocess.Popen([sys.executable, "-m", "central.cli", "run", "--config", str(self.config),
+                                      "--log-level", "warning"], cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT)  # fmt: skip
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=1)
+                c.request("GET", "/api/v1/health")
+                if c.getresponse().status == 200:
+                    break
+            except OSError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"central unit did not start: {(workdir / 'central.log').read_text()}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(20)
+        self.log.close()
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process (all its threads) so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def make_bodies(node_id: str, first_seq: int, batches: int, seed: int) -> list[bytes]:
+    rng = random.Random(seed)
+    bodies = []
+    seq = first_seq
+    for _ in range(batches):
+        recs = []
+        for _ in range(BATCH):
+            recs.append({"node_id": node_id, "seq": seq, "t_ns": T0_NS + seq * 1_000_000, "f_center_hz": 3.7e9,
+                         "bandwidth_hz": 2e7, "power_dbm": -60.0 + rng.gauss(0, 1),
+                         "subband_powers_dbm": [-64.0 + rng.gauss(0, 1)], "saturated": False,
+                         "clip_fraction": 0.0, "gain_db": 30.0})  # fmt: skip
+            seq += 1
+        bodies.append(json.dumps({"protocol": 1, "node_id": node_id, "records": recs}).encode())
+    return bodies
+
+
+def client(port: int, token: str, bodies: list[bytes], barrier, out) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    conn.request("GET", "/api/v1/health")  # connect before the clock starts
+    conn.getresponse().read()
+    barrier.wait()
+    start = time.monotonic()
+    for body in bodies:
+        conn.request("POST", "/api/v1/ingest", body=body, headers=headers)
+        resp = conn.getresponse()
+        data = resp.read()
+        if resp.status != 200 or json.loads(data)["duplicates"]:
+            out.put(("error", f"{resp.status}: {data[:200]!r}"))
+            return
+    out.put((start, time.monotonic()))
+    conn.close()
+
+
+def bench_ingest(args) -> dict:
+    ctx = mp.get_context("fork")
+    with tempfile.TemporaryDirectory(prefix="rftwin-bench-central-") as tmp:
+        central = CentralProcess(Path(tmp), args.clients)
+        try:
+            rates, cpu = [], []
+            for run in range(args.repeats):
+                first = run * args.batches * BATCH
+                work = {nid: make_bodies(nid, first, args.batches, run) for nid in central.tokens}
+                barrier, out = ctx.Barrier(len(work)), ctx.Queue()
+                procs = [ctx.Process(target=client, args=(central.port, central.tokens[nid], bodies, barrier, out))
+                         for nid, bodies in work.items()]  # fmt: skip
+                cpu0 = cpu_s(central.proc.pid)
+                for p in procs:
+                    p.start()
+                results = [out.get(timeout=600) for _ in procs]
+                for p in procs:
+                    p.join()
+                cpu.append(cpu_s(central.proc.pid) - cpu0)
+                errors = [r[1] for r in results if r[0] == "error"]
+                if errors:
+                    raise RuntimeError(f"ingest failed: {errors[0]}")
+                elapsed = max(e for _, e in results) - min(s for s, _ in results)
+                n = len(work) * args.batches * BATCH
+                rates.append(n / elapsed)
+                print(f"run {run}: {n} records in {elapsed:.2f} s = {n / elapsed:,.0f} records/s; server CPU "
+                      f"{cpu[-1]:.2f} s ({cpu[-1] / n * 1e6:.1f} µs per record)", file=sys.stderr)  # fmt: skip
+        finally:
+            central.stop()
+        with sqlite3.connect(central.db) as db:
+            stored = db.execute("SELECT count(*) FROM measurements").fetchone()[0]
+    expected = args.clients * args.batches * BATCH * args.repeats
+    if stored != expected:
+        raise RuntimeError(f"stored {stored} records, expected {expected}")
+    return {"ingest_records_per_s": round(statistics.median(rates)), "ingest_runs_records_per_s": [round(r) for r in rates],
+            "ingest_clients": args.clients, "ingest_batch_records": BATCH, "ingest_records_stored": stored,
+            "ingest_server_cpu_us_per_record": round(statistics.median(cpu) / (args.clients * args.batches * BATCH) * 1e6, 2),
+            "cpu_count": os.cpu_count()}  # fmt: skip
+
+
+# Each benchmark takes the parsed arguments and returns figures for the last line.
+BENCHES: list[Callable[[argparse.Namespace], dict]] = [bench_ingest]
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--clients", type=int, default=4, help="concurrent client processes (one node each)")
+    p.add_argument("--batches", type=int, default=40, help="1000-record batches per client per run")
+    p.add_argument("--repeats", type=int, default=3)
+    args = p.parse_args()
+    figures: dict = {}
+    for bench in BENCHES:
+        figures.update(bench(args))
+    print(json.dumps(figures))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,250 @@
+"""The central unit's configuration file (TOML): ``rftwin-central run --config FILE``.
+
+Example (every key, with its default where it has one)::
+
+    site = "factory-hall-a"                 # built-in site name, or a site file (relative: to this file)
+    data_dir = "/var/lib/rftwin-central"    # central.db and models/ live here (relative: to this file)
+    advertise = true                        # announce _rftwin._tcp.local. by zeroconf
+
+    [listen]
+    host = "0.0.0.0"
+    port = 8080
+
+    [tls]                                   # optional: serve https (both or neither)
+    cert = "/etc/rftwin-central/cert.pem"
+    key = "/etc/rftwin-central/key.pem"
+
+    [detection]
+    window_s = 0.1                          # one snapshot per window
+    stale_s = 1.0                           # an SU with no reading for this long is stale
+    raise_after = 2                         # raise an alarm after k anomalous windows ...
+    of_last = 3                             # ... among the last n
+    clear_after = 5                         # clear it after m normal windows in a row
+    detector = "ed"                         # detector kind the live engine runs (models.detectors: ed, lof)
+
+    [retention]
+    measurements_days = 7.0                 # measurements and context older than this are purged
+    snapshots_days = 30.0                   # snapshots older than this are purged (alarms are kept)
+
+    [limits]
+    max_batch_records = 1000                # node.protocol.MAX_BATCH_RECORDS at most
+    max_body_bytes = 4194304                # request bodies above this get 413
+    max_future_skew_s = 60.0                # t_ns further than this in the future gets 422
+
+    [[integrations]]                        # context feeds (POST /api/v1/context); also `integration add`
+    name = "ran-scheduler"
+    token_sha256 = "<64 hex digits>"        # sha256 of the token, never the token itself
+
+    [[operators]]                           # who may acknowledge alarms; also `operator add`
+    name = "shift-lead"
+    token_sha256 = "<64 hex digits>"
+
+``[operators]`` may also be a single table (``[operators] token_sha256 = "…"``, name "operator").
+Unknown keys are errors: a typo must fail at start-up, not be a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from central.twin.site import BUILTIN_SITES, DEFAULT_SITE, Site, resolve_site
+from node.protocol import MAX_BATCH_RECORDS
+from node.toml_fields import ConfigError, Fields
+
+__all__ = ["CentralConfig", "ConfigError", "load_config", "parse_config", "TokenEntry"]
+
+SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class ListenConfig:
+    host: str = "0.0.0.0"
+    port: int = 8080
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    cert: Path
+    key: Path
+
+
+@dataclass(frozen=True)
+class DetectionConfig:
+    window_s: float = 0.1
+    stale_s: float = 1.0
+    raise_after: int = 2  # k
+    of_last: int = 3  # n
+    clear_after: int = 5  # m
+    detector: str = "ed"
+
+
+@dataclass(frozen=True)
+class RetentionConfig:
+    measurements_days: float = 7.0
+    snapshots_days: float = 30.0
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    max_batch_records: int = MAX_BATCH_RECORDS
+    max_body_bytes: int = 4 << 20
+    max_future_skew_s: float = 60.0
+
+    @property
+    def max_future_skew_ns(self) -> int:
+        return int(self.max_future_skew_s * 1e9)
+
+
+@dataclass(frozen=True)
+class TokenEntry:
+    """A named credential: only the SHA-256 (hex) of the token is ever stored."""
+
+    name: str
+    token_sha256: str
+
+
+@dataclass(frozen=True)
+class CentralConfig:
+    site: str  # a built-in site name, or an absolute path to a site file
+    data_dir: Path
+    listen: ListenConfig = field(default_factory=ListenConfig)
+    advertise: bool = True
+    tls: TlsConfig | None = None
+    detection: DetectionConfig = field(default_factory=DetectionConfig)
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    integrations: tuple[TokenEntry, ...] = ()
+    operators: tuple[TokenEntry, ...] = ()
+    source: str = "<config>"
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "central.db"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls else "http"
+
+    def load_site(self) -> Site:
+        return resolve_site(self.site)
+
+
+def load_config(path: str | Path) -> CentralConfig:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror or e}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    return parse_config(data, str(path), path.resolve().parent)
+
+
+def parse_config(data: dict, source: str = "<config>", base_dir: Path | None = None) -> CentralConfig:
+    top = Fields(data, "", source, base_dir)
+    site = top.string("site", DEFAULT_SITE)
+    if site not in BUILTIN_SITES:
+        site_path = top.path("site")
+        assert site_path is not None
+        if not site_path.is_file():
+            raise top.error("site", f"neither a built-in site ({', '.join(sorted(BUILTIN_SITES))}) nor a file: {site_path}")
+        site = str(site_path)
+    data_dir = top.path("data_dir", "data")
+    assert data_dir is not None
+    advertise = top.boolean("advertise", True)
+
+    lf = top.sub("listen")
+    listen = ListenConfig(lf.string("host", "0.0.0.0"), lf.integer("port", 0, 65535, default=8080))
+    lf.reject_unknown()
+
+    tls = None
+    if top.has("tls"):
+        tf = top.sub("tls")
+        cert, key = tf.path("cert"), tf.path("key")
+        if cert is None or key is None:
+            raise tf.error("cert" if cert is None else "key", "missing: [tls] needs both cert and key")
+        for k, p in (("cert", cert), ("key", key)):
+            if not p.is_file():
+                raise tf.error(k, f"no such file: {p}")
+        tf.reject_unknown()
+        tls = TlsConfig(cert, key)
+
+    df = top.sub("detection")
+    detection = DetectionConfig(
+        window_s=df.real("window_s", 0.001, 3600.0, default=0.1),
+        stale_s=df.real("stale_s", 0.001, 86_400.0, default=1.0),
+        raise_after=df.integer("raise_after", 1, 1000, default=2),
+        of_last=df.integer("of_last", 1, 1000, default=3),
+        clear_after=df.integer("clear_after", 1, 100_000, default=5),
+        detector=df.string("detector", "ed"),
+    )
+    try:
+        from models.detectors import DetectorError, make_detector
+    except ImportError:  # pragma: no cover - models is part of the central install
+        pass
+    else:
+        try:
+            make_detector(detection.detector)
+        except DetectorError as e:
+            raise df.error("detector", str(e)) from None
+    if detection.raise_after > detection.of_last:
+        raise df.error("raise_after", f"{detection.raise_after} anomalous windows can never occur among the "
+                       f"last of_last = {detection.of_last}")  # fmt: skip
+    df.reject_unknown()
+
+    rf = top.sub("retention")
+    retention = RetentionConfig(
+        measurements_days=rf.real("measurements_days", 0.0, 36_500.0, default=7.0),
+        snapshots_days=rf.real("snapshots_days", 0.0, 36_500.0, default=30.0),
+    )
+    rf.reject_unknown()
+
+    mf = top.sub("limits")
+    limits = LimitsConfig(
+        max_batch_records=mf.integer("max_batch_records", 1, MAX_BATCH_RECORDS, default=MAX_BATCH_RECORDS),
+        max_body_bytes=mf.integer("max_body_bytes", 1024, 1 << 30, default=4 << 20),
+        max_future_skew_s=mf.real("max_future_skew_s", 0.0, 86_400.0, default=60.0),
+    )
+    mf.reject_unknown()
+
+    integrations = tuple(_token_entry(f) for f in top.subs("integrations"))
+    if isinstance(top.table.get("operators"), dict):  # the single-table form
+        of = top.sub("operators")
+        operators: tuple[TokenEntry, ...] = (TokenEntry(of.string("name", "operator"), _sha(of)),)
+        of.reject_unknown()
+    else:
+        operators = tuple(_token_entry(f) for f in top.subs("operators"))
+    for kind, entries in (("integrations", integrations), ("operators", operators)):
+        names = [e.name for e in entries]
+        dup = next((n for n in names if names.count(n) > 1), None)
+        if dup:
+            raise top.error(kind, f"duplicate name {dup!r}")
+    top.reject_unknown()
+    return CentralConfig(site, data_dir, listen, advertise, tls, detection, retention, limits,
+                         integrations, operators, source)  # fmt: skip
+
+
+def _sha(f: Fields) -> str:
+    v = f.string("token_sha256").lower()
+    if not SHA256_RE.match(v):
+        raise f.error("token_sha256", "expected 64 hex digits (the SHA-256 of the token, not the token)")
+    return v
+
+
+def _token_entry(f: Fields) -> TokenEntry:
+    name = f.string("name")
+    if not NAME_RE.match(name):
+        raise f.error("name", f"must be 1-64 of letters, digits, '-', '_', '.', '@', got {name!r}")
+    entry = TokenEntry(name, _sha(f))
+    f.reject_unknown()
+    return entry

@@ -1,0 +1,366 @@
+// rftwin operator dashboard: floor plan, alarms, node health and residual history, fed by SSE.
+// No framework and no external assets: plain DOM + SVG. Payloads are central/live.py's to_dict().
+"use strict";
+(() => {
+  const SVGNS = "http://www.w3.org/2000/svg";
+  const RANGE_DB = 20;        // colour scale saturates at ±RANGE_DB
+  const HISTORY_S = 300;      // plotted span
+  const KEEP_S = 900;         // kept span
+  const NO_DATA_S = 10;       // "no data" warning after this long without a snapshot
+  const SCALE = 15, PAD = 36; // floor plan: pixels per metre, margin
+  const PALETTE = [[-1, [33, 102, 172]], [-0.5, [103, 169, 207]], [0, [247, 247, 247]],
+                   [0.5, [239, 138, 98]], [1, [178, 24, 43]]];
+  const KIND_TEXT = { residual: "Jammer suspected: twin residual anomaly",
+                      saturation: "Jammer suspected: receiver saturation" };
+  const state = { site: null, snapshot: null, alarms: new Map(), nodes: [], history: [],
+                  offsetNs: 0, lastSnapshotMs: 0 };
+  const $ = (id) => document.getElementById(id);
+  let px = (x) => x, py = (y) => y, scheduled = false;
+
+  // ---------- helpers
+  function svg(name, attrs = {}, parent = null, text = null) {
+    const node = document.createElementNS(SVGNS, name);
+    for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+    if (text !== null) node.textContent = text;
+    if (parent) parent.appendChild(node);
+    return node;
+  }
+  function html(tag, attrs = {}, text = null) {
+    const node = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+    if (text !== null) node.textContent = text;
+    return node;
+  }
+  const isNum = (x) => typeof x === "number" && Number.isFinite(x);
+  const fmt = (x, d = 1, unit = "") => (isNum(x) ? `${x.toFixed(d)}${unit}` : "—");
+  const signed = (x, d = 1) => (isNum(x) ? `${x < 0 ? "−" : "+"}${Math.abs(x).toFixed(d)}` : "—");
+  const serverNowNs = () => Date.now() * 1e6 + state.offsetNs;
+  const clock = (ns) => new Date(ns / 1e6).toLocaleTimeString("en-GB", { hour12: false });
+  function duration(ns) {
+    const s = Math.max(0, ns / 1e9);
+    if (s < 10) return `${s.toFixed(1)} s`;
+    if (s < 60) return `${Math.round(s)} s`;
+    if (s < 3600) return `${Math.floor(s / 60)} min ${Math.floor(s % 60)} s`;
+    return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
+  }
+  function residualColour(db) {
+    const t = Math.max(-1, Math.min(1, db / RANGE_DB));
+    for (let i = 1; i < PALETTE.length; i++) {
+      const [t1, c1] = PALETTE[i];
+      if (t <= t1) {
+        const [t0, c0] = PALETTE[i - 1], f = (t - t0) / (t1 - t0);
+        return `rgb(${c0.map((c, k) => Math.round(c + f * (c1[k] - c))).join(",")})`;
+      }
+    }
+    return "rgb(178,24,43)";
+  }
+  function schedule() {
+    if (scheduled) return;
+    scheduled = true;
+    requestAnimationFrame(() => { scheduled = false; render(); });
+  }
+  const activeAlarms = () => [...state.alarms.values()].filter((a) => a.state === "active")
+    .sort((a, b) => b.start_ns - a.start_ns);
+
+  // ---------- static drawing: hall, obstacles, SU markers, legend
+  function drawSite(site) {
+    const [W, H] = site.hall_size_m, map = $("map");
+    map.setAttribute("viewBox", `0 0 ${W * SCALE + 2 * PAD} ${H * SCALE + 2 * PAD}`);
+    px = (x) => PAD + x * SCALE;
+    py = (y) => PAD + (H - y) * SCALE;
+    map.replaceChildren();
+    const defs = svg("defs", {}, map);
+    const hatch = svg("pattern", { id: "hatch-metal", width: 6, height: 6, patternUnits: "userSpaceOnUse",
+                                   patternTransform: "rotate(45)" }, defs);
+    svg("rect", { width: 6, height: 6, class: "hatch-bg" }, hatch);
+    svg("line", { x1: 0, y1: 0, x2: 0, y2: 6, class: "hatch-line" }, hatch);
+    const floor = svg("g", { id: "layer-floor" }, map);
+    svg("rect", { x: px(0), y: py(H), width: W * SCALE, height: H * SCALE, class: "hall" }, floor);
+    for (let v = 5; v < Math.max(W, H); v += 5) {
+      if (v < W) svg("line", { x1: px(v), y1: py(0), x2: px(v), y2: py(H), class: "grid" }, floor);
+      if (v < H) svg("line", { x1: px(0), y1: py(v), x2: px(W), y2: py(v), class: "grid" }, floor);
+    }
+    for (let v = 0; v <= W; v += 10) svg("text", { x: px(v), y: py(0) + 16, class: "axis-label", "text-anchor": "middle" }, floor, `${v}`);
+    for (let v = 0; v <= H; v += 10) svg("text", { x: px(0) - 6, y: py(v) + 4, class: "axis-label", "text-anchor": "end" }, floor, `${v}`);
+    svg("text", { x: px(W), y: py(0) + 30, class: "axis-label", "text-anchor": "end" }, floor, "x (m) →");
+    svg("text", { x: px(0) - 6, y: py(H) - 10, class: "axis-label", "text-anchor": "start" }, floor, "y (m) ↑");
+    const obstacles = svg("g", { id: "layer-obstacles" }, map);
+    for (const ob of site.obstacles) {
+      const [x, y] = ob.min_m, [w, h] = ob.size_m;
+      const g = svg("g", { class: "obstacle", "data-obstacle": ob.name, "data-material": ob.material }, obstacles);
+      svg("title", {}, g, `${ob.name}: ${ob.material}, ${w}×${h}×${ob.size_m[2]} m`);
+      svg("rect", { x: px(x), y: py(y + h), width: w * SCALE, height: h * SCALE }, g);
+      svg("text", { x: px(x + w / 2), y: py(y + h / 2), class: "obstacle-label", "text-anchor": "middle",
+                    transform: `rotate(-90 ${px(x + w / 2)} ${py(y + h / 2)})`, "dominant-baseline": "middle" }, g, ob.name);
+    }
+    svg("g", { id: "layer-txs" }, map);
+    const sus = svg("g", { id: "layer-sus" }, map);
+    for (const su of site.sensing_units) {
+      const g = svg("g", { class: "su-marker", "data-su": su.id, "data-state": "unknown",
+                           transform: `translate(${px(su.position_m[0])} ${py(su.position_m[1])})` }, sus);
+      svg("title", {}, g, su.id);
+      svg("circle", { r: 15, class: "su-ring" }, g);
+      svg("circle", { r: 10, class: "su-body su-dot" }, g);
+      svg("path", { d: "M0 -13 13 0 0 13 -13 0Z", class: "su-body su-sat" }, g);
+      svg("text", { y: -19, class: "su-label", "text-anchor": "middle" }, g, su.id);
+      svg("text", { y: 27, class: "su-value", "text-anchor": "middle" }, g, "");
+    }
+    const jam = svg("g", { id: "jammer-marker", class: "jammer-marker", "data-state": "none", visibility: "hidden" }, map);
+    svg("circle", { r: 22, class: "jam-pulse" }, jam);
+    svg("circle", { r: 12, class: "jam-ring" }, jam);
+    svg("path", { d: "M0 -20V-6M0 6V20M-20 0H-6M6 0H20", class: "jam-cross" }, jam);
+    svg("text", { y: -26, class: "jam-label", "text-anchor": "middle" }, jam, "Suspected jammer");
+    $("site-name").textContent = `${site.name} · ${W}×${H} m · ${(site.frequency_hz / 1e9).toFixed(2)} GHz · ${site.sensing_units.length} SUs`;
+    drawLegend();
+  }
+  function drawLegend() {
+    const bar = $("legend-bar"), defs = svg("defs", {}, bar);
+    const grad = svg("linearGradient", { id: "residual-gradient" }, defs);
+    for (const [t] of PALETTE) svg("stop", { offset: `${(t + 1) * 50}%`, "stop-color": residualColour(t * RANGE_DB) }, grad);
+    svg("rect", { x: 10, y: 2, width: 220, height: 12, fill: "url(#residual-gradient)", class: "legend-rect" }, bar);
+    for (let v = -RANGE_DB; v <= RANGE_DB; v += RANGE_DB / 2) {
+      const x = 10 + ((v + RANGE_DB) / (2 * RANGE_DB)) * 220;
+      svg("line", { x1: x, y1: 14, x2: x, y2: 18, class: "tick" }, bar);
+      svg("text", { x, y: 30, "text-anchor": "middle", class: "tick-label" }, bar, v === 0 ? "0" : signed(v, 0));
+    }
+  }
+
+  // ---------- dynamic rendering
+  function render() {
+    renderMap();
+    renderBanner();
+    renderSummary();
+    renderNodes();
+    renderAlarmLog();
+    renderHistory();
+  }
+  function renderMap() {
+    const snap = state.snapshot, active = activeAlarms();
+    const affected = new Set(active.flatMap((a) => a.affected_sus || []));
+    const bySu = new Map((snap ? snap.sus : []).map((s) => [s.su_id, s]));
+    for (const g of document.querySelectorAll(".su-marker")) {
+      const s = bySu.get(g.dataset.su);
+      const st = !s ? "unknown" : s.saturated ? "saturated" : s.stale ? "stale" : "ok";
+      g.dataset.state = st;
+      g.classList.toggle("affected", affected.has(g.dataset.su));
+      const r = s && isNum(s.residual_db) ? s.residual_db : null;
+      g.style.setProperty("--su-fill", st === "saturated" ? residualColour(RANGE_DB) : r !== null ? residualColour(r) : "#b9bec5");
+      g.querySelector(".su-value").textContent = st === "saturated" ? "SAT" : st === "stale" ? "stale" : r !== null ? `${signed(r)} dB` : "";
+      g.querySelector("title").textContent = !s ? g.dataset.su
+        : `${s.su_id} (${st}): measured ${fmt(s.measured_dbm)} dBm, predicted ${fmt(s.predicted_dbm)} dBm, residual ${signed(s.residual_db)} dB`;
+    }
+    const txs = $("layer-txs");
+    if (txs) {
+      txs.replaceChildren();
+      for (const tx of snap ? snap.txs : []) {
+        const g = svg("g", { class: "tx-marker", "data-tx": tx.tx_id, transform: `translate(${px(tx.position_m[0])} ${py(tx.position_m[1])})` }, txs);
+        svg("title", {}, g, `${tx.tx_id}: ${fmt(tx.power_dbm)} dBm at (${fmt(tx.position_m[0])}, ${fmt(tx.position_m[1])}) m, estimated`);
+        svg("path", { d: "M0 -9 8 6H-8Z" }, g);
+        svg("text", { x: 11, y: 4, class: "tx-label" }, g, tx.tx_id);
+      }
+    }
+    const jam = $("jammer-marker");
+    if (!jam) return;
+    const withPos = active.find((a) => a.suspected_position_m);
+    const pos = withPos ? withPos.suspected_position_m : snap && snap.anomalous ? snap.suspected_position_m : null;
+    jam.dataset.state = pos ? "active" : "none";
+    jam.setAttribute("visibility", pos ? "visible" : "hidden");
+    if (pos) jam.setAttribute("transform", `translate(${px(pos[0])} ${py(pos[1])})`);
+  }
+  function renderBanner() {
+    const banner = $("alarm-banner"), active = activeAlarms();
+    if (!active.length) {
+      banner.hidden = true;
+      banner.dataset.state = "none";
+      banner.removeAttribute("data-alarm-id");
+      return;
+    }
+    const a = active[0], thr = state.snapshot ? state.snapshot.threshold : null;
+    Object.assign(banner.dataset, { state: "active", alarmId: a.id, kind: a.kind });
+    banner.hidden = false;
+    $("alarm-kind").textContent = KIND_TEXT[a.kind] || `Alarm: ${a.kind}`;
+    $("alarm-since").textContent = `since ${clock(a.start_ns)} (${duration(serverNowNs() - a.start_ns)})`;
+    $("alarm-more").textContent = active.length > 1 ? `+${active.length - 1} more active` : "";
+    $("alarm-sus").replaceChildren(...(a.affected_sus || []).flatMap((id) => [html("span", { class: "alarm-su", "data-su": id }, id), " "]));
+    $("alarm-score").textContent = isNum(a.peak_score) ? `${a.peak_score.toFixed(2)}${isNum(thr) ? ` (threshold ${thr.toFixed(2)})` : ""}` : "n/a (no score)";
+    const p = a.suspected_position_m;
+    $("alarm-position").textContent = p ? `x ${p[0].toFixed(1)} m, y ${p[1].toFixed(1)} m` : "not localised";
+    $("alarm-ack").textContent = a.acknowledged_by ? `acknowledged by ${a.acknowledged_by}` : "unacknowledged";
+  }
+  function renderSummary() {
+    const snap = state.snapshot;
+    const ageS = state.lastSnapshotMs ? (Date.now() - state.lastSnapshotMs) / 1000 : null;
+    const upd = $("last-update");
+    upd.dataset.state = ageS === null ? "none" : ageS > NO_DATA_S ? "stale" : "fresh";
+    upd.textContent = !snap ? "—" : ageS > NO_DATA_S ? `no data for ${duration(ageS * 1e9)}` : clock(snap.t_ns);
+    if (!snap) return;
+    const verdict = snap.anomalous ? "anomalous" : isNum(snap.score) ? "normal" : "no-score";
+    $("window-summary").dataset.verdict = verdict;
+    const v = $("sum-verdict");
+    v.dataset.state = verdict;
+    v.textContent = snap.anomalous ? `Anomalous${snap.reason ? ` (${snap.reason})` : ""}` : isNum(snap.score) ? "Normal" : (snap.reason || "No score");
+    $("sum-time").textContent = clock(snap.t_ns);
+    $("sum-score").textContent = `${fmt(snap.score, 2)} / ${fmt(snap.threshold, 2)}`;
+    const stale = snap.sus.filter((s) => s.stale).length, sat = snap.sus.filter((s) => s.saturated).length;
+    $("sum-sus").textContent = `${snap.sus.length - stale} of ${snap.sus.length} reporting · ${stale} stale · ${sat} saturated`;
+    $("sum-txs").textContent = `${snap.txs.length} on air`;
+    $("detector-status").textContent = snap.detector ? `${snap.detector} · ${fmt(snap.score, 2)} / ${fmt(snap.threshold, 2)}` : "none running";
+    const frac = isNum(snap.score) && isNum(snap.threshold) && snap.threshold > 0 ? snap.score / (2 * snap.threshold) : 0;
+    const meter = $("score-meter");
+    meter.style.width = `${Math.max(0, Math.min(1, frac)) * 100}%`;
+    meter.dataset.state = snap.anomalous ? "anomalous" : "normal";
+  }
+  function renderNodes() {
+    const body = $("node-table").tBodies[0], now = serverNowNs();
+    if (!state.nodes.length) return;
+    body.replaceChildren(...[...state.nodes].sort((a, b) => a.node_id.localeCompare(b.node_id)).map((n) => {
+      const status = n.saturated ? "saturated" : n.healthy ? "healthy" : "stale";
+      const tr = html("tr", { "data-node": n.node_id, "data-status": status });
+      if (n.detail) tr.title = n.detail;
+      const badge = html("span", { class: "badge", "data-status": status }, status);
+      const cells = [html("th", { scope: "row" }, n.node_id), html("td"),
+        html("td", { class: "num" }, n.last_seen_ns ? `${duration(now - n.last_seen_ns)} ago` : "never"),
+        html("td", { class: "num" }, isNum(n.last_power_dbm) ? `${n.last_power_dbm.toFixed(1)} dBm` : "—"),
+        html("td", { class: "num" }, (n.records ?? 0).toLocaleString("en-US"))];
+      cells[1].appendChild(badge);
+      tr.append(...cells);
+      return tr;
+    }));
+  }
+  function renderAlarmLog() {
+    const alarms = [...state.alarms.values()].sort((a, b) => b.start_ns - a.start_ns).slice(0, 6);
+    if (!alarms.length) return;
+    $("alarm-log").replaceChildren(...alarms.map((a) => {
+      const li = html("li", { class: "alarm-entry", "data-alarm-id": a.id, "data-state": a.state });
+      const end = a.end_ns ? `cleared ${clock(a.end_ns)} after ${duration(a.end_ns - a.start_ns)}` : "active";
+      li.append(html("span", { class: "pill", "data-state": a.state }, a.state),
+        html("span", { class: "alarm-entry-text" }, `#${a.id} ${a.kind} · ${clock(a.start_ns)} · ${end} · ${(a.affected_sus || []).join(", ") || "no SU"}`));
+      return li;
+    }));
+  }
+  function renderHistory() {
+    const plot = $("history"), w = Math.max(400, plot.clientWidth || 900), h = 250;
+    plot.setAttribute("viewBox", `0 0 ${w} ${h}`);
+    plot.replaceChildren();
+    const hist = state.history;
+    if (!hist.length) { svg("text", { x: w / 2, y: h / 2, class: "empty", "text-anchor": "middle" }, plot, "Waiting for snapshots…"); return; }
+    const t1 = hist[hist.length - 1].t_ns, t0 = t1 - HISTORY_S * 1e9;
+    const pts = hist.filter((s) => s.t_ns >= t0);
+    const L = 52, R = 16, X = (t) => L + ((t - t0) / (t1 - t0)) * (w - L - R);
+    const panels = [{ top: 22, height: 112, title: "Residual (dB)" }, { top: 168, height: 52, title: "Detector score" }];
+    const all = pts.flatMap((s) => Object.values(s.residuals).filter(isNum));
+    const lo = Math.min(-10, Math.floor(Math.min(...all, 0) / 5) * 5), hi = Math.max(10, Math.ceil(Math.max(...all, 0) / 5) * 5);
+    const sMax = Math.max(1e-9, ...pts.flatMap((s) => [s.score, s.threshold].filter(isNum))) * 1.15;
+    panels[0].Y = (v) => panels[0].top + panels[0].height * (1 - (v - lo) / (hi - lo));
+    panels[1].Y = (v) => panels[1].top + panels[1].height * (1 - v / sMax);
+    for (const p of panels) {
+      svg("rect", { x: L, y: p.top, width: w - L - R, height: p.height, class: "plot-bg" }, plot);
+      svg("text", { x: L, y: p.top - 7, class: "axis-label" }, plot, p.title);
+      for (const s of pts) if (s.anomalous) {
+        svg("rect", { x: X(s.t_ns) - 1.5, y: p.top, width: 3, height: p.height, class: "anomalous-band" }, plot);
+      }
+    }
+    const ticks0 = [lo, 0, hi].concat(hi - lo > 30 ? [(lo + hi) / 2] : []);
+    for (const v of ticks0) {
+      svg("line", { x1: L, x2: w - R, y1: panels[0].Y(v), y2: panels[0].Y(v), class: v === 0 ? "zero" : "hgrid" }, plot);
+      svg("text", { x: L - 6, y: panels[0].Y(v) + 4, "text-anchor": "end", class: "tick-label" }, plot, v === 0 ? "0" : signed(v, 0));
+    }
+    for (const v of [0, sMax / 1.15]) svg("text", { x: L - 6, y: panels[1].Y(v) + 4, "text-anchor": "end", class: "tick-label" }, plot, v.toFixed(1));
+    const line = (vals, Y, cls, title) => {
+      let d = "", pen = false;
+      vals.forEach(([t, v]) => { if (isNum(v)) { d += `${pen ? "L" : "M"}${X(t).toFixed(1)} ${Y(v).toFixed(1)}`; pen = true; } else pen = false; });
+      if (d) { const path = svg("path", { d, class: cls }, plot); if (title) svg("title", {}, path, title); }
+    };
+    const ids = [...new Set(pts.flatMap((s) => Object.keys(s.residuals)))];
+    for (const id of ids) line(pts.map((s) => [s.t_ns, s.residuals[id]]), panels[0].Y, "su-line", id);
+    const stats = pts.map((s) => { const v = Object.values(s.residuals).filter(isNum);
+      return [s.t_ns, v.length ? Math.max(...v) : null, v.length ? v.reduce((a, b) => a + b, 0) / v.length : null]; });
+    line(stats.map(([t, m]) => [t, m]), panels[0].Y, "max-line", "max residual");
+    line(stats.map(([t, , m]) => [t, m]), panels[0].Y, "mean-line", "mean residual");
+    line(pts.map((s) => [s.t_ns, s.threshold]), panels[1].Y, "thr-line", "threshold");
+    line(pts.map((s) => [s.t_ns, s.score]), panels[1].Y, "score-line", "detector score");
+    for (let k = 0; k <= 5; k++) {
+      const t = t0 + (k * (t1 - t0)) / 5;
+      svg("text", { x: X(t), y: h - 6, "text-anchor": k === 0 ? "start" : k === 5 ? "end" : "middle", class: "tick-label" }, plot, clock(t));
+    }
+    const key = [["max-line", "max"], ["mean-line", "mean"], ["su-line", "per SU"], ["score-line", "score"], ["thr-line", "threshold"]];
+    key.forEach(([cls, label], i) => {
+      const x = w - R - 400 + i * 80;
+      svg("line", { x1: x, x2: x + 18, y1: 11, y2: 11, class: cls }, plot);
+      svg("text", { x: x + 22, y: 15, class: "tick-label" }, plot, label);
+    });
+  }
+
+  // ---------- data
+  function summarize(snap) {
+    return { t_ns: snap.t_ns, score: snap.score, threshold: snap.threshold, anomalous: !!snap.anomalous,
+             residuals: Object.fromEntries(snap.sus.map((s) => [s.su_id, s.residual_db])) };
+  }
+  function pushHistory(s) {
+    const hist = state.history;
+    if (hist.length && s.t_ns <= hist[hist.length - 1].t_ns) return;
+    hist.push(s);
+    while (hist.length && hist[0].t_ns < s.t_ns - KEEP_S * 1e9) hist.shift();
+  }
+  function setAlarms(data) {
+    if (Array.isArray(data.alarms)) {
+      state.alarms = new Map(data.alarms.map((a) => [a.id, a]));
+    } else if (data && data.id !== undefined) {
+      state.alarms.set(data.id, data);
+    }
+  }
+  const handlers = {
+    hello(data) {
+      state.offsetNs = data.server_time_ns - Date.now() * 1e6;
+      state.history = [];
+      (data.history || []).forEach(pushHistory);
+      setAlarms({ alarms: data.alarms || [] });
+    },
+    snapshot(data) {
+      state.snapshot = data;
+      state.lastSnapshotMs = Date.now();
+      pushHistory(summarize(data));
+    },
+    alarm: setAlarms,
+    nodes(data) {
+      const list = Array.isArray(data) ? data : Array.isArray(data.nodes) ? data.nodes : Object.values(data);
+      state.nodes = list.filter((n) => n && n.node_id);
+    },
+  };
+  function setConn(s, text) {
+    const c = $("conn-status");
+    c.dataset.state = s;
+    c.textContent = text;
+  }
+  function connect() {
+    const es = new EventSource("api/v1/events");
+    es.onopen = () => setConn("open", "Live");
+    es.onerror = () => {
+      if (es.readyState === EventSource.CLOSED) { setConn("closed", "Disconnected"); setTimeout(connect, 3000); }
+      else setConn("connecting", "Reconnecting…");
+    };
+    for (const [kind, fn] of Object.entries(handlers)) {
+      es.addEventListener(kind, (ev) => {
+        try { fn(JSON.parse(ev.data)); } catch (err) { console.error(`bad ${kind} event`, err); }
+        schedule();
+      });
+    }
+  }
+  async function start() {
+    try {
+      const resp = await fetch("api/v1/site");
+      if (!resp.ok) throw new Error(`HTTP ${resp.status}`);
+      state.site = await resp.json();
+      drawSite(state.site);
+    } catch (err) {
+      $("site-name").textContent = `Cannot load the floor plan (${err.message}); retrying…`;
+      setTimeout(start, 3000);
+      return;
+    }
+    connect();
+    setInterval(schedule, 1000);
+    window.addEventListener("resize", schedule);
+    schedule();
+  }
+  start();
+})();

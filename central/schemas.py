@@ -1,0 +1,186 @@
+"""Pydantic models of the HTTP API: what OpenAPI (``/docs``) shows, and the validation of small bodies.
+
+The ingest body is *documented* by :class:`IngestBatchModel` but validated by
+:meth:`node.protocol.IngestBatch.from_dict`, the one validator the node itself runs before spooling
+(same rules on both sides, and ~5 µs per record instead of pydantic's object construction on the
+hot path). The context body is validated here. Every model forbids unknown fields, NaN and infinity.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from node.protocol import (
+    FREQUENCY_HZ_RANGE,
+    GAIN_DB_RANGE,
+    MAX_BATCH_RECORDS,
+    NODE_ID_RE,
+    POWER_DBM_RANGE,
+    PROTOCOL_VERSION,
+)
+
+STRICT = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
+I63 = Annotated[int, Field(ge=0, lt=2**63)]
+Power = Annotated[float, Field(ge=POWER_DBM_RANGE[0], le=POWER_DBM_RANGE[1])]
+Vec3 = Annotated[list[float], Field(min_length=3, max_length=3)]
+Vec2 = Annotated[list[float], Field(min_length=2, max_length=2)]
+ID_PATTERN = NODE_ID_RE.pattern
+MAX_CONTEXT_TXS = 1000
+
+
+class Problem(BaseModel):
+    """Every 4xx/5xx answer: what was wrong, in words."""
+
+    detail: str
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+# ------------------------------------------------------------------------------------------ ingest
+
+
+class MeasurementModel(BaseModel):
+    """One band-power reading (node.protocol.Measurement)."""
+
+    model_config = STRICT
+    node_id: str = Field(pattern=ID_PATTERN)
+    seq: I63 = Field(description="per node, strictly increasing; (node_id, seq) makes uploads idempotent")
+    t_ns: Annotated[int, Field(ge=1, lt=2**63)] = Field(description="UTC ns since the epoch; at most "
+                                                        "limits.max_future_skew_s in the future")  # fmt: skip
+    f_center_hz: float = Field(ge=FREQUENCY_HZ_RANGE[0], le=FREQUENCY_HZ_RANGE[1])
+    bandwidth_hz: float = Field(ge=1.0, description="at most f_center_hz")
+    power_dbm: Power = Field(description="a lower bound when saturated")
+    subband_powers_dbm: list[Power] = Field(default_factory=list, max_length=64)
+    saturated: bool = False
+    clip_fraction: float = Field(default=0.0, ge=0.0, le=1.0)
+    gain_db: float = Field(default=0.0, ge=GAIN_DB_RANGE[0], le=GAIN_DB_RANGE[1])
+
+
+class IngestBatchModel(BaseModel):
+    """One upload: 1..max_batch_records records of one node (the token's node), in sequence order."""
+
+    model_config = STRICT
+    protocol: Literal[PROTOCOL_VERSION]  # type: ignore[valid-type]
+    node_id: str = Field(pattern=ID_PATTERN)
+    records: list[MeasurementModel] = Field(min_length=1, max_length=MAX_BATCH_RECORDS)
+
+
+class IngestAckModel(BaseModel):
+    """Durably stored: every seq of the batch (new or already present); ``duplicates`` were present."""
+
+    acked: list[int]
+    duplicates: int = Field(ge=0)
+
+
+# ----------------------------------------------------------------------------------------- context
+
+
+class TxContextIn(BaseModel):
+    """A legitimate transmitter as the context feed estimates it."""
+
+    model_config = STRICT
+    tx_id: str = Field(pattern=ID_PATTERN)
+    t_ns: Annotated[int, Field(ge=1, lt=2**63)] = Field(description="time of the estimate, UTC ns")
+    position_m: Vec3 = Field(description="hall coordinates [x, y, z] in m; must be inside the hall")
+    power_dbm: Power
+    f_center_hz: float = Field(default=0.0, ge=0.0, le=FREQUENCY_HZ_RANGE[1], description="0: the site's band")
+    bandwidth_hz: float = Field(default=0.0, ge=0.0, le=FREQUENCY_HZ_RANGE[1], description="0: unknown")
+
+
+class ContextUpdate(BaseModel):
+    """A context update (a bare JSON list of transmitters is accepted too)."""
+
+    model_config = STRICT
+    transmitters: list[TxContextIn] = Field(min_length=1, max_length=MAX_CONTEXT_TXS)
+
+
+class ContextStored(BaseModel):
+    stored: int
+
+
+class TxContextOut(BaseModel):
+    tx_id: str
+    t_ns: int
+    position_m: list[float]
+    power_dbm: float
+    f_center_hz: float
+    bandwidth_hz: float
+
+
+# --------------------------------------------------------------------------------- what is served
+
+
+class NodeHealthOut(BaseModel):
+    node_id: str
+    position_m: list[float]
+    last_seen_ns: int | None = Field(description="receive time of its latest batch")
+    last_t_ns: int | None = Field(description="measurement time of its newest record")
+    last_power_dbm: float | None
+    records: int
+    saturated: bool
+    healthy: bool = Field(description="seen within detection.stale_s and not saturated")
+    detail: str = ""
+    extra: dict = Field(default_factory=dict, description="su_id, revoked, enrolled_ns, last_seq")
+
+
+class SuStateOut(BaseModel):
+    su_id: str
+    position_m: list[float]
+    measured_dbm: float | None
+    predicted_dbm: float | None
+    residual_db: float | None
+    stale: bool
+    saturated: bool
+
+
+class SnapshotOut(BaseModel):
+    t_ns: int
+    sus: list[SuStateOut]
+    txs: list[TxContextOut]
+    score: float | None
+    threshold: float | None
+    anomalous: bool
+    detector: str
+    reason: str = ""
+    suspected_position_m: list[float] | None = None
+
+
+class AlarmOut(BaseModel):
+    id: int
+    kind: str
+    state: Literal["active", "cleared"]
+    start_ns: int
+    end_ns: int | None
+    peak_score: float | None
+    affected_sus: list[str]
+    suspected_position_m: list[float] | None
+    acknowledged_by: str | None = None
+    acknowledged_ns: int | None = None
+
+
+class ObstacleOut(BaseModel):
+    name: str
+    material: str
+    min_m: list[float]
+    size_m: list[float]
+
+
+class SensingUnitOut(BaseModel):
+    id: str
+    position_m: list[float]
+
+
+class SiteOut(BaseModel):
+    name: str
+    description: str
+    frequency_hz: float
+    noise_floor_dbm: float
+    hall_size_m: list[float]
+    hall_material: str
+    tx_plane_height_m: float
+    obstacles: list[ObstacleOut]
+    sensing_units: list[SensingUnitOut]

@@ -1,0 +1,1 @@
+"""Simulation of the plant for demos and tests: the true world, the scenario, the context feed."""

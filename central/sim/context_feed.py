@@ -1,0 +1,71 @@
+"""A simulated context feed: where the legitimate transmitters are, as a plant's systems would report it.
+
+In a plant the positions come from the RAN or the AGV fleet manager, with their own localisation
+error; here they come from the simulated world's scenario (true positions at scenario time) plus a
+radial error ~ N(0, 0.37 m) in a uniform direction (the paper's DT inaccuracy), clipped to the hall.
+The feed posts them to the central unit's context API with its integration token, like any other
+integration. Jammers are, of course, never reported.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+
+import httpx
+import numpy as np
+
+from central.live import TxContext
+from node.simworld import World
+
+log = logging.getLogger(__name__)
+CONTEXT_PATH = "/api/v1/context"
+
+
+class ContextFeed:
+    def __init__(self, world: World, start_time_s: float, hall_xy_m: tuple[float, float],
+                 localisation_error_m: float = 0.37, seed: int = 11,
+                 clock: Callable[[], float] = time.time):  # fmt: skip
+        self.world = world
+        self.start_time_s = start_time_s
+        self.hall_xy_m = hall_xy_m
+        self.error_m = localisation_error_m
+        self._rng = np.random.default_rng(seed)
+        self._clock = clock
+
+    def reports(self) -> list[TxContext]:
+        """The legitimate transmitters on air now, at their reported (erroneous) positions."""
+        now_s = self._clock()
+        t_ns = round(now_s * 1e9)
+        out = []
+        for s in self.world.legitimate_at(now_s - self.start_time_s):
+            r = self._rng.normal(0.0, self.error_m)
+            a = self._rng.uniform(0.0, 2 * math.pi)
+            x = min(max(s.position_m[0] + r * math.cos(a), 0.0), self.hall_xy_m[0])
+            y = min(max(s.position_m[1] + r * math.sin(a), 0.0), self.hall_xy_m[1])
+            out.append(TxContext(s.id, t_ns, (x, y, s.position_m[2]), s.tx_power_dbm, 0.0, s.bandwidth_hz))
+        return out
+
+
+def context_payload(reports: list[TxContext]) -> dict:
+    return {"transmitters": [{"tx_id": r.tx_id, "t_ns": r.t_ns, "position_m": list(r.position_m),
+                              "power_dbm": r.power_dbm, "f_center_hz": r.f_center_hz,
+                              "bandwidth_hz": r.bandwidth_hz} for r in reports]}  # fmt: skip
+
+
+def run_feed(feed: ContextFeed, central_url: str, token: str, period_s: float = 0.5,
+             stop: Callable[[], bool] = lambda: False) -> None:  # fmt: skip
+    """Post the context every ``period_s`` until ``stop()``; failures are logged and retried."""
+    with httpx.Client(headers={"Authorization": f"Bearer {token}"}, timeout=5.0) as client:
+        next_t = time.monotonic()
+        while not stop():
+            try:
+                r = client.post(central_url.rstrip("/") + CONTEXT_PATH, json=context_payload(feed.reports()))
+                if r.status_code != 200:
+                    log.warning("context rejected: %s %s", r.status_code, r.text[:200])
+            except httpx.HTTPError as e:
+                log.warning("context feed: %s", e)
+            next_t += period_s
+            time.sleep(max(0.0, next_t - time.monotonic()))

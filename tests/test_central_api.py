@@ -1,0 +1,536 @@
+"""The central unit's HTTP API: every refusal with its reason (never a 500), idempotent ingest, nodes
+writing only as themselves, context, alarms, metrics, OpenAPI; and, over a real uvicorn server on
+loopback, the node agent delivering exactly once and HTTPS."""
+
+from __future__ import annotations
+
+import json
+import socket
+import sqlite3
+import ssl
+import subprocess
+import time
+import warnings
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from central.api import AppState, create_app
+from central.events import EventBus
+from central.live import TxContext
+from central.service import CentralService
+from central.store import Store
+from node.protocol import INGEST_PATH, IngestAck
+from tests.central_helpers import (
+    INTEGRATION_TOKEN,
+    OPERATOR_TOKEN,
+    batch_dict,
+    central_config,
+    parse_prometheus,
+    records,
+)
+from tests.test_central_store import snapshot
+
+with warnings.catch_warnings():  # starlette's TestClient would like httpx2; httpx is what is installed
+    warnings.filterwarnings("ignore", message=".*starlette.testclient.*")
+    from fastapi.testclient import TestClient
+
+NODE_TOKENS = {"su01": "rtn_token-of-su01", "su02": "rtn_token-of-su02", "su03": "rtn_token-of-su03"}
+
+
+class Central:
+    """The app on a TestClient (ASGI, no socket) with three enrolled nodes, su03 revoked."""
+
+    def __init__(self, tmp_path, **sections):
+        self.cfg = central_config(tmp_path, **sections)
+        self.store = Store(self.cfg.db_path)
+        for i, (nid, tok) in enumerate(NODE_TOKENS.items()):
+            su = self.cfg.load_site().sensing_units[i]
+            self.store.add_node(nid, su.position_m, su_id=su.id, token=tok)
+        self.store.revoke_node("su03")
+        self.ingested: list[tuple[str, int]] = []
+        self.contexts: list[TxContext] = []
+        self.state = AppState(self.cfg, self.store, EventBus(), self.cfg.load_site(),
+                              on_ingest=lambda nid, ms: self.ingested.append((nid, len(ms))),
+                              on_context=self.contexts.extend)  # fmt: skip
+        self.client = TestClient(create_app(self.state), raise_server_exceptions=True)
+
+    def ingest(self, body, token: str | None = NODE_TOKENS["su01"], content_type: str | None = "application/json",
+               **headers) -> httpx.Response:  # fmt: skip
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        if content_type is not None:
+            headers["Content-Type"] = content_type
+        content = body if isinstance(body, (bytes, str)) else json.dumps(body)
+        return self.client.post(INGEST_PATH, content=content, headers=headers)
+
+    def metrics(self) -> dict:
+        r = self.client.get("/api/v1/metrics")
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain; version=0.0.4")
+        return parse_prometheus(r.text)
+
+    def close(self):
+        self.client.close()
+        self.store.close()
+
+
+@pytest.fixture
+def central(tmp_path):
+    c = Central(tmp_path)
+    yield c
+    c.close()
+
+
+def refused(r: httpx.Response, status: int, *fragments: str) -> str:
+    assert r.status_code == status, (r.status_code, r.text)
+    body = r.json()
+    assert set(body) == {"detail"} and isinstance(body["detail"], str), body
+    for f in fragments:
+        assert f in body["detail"], (f, body["detail"])
+    return body["detail"]
+
+
+# ------------------------------------------------------------------------------------------- ingest
+
+
+def test_health(central):
+    r = central.client.get("/api/v1/health")
+    assert r.status_code == 200 and r.json() == {"status": "ok"}
+
+
+def test_ingest_acks_every_seq_stores_once_and_calls_the_engine_after_storing(central):
+    r = central.ingest(batch_dict(5))
+    assert r.status_code == 200 and IngestAck.from_dict(r.json()) == IngestAck((0, 1, 2, 3, 4), 0)
+    assert central.ingest(batch_dict(5)).json() == {"acked": [0, 1, 2, 3, 4], "duplicates": 5}
+    assert central.ingest(batch_dict(3, first_seq=4)).json() == {"acked": [4, 5, 6], "duplicates": 1}
+    assert central.store.seqs("su01") == list(range(7))
+    assert central.ingested == [("su01", 5), ("su01", 5), ("su01", 3)]
+    m = central.metrics()
+    assert m[("rftwin_ingest_records_total", ())] == 7 and m[("rftwin_ingest_duplicates_total", ())] == 6
+    assert m[("rftwin_ingest_batches_total", ())] == 3
+    assert m[("rftwin_node_records_total", (("node", "su01"),))] == 7
+    assert m[("rftwin_node_last_seen_timestamp_seconds", (("node", "su01"),))] == pytest.approx(time.time(), abs=5)
+
+
+def test_a_failing_engine_callback_does_not_lose_the_ack(central):
+    central.state.on_ingest = lambda nid, ms: 1 / 0
+    assert central.ingest(batch_dict(2)).json() == {"acked": [0, 1], "duplicates": 0}
+    assert central.store.seqs("su01") == [0, 1]
+
+
+@pytest.mark.parametrize(("token", "header", "why"), [
+    (None, None, "missing or malformed 'Authorization: Bearer"),
+    (None, "Basic dXNlcjpwYXNz", "missing or malformed"),
+    (None, "Bearer", "missing or malformed"),
+    ("rtn_not-a-token", None, "unknown or wrong node token"),
+    (NODE_TOKENS["su01"] + "x", None, "unknown or wrong node token"),
+    (NODE_TOKENS["su03"], None, "token of node 'su03' has been revoked"),
+    (INTEGRATION_TOKEN, None, "unknown or wrong node token"),  # an integration is not a node
+])  # fmt: skip
+def test_401_unknown_wrong_revoked_or_missing_token(central, token, header, why):
+    extra = {"Authorization": header} if header else {}
+    r = central.ingest(batch_dict(1, node_id="su03" if token == NODE_TOKENS["su03"] else "su01"), token=token, **extra)
+    refused(r, 401, why)
+    assert r.headers["www-authenticate"] == "Bearer"
+    assert central.store.count("measurements") == 0
+
+
+def test_403_a_node_cannot_write_as_another(central):
+    refused(central.ingest(batch_dict(2, node_id="su02")), 403, "belongs to node 'su01', not 'su02'",
+            "only write as itself")  # fmt: skip
+    body = batch_dict(2)
+    body["records"][1]["node_id"] = "su02"  # smuggled inside a batch of its own
+    refused(central.ingest(body), 422, "records[1]: node_id 'su02' differs from the batch's 'su01'")
+    assert central.store.count("measurements") == 0
+    assert central.metrics()[("rftwin_rejected_requests_total", (("endpoint", "/ingest"), ("reason", "forbidden")))] == 1
+
+
+def test_413_oversize_body_or_batch(tmp_path):
+    c = Central(tmp_path, limits={"max_body_bytes": 16_384, "max_batch_records": 10})
+    try:
+        refused(c.ingest(batch_dict(11)), 413, "batch of 11 records exceeds the limit of 10")
+        big = json.dumps(batch_dict(10)).encode() + b" " * 20_000
+        refused(c.ingest(big), 413, "exceeds the limit of 16384 bytes")
+
+        def chunks():  # no Content-Length: the limit holds while streaming
+            for _ in range(40):
+                yield b" " * 1024
+
+        r = c.client.post(INGEST_PATH, content=chunks(), headers={"Authorization": f"Bearer {NODE_TOKENS['su01']}",
+                                                                  "Content-Type": "application/json"})  # fmt: skip
+        refused(r, 413, "body exceeds the limit of 16384 bytes")
+        assert c.ingest(batch_dict(10)).status_code == 200
+        m = c.metrics()
+        assert m[("rftwin_rejected_requests_total", (("endpoint", "/ingest"), ("reason", "too_large")))] == 3
+    finally:
+        c.close()
+
+
+def test_413_default_limit_is_the_protocols_batch_size(central):
+    refused(central.ingest(batch_dict(1001)), 413, "batch of 1001 records exceeds the limit of 1000")
+
+
+@pytest.mark.parametrize("ctype", [None, "text/plain", "application/x-www-form-urlencoded", "application/jsonx"])
+def test_415_wrong_content_type(central, ctype):
+    refused(central.ingest(batch_dict(1), content_type=ctype), 415, "Content-Type must be application/json")
+
+
+def test_content_type_parameters_are_fine(central):
+    assert central.ingest(batch_dict(1), content_type="application/json; charset=utf-8").status_code == 200
+
+
+def _with(record_changes: dict | None = None, **top) -> dict:
+    b = batch_dict(2)
+    b.update(top)
+    if record_changes:
+        b["records"][1].update(record_changes)
+    return b
+
+
+NOW_NS = time.time_ns()
+BAD_BODIES = [
+    (b"", "empty body"),
+    (b"{", "malformed JSON"),
+    (b"\xff\xfe\xfa", "malformed JSON"),
+    (b"[1, 2]", "a batch must be an object"),
+    (b"null", "a batch must be an object"),
+    (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+    (json.dumps(_with({"power_dbm": 1.0})).replace("1.0", "NaN").encode(), "NaN is not allowed"),
+    (json.dumps(_with({"power_dbm": 1.0})).replace("1.0", "Infinity").encode(), "Infinity is not allowed"),
+    (json.dumps(_with({"power_dbm": 1.0})).replace("1.0", "-Infinity").encode(), "-Infinity is not allowed"),
+    (json.dumps(_with({"power_dbm": 1.0})).replace("1.0", "1e999").encode(), "records[1]: power_dbm must be a finite"),
+    (json.dumps(_with({"power_dbm": 1.0})).replace("1.0", "1" + "0" * 400).encode(), "records[1]"),
+    (json.dumps(_with({"seq": 1.0})).replace("1.0", "9" * 5000).encode(), "malformed JSON"),
+    (json.dumps(_with({"seq": 2**64})).encode(), "records[1]: seq must be an integer in [0, 2^63)"),
+    (json.dumps(_with({"seq": "1"})).encode(), "records[1]: seq must be an integer"),
+    (json.dumps(_with({"seq": True})).encode(), "records[1]: seq must be an integer"),
+    (json.dumps(_with({"power_dbm": "-60"})).encode(), "records[1]: power_dbm must be a finite number"),
+    (json.dumps(_with({"power_dbm": 500.0})).encode(), "records[1]: power_dbm must be a finite number in [-200, 60]"),
+    (json.dumps(_with({"saturated": "yes"})).encode(), "records[1]: saturated must be true or false"),
+    (json.dumps(_with({"subband_powers_dbm": [1] * 65})).encode(), "subband_powers_dbm must be a list of at most 64"),
+    (json.dumps(_with({"colour": "red"})).encode(), "records[1]: unknown fields ['colour']"),
+    (json.dumps(_with(protocol=2)).encode(), "protocol must be 1, got 2"),
+    (json.dumps(_with(records=[])).encode(), "records must be a list of 1 to 1000"),
+    (json.dumps(_with(records={"a": 1})).encode(), "records must be a list"),
+    (json.dumps(_with(extra=1)).encode(), "unknown fields ['extra']"),
+    (json.dumps({"protocol": 1, "node_id": "su01", "records": [{"node_id": "su01"}]}).encode(), "missing fields"),
+    (json.dumps(_with({"t_ns": NOW_NS + 3600 * 10**9})).encode(), "s in the future (limit 60 s): check the node's clock"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("body", "why"), BAD_BODIES, ids=[w for _, w in BAD_BODIES])
+def test_422_with_the_reason_never_a_500(central, body, why):
+    refused(central.ingest(body), 422, why)
+    assert central.store.count("measurements") == 0 and central.ingested == []
+
+
+def test_t_ns_just_inside_the_skew_limit_is_accepted(central):
+    assert central.ingest(_with({"t_ns": time.time_ns() + 50 * 10**9})).status_code == 200
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+                    lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=8), kids, max_size=4),
+                    max_leaves=20))  # fmt: skip
+def test_no_json_document_whatsoever_gets_a_500(central, doc):
+    for body in (doc, {"protocol": 1, "node_id": "su01", "records": [doc]}):
+        r = central.ingest(json.dumps(body))
+        assert r.status_code in (200, 403, 422), r.text
+        assert isinstance(r.json().get("detail", ""), str)
+
+
+def test_rejections_are_counted_by_reason_and_the_metrics_text_parses(central):
+    central.ingest(batch_dict(1), token=None)
+    central.ingest(b"{", token=NODE_TOKENS["su01"])
+    central.ingest(batch_dict(1), content_type="text/plain")
+    central.store.open_alarm("residual", 1)
+    m = central.metrics()
+    rej = {dict(labels)["reason"]: v for (name, labels), v in m.items() if name == "rftwin_rejected_requests_total"}
+    assert rej == {"unauthorized": 1, "invalid": 1, "unsupported_media_type": 1}
+    assert m[("rftwin_alarms_active", ())] == 1
+    assert m[("rftwin_node_healthy", (("node", "su01"),))] == 0  # never seen
+    assert ("rftwin_node_last_seen_timestamp_seconds", (("node", "su01"),)) not in m
+
+
+def test_a_store_that_cannot_write_answers_503_so_the_node_retries(central, monkeypatch):
+    def locked(batch, received_ns=None):
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(central.store, "ingest", locked)
+    r = central.ingest(batch_dict(1))
+    refused(r, 503, "store unavailable: database is locked")
+    assert r.headers["retry-after"] == "1"
+
+
+# ------------------------------------------------------------------------------------------ context
+
+
+def tx(tx_id="ue1", t_ns=None, pos=(10.0, 20.0, 1.5), **kw) -> dict:
+    return {"tx_id": tx_id, "t_ns": time.time_ns() if t_ns is None else t_ns, "position_m": list(pos),
+            "power_dbm": 20.0, **kw}  # fmt: skip
+
+
+def post_context(central, body, token=INTEGRATION_TOKEN) -> httpx.Response:
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    return central.client.post("/api/v1/context", content=body if isinstance(body, bytes) else json.dumps(body),
+                               headers=headers)  # fmt: skip
+
+
+def test_context_is_stored_served_latest_per_tx_and_handed_to_the_engine(central):
+    r = post_context(central, {"transmitters": [tx("ue1", 100), tx("ue2", 100, f_center_hz=3.7e9, bandwidth_hz=2e7)]})
+    assert r.status_code == 200 and r.json() == {"stored": 2}
+    assert post_context(central, [tx("ue1", 200, pos=(30.0, 5.0, 1.5))]).json() == {"stored": 1}  # bare list
+    latest = central.client.get("/api/v1/context").json()
+    assert [(t["tx_id"], t["t_ns"], t["position_m"]) for t in latest] == [("ue1", 200, [30.0, 5.0, 1.5]),
+                                                                          ("ue2", 100, [10.0, 20.0, 1.5])]  # fmt: skip
+    assert latest[1]["f_center_hz"] == 3.7e9 and latest[0]["f_center_hz"] == 0.0
+    assert [t.tx_id for t in central.contexts] == ["ue1", "ue2", "ue1"]
+    assert central.contexts[2] == TxContext("ue1", 200, (30.0, 5.0, 1.5), 20.0, 0.0, 0.0)
+
+
+def test_context_tokens_from_the_config_or_enrolled(central):
+    enrolled = central.store.add_integration("fleet-manager")
+    assert post_context(central, [tx()], token=enrolled).status_code == 200
+    refused(post_context(central, [tx()], token=None), 401, "missing or malformed")
+    refused(post_context(central, [tx()], token=NODE_TOKENS["su01"]), 401, "unknown or wrong integration token")
+    refused(post_context(central, [tx()], token=OPERATOR_TOKEN), 401, "unknown or wrong integration token")
+
+
+BAD_CONTEXT = [
+    ([tx(pos=(41.0, 20.0, 1.5))], "transmitters[0] (ue1): position_m [41.0, 20.0, 1.5] is outside the hall"),
+    ([tx(pos=(10.0, -0.1, 1.5))], "is outside the hall [0..40] x [0..40] x [0..5] m"),
+    ([tx(pos=(10.0, 20.0, 9.0))], "outside the hall"),
+    ([tx(pos=(10.0, 20.0))], "transmitters[0].position_m: List should have at least 3 items"),
+    ([tx(pos=("a", 1, 1))], "transmitters[0].position_m[0]: Input should be a valid number"),
+    ([tx(t_ns=time.time_ns() + 10**12)], "t_ns is more than 60 s in the future"),
+    ([tx(t_ns=1.5)], "transmitters[0].t_ns: Input should be a valid integer"),
+    ([tx(t_ns="1")], "transmitters[0].t_ns: Input should be a valid integer"),
+    ([tx(power_dbm=1000.0)], "transmitters[0].power_dbm: Input should be less than or equal to 60"),
+    ([tx(tx_id="ue 1")], "transmitters[0].tx_id: String should match pattern"),
+    ([tx(colour="red")], "transmitters[0].colour: Extra inputs are not permitted"),
+    ([tx(f_center_hz=1e6, bandwidth_hz=2e6)], "bandwidth_hz exceeds f_center_hz"),
+    ([], "transmitters: List should have at least 1 item"),
+    ({"txs": []}, "transmitters: Field required"),
+    ("hello", "Input should be a valid dictionary"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("body", "why"), BAD_CONTEXT, ids=[w[:40] for _, w in BAD_CONTEXT])
+def test_context_validation_422_with_the_reason(central, body, why):
+    refused(post_context(central, body), 422, why)
+    assert central.store.count("context") == 0
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e999"])
+def test_context_refuses_non_finite_numbers(central, literal):
+    body = json.dumps([tx(power_dbm=1.5)]).replace("1.5", literal).encode()
+    refused(post_context(central, body), 422)
+
+
+def test_context_wrong_content_type_and_malformed_json(central):
+    r = central.client.post("/api/v1/context", content=b"x", headers={"Authorization": f"Bearer {INTEGRATION_TOKEN}"})
+    refused(r, 415, "Content-Type must be application/json")
+    refused(post_context(central, b"{bad"), 422, "malformed JSON")
+
+
+# --------------------------------------------------------------------------- reads, alarms, site
+
+
+def test_nodes_report_health(central):
+    central.ingest(batch_dict(3))
+    nodes = {n["node_id"]: n for n in central.client.get("/api/v1/nodes").json()}
+    assert set(nodes) == {"su01", "su02", "su03"}
+    assert nodes["su01"]["healthy"] and nodes["su01"]["records"] == 3 and nodes["su01"]["extra"]["su_id"] == "su01"
+    assert nodes["su01"]["last_power_dbm"] == pytest.approx(-69.8)
+    assert (nodes["su02"]["healthy"], nodes["su02"]["detail"]) == (False, "never seen")
+    assert nodes["su03"]["detail"] == "revoked"
+
+
+def test_snapshots_by_limit_and_since(central):
+    for t in range(1, 6):
+        central.store.add_snapshot(snapshot(t * 100, anomalous=t == 4))
+    got = central.client.get("/api/v1/snapshots", params={"limit": 2}).json()
+    assert [s["t_ns"] for s in got] == [400, 500]
+    assert got[0]["anomalous"] and got[0]["suspected_position_m"] == [20.0, 10.0]
+    assert got[0]["sus"][1] == {"su_id": "su02", "position_m": [12.5, 29.5, 1.5], "measured_dbm": None,
+                                "predicted_dbm": -62.0, "residual_db": None, "stale": True, "saturated": False}  # fmt: skip
+    assert [s["t_ns"] for s in central.client.get("/api/v1/snapshots?since_ns=250").json()] == [300, 400, 500]
+    refused(central.client.get("/api/v1/snapshots?limit=0"), 422, "limit")
+    refused(central.client.get("/api/v1/snapshots?limit=abc"), 422, "query.limit: Input should be a valid integer")
+    refused(central.client.get("/api/v1/snapshots?since_ns=" + "9" * 30), 422, "since_ns")
+
+
+def test_alarms_list_and_acknowledge(central):
+    a = central.store.open_alarm("residual", 1000, 5.0, ["su01", "su02"], (20.0, 10.0))
+    b = central.store.open_alarm("saturation", 2000, None, ["su03"])
+    central.store.clear_alarm(b.id, 3000)
+    assert [x["id"] for x in central.client.get("/api/v1/alarms").json()] == [b.id, a.id]
+    active = central.client.get("/api/v1/alarms?state=active").json()
+    assert active == [{"id": a.id, "kind": "residual", "state": "active", "start_ns": 1000, "end_ns": None,
+                       "peak_score": 5.0, "affected_sus": ["su01", "su02"], "suspected_position_m": [20.0, 10.0],
+                       "acknowledged_by": None, "acknowledged_ns": None}]  # fmt: skip
+    assert [x["id"] for x in central.client.get("/api/v1/alarms", params={"state": "cleared"}).json()] == [b.id]
+    refused(central.client.get("/api/v1/alarms?state=open"), 422, "state")
+
+    url = f"/api/v1/alarms/{a.id}/ack"
+    refused(central.client.post(url), 401, "operator token")
+    refused(central.client.post(url, headers={"Authorization": f"Bearer {NODE_TOKENS['su01']}"}), 401,
+            "unknown or wrong operator token")  # fmt: skip
+    ok = central.client.post(url, headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"})
+    assert ok.status_code == 200 and ok.json()["acknowledged_by"] == "shift-lead"
+    assert ok.json()["acknowledged_ns"] == pytest.approx(time.time_ns(), abs=5e9)
+    assert [e.kind for e in central.state.bus.latest()] == ["alarm"]  # the dashboard hears of it
+    enrolled = central.store.add_operator("night-shift")
+    again = central.client.post(url, headers={"Authorization": f"Bearer {enrolled}"})
+    assert again.json()["acknowledged_by"] == "shift-lead"  # the first acknowledgement is kept
+    auth = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+    refused(central.client.post("/api/v1/alarms/999/ack", headers=auth), 404, "no alarm 999")
+    refused(central.client.post("/api/v1/alarms/-1/ack", headers=auth), 404, "no alarm -1")
+    refused(central.client.post(f"/api/v1/alarms/{'9' * 40}/ack", headers=auth), 404)
+    refused(central.client.post("/api/v1/alarms/x/ack", headers=auth), 422, "alarm_id")
+
+
+def test_site_for_the_dashboard(central):
+    s = central.client.get("/api/v1/site").json()
+    assert s["name"] == "factory-hall-a" and s["hall_size_m"] == [40.0, 40.0, 5.0]
+    assert len(s["obstacles"]) == 6 and s["obstacles"][0] == {"name": "line-1", "material": "metal",
+                                                               "min_m": [7.0, 22.0, 0.0], "size_m": [4.0, 14.0, 3.0]}  # fmt: skip
+    assert len(s["sensing_units"]) == 12 and s["sensing_units"][0] == {"id": "su01", "position_m": [6.5, 29.5, 1.5]}
+
+
+def test_unknown_paths_and_methods_answer_with_a_detail(central):
+    refused(central.client.get("/api/v1/nope"), 404, "Not Found")
+    refused(central.client.get(INGEST_PATH), 405, "Method Not Allowed")
+
+
+def test_openapi_lists_every_endpoint_with_its_models(central):
+    assert central.client.get("/docs").status_code == 200
+    doc = central.client.get("/openapi.json").json()
+    paths = doc["paths"]
+    expected = {"/api/v1/ingest": "post", "/api/v1/health": "get", "/api/v1/metrics": "get",
+                "/api/v1/context": "post", "/api/v1/nodes": "get", "/api/v1/snapshots": "get",
+                "/api/v1/alarms": "get", "/api/v1/alarms/{alarm_id}/ack": "post", "/api/v1/site": "get"}  # fmt: skip
+    for path, method in expected.items():
+        assert method in paths[path], path
+    assert paths["/api/v1/context"]["get"]
+    schemas = doc["components"]["schemas"]
+    ingest = paths["/api/v1/ingest"]["post"]
+    assert ingest["requestBody"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/IngestBatchModel"}
+    assert ingest["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/IngestAckModel")
+    assert {"401", "403", "413", "415", "422"} <= set(ingest["responses"])
+    assert "records" in schemas["IngestBatchModel"]["properties"] and "power_dbm" in schemas["MeasurementModel"]["properties"]
+    assert schemas["ContextUpdate"]["properties"]["transmitters"]["items"] == {"$ref": "#/components/schemas/TxContextIn"}
+    for name in ("NodeHealthOut", "SnapshotOut", "AlarmOut", "SiteOut", "Problem"):
+        assert name in schemas
+    refs = json.dumps(doc)
+    for ref in set(part.split('"')[0] for part in refs.split('"$ref": "#/components/schemas/')[1:]):
+        assert ref in schemas, f"dangling $ref {ref}"
+
+
+# ------------------------------------------------------------------------ a real server on loopback
+
+
+@pytest.fixture
+def service(tmp_path):
+    svc = CentralService(central_config(tmp_path), use_default_plugins=False, log_level="warning")
+    tokens = {}
+    for nid in ("su01", "su02"):
+        su = svc.site.sensing_units[svc.site.su_ids.index(nid)]
+        tokens[nid] = svc.store.add_node(nid, su.position_m, su_id=nid)
+    svc.tokens = tokens  # type: ignore[attr-defined]
+    svc.start()
+    yield svc
+    svc.stop()
+
+
+def test_the_node_agent_delivers_exactly_once_to_the_real_service(tmp_path, service):
+    from node.agent import Agent
+    from node.config import load_config
+    from node.spool import Spool
+    from tests.node_configs import simulated_node_toml, write_config
+    from tests.test_node_agent import last_seq
+
+    cfg = load_config(write_config(tmp_path, simulated_node_toml(url=service.url, token=service.tokens["su01"])))
+    agent = Agent(cfg)
+    assert agent.run(duration_s=1.5) == 0
+    n = last_seq(cfg) + 1
+    assert n >= 10 and agent.status.uploaded == n and agent.status.last_upload_error == ""
+    # Read through a connection of our own: the service's store stays the service's.
+    with sqlite3.connect(service.config.db_path) as db:
+        seqs = [s for (s,) in db.execute("SELECT seq FROM measurements WHERE node_id = 'su01' ORDER BY seq")]
+        power, subs, gain = db.execute("SELECT power_dbm, subband_powers_dbm, gain_db FROM measurements "
+                                       "WHERE node_id = 'su01' AND seq = 0").fetchone()  # fmt: skip
+    assert seqs == list(range(n))  # every reading, once
+    assert power == pytest.approx(-60.0, abs=0.3) and len(json.loads(subs)) == 1 and gain == 30.0
+    spool = Spool(cfg.spool.path)
+    assert len(spool) == 0 and spool.dropped == 0
+    spool.close()
+    health = {h["node_id"]: h for h in httpx.get(service.url + "/api/v1/nodes").json()}
+    assert health["su01"]["records"] == n and health["su01"]["extra"]["last_seq"] == n - 1
+
+
+def test_resends_over_real_http_are_absorbed_and_another_nodes_token_is_refused(service):
+    from node.uplink import CentralLocator, Uplink, UplinkAuthError
+
+    up = Uplink("su01", service.tokens["su01"], CentralLocator(service.url))
+    batch = records(50)
+    assert up.send(batch) == IngestAck(tuple(range(50)), 0)
+    assert up.send(batch) == IngestAck(tuple(range(50)), 50)  # a lost ack, resent: stored once
+    impostor = Uplink("su02", service.tokens["su01"], CentralLocator(service.url))
+    with pytest.raises(UplinkAuthError, match="403: this token belongs to node 'su01', not 'su02'"):
+        impostor.send(records(1, "su02"))
+    up.close()
+    impostor.close()
+    text = httpx.get(service.url + "/api/v1/metrics").text
+    m = parse_prometheus(text)
+    assert m[("rftwin_ingest_records_total", ())] == 50 and m[("rftwin_ingest_duplicates_total", ())] == 50
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    d = tmp_path_factory.mktemp("pki")
+
+    def ossl(*args):
+        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
+
+    ossl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+         "-subj", "/CN=rftwin test site CA")  # fmt: skip
+    ossl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=central")
+    (d / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
+    ossl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+         "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf")  # fmt: skip
+    return d
+
+
+def test_https_with_the_configured_certificate(tmp_path, pki):
+    from node.uplink import CentralLocator, Uplink
+
+    cfg = central_config(tmp_path, tls={"cert": str(pki / "server.pem"), "key": str(pki / "server.key")})
+    svc = CentralService(cfg, use_default_plugins=False, log_level="warning")
+    token = svc.store.add_node("su01", (6.5, 29.5, 1.5), su_id="su01")
+    svc.start()
+    try:
+        assert svc.url.startswith("https://127.0.0.1:")
+        up = Uplink("su01", token, CentralLocator(svc.url), ca_file=pki / "ca.pem")
+        assert up.send(records(3)).acked == (0, 1, 2)
+        up.close()
+        with pytest.raises(httpx.TransportError):  # plain HTTP to the TLS port
+            httpx.get(svc.url.replace("https", "http") + "/api/v1/health", timeout=2).raise_for_status()
+        ctx = ssl.create_default_context(cafile=str(pki / "ca.pem"))
+        assert httpx.get(svc.url + "/api/v1/health", verify=ctx).json() == {"status": "ok"}
+    finally:
+        svc.stop()
+
+
+def test_a_busy_port_fails_at_start_with_the_reason(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        with pytest.raises(OSError, match=f"cannot listen on 127.0.0.1:{port}"):
+            CentralService(central_config(tmp_path, listen={"host": "127.0.0.1", "port": port}), use_default_plugins=False)
+
