@@ -23,6 +23,7 @@ Ingest path (measured, one 1000-record batch of ~255 kB): JSON parse ≈ 1.6 ms,
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import sqlite3
@@ -51,6 +52,8 @@ from central.schemas import (
     Health,
     IngestAckModel,
     IngestBatchModel,
+    LearnOut,
+    LearnRequest,
     NodeHealthOut,
     Problem,
     SiteOut,
@@ -171,6 +174,9 @@ class AppState:
     site: Site
     on_ingest: OnIngest | None = None
     on_context: OnContext | None = None
+    # learn(since_ns, until_ns, detector, target_far, contamination) -> LearnResult; raises ValueError
+    # (e.g. LearnError) when refused. Set by the live detection engine.
+    learn: Callable[..., Any] | None = None
     metrics: Metrics = field(default_factory=Metrics)
     _last_nodes_event: float = 0.0
 
@@ -474,6 +480,29 @@ def create_app(state: AppState) -> FastAPI:
             raise ApiError(404, f"no alarm {alarm_id}", "not_found")
         state.bus.publish("alarm", alarm.to_dict())
         return alarm.to_dict()
+
+    @router.post(
+        "/detector/learn",
+        summary="Learn normal residual statistics from a normal period (operator token)",
+        response_model=LearnOut,
+        responses={401: ERRORS[401], 409: {"model": Problem, "description": "refused: too little data or alarms"},
+                   503: {"model": Problem, "description": "no live detection engine"}},
+    )
+    def learn(body: LearnRequest, request: Request) -> Any:
+        """Fit the configured detector on the residuals of [since_ns, until_ns] (or the last
+        ``duration_s``), set its threshold for the target false-alarm rate, save it as a model with its
+        provenance and make it active at once (no restart)."""
+        credential(request, "operator", store.operator_credentials()
+                   + [(e.token_sha256, e.name) for e in cfg.operators])  # fmt: skip
+        if state.learn is None:
+            raise ApiError(503, "no live detection engine in this central unit", "unavailable")
+        until = body.until_ns if body.until_ns is not None else now_ns()
+        since = body.since_ns if body.since_ns is not None else until - int((body.duration_s or 60.0) * 1e9)
+        try:
+            result = state.learn(since, until, body.detector, body.target_far, body.contamination)
+        except ValueError as e:
+            raise ApiError(409, str(e), "refused") from None
+        return dataclasses.asdict(result)
 
     @router.get("/site", summary="The hall, its obstacles and the sensing units", response_model=SiteOut)
     def site() -> Any:

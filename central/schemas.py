@@ -184,3 +184,24 @@ class SiteOut(BaseModel):
     tx_plane_height_m: float
     obstacles: list[ObstacleOut]
     sensing_units: list[SensingUnitOut]
+
+
+class LearnRequest(BaseModel):
+    """Learn normal residual statistics from a period of normal operation (default: the last 60 s)."""
+
+    model_config = ConfigDict(extra="forbid")
+    duration_s: float | None = Field(None, gt=0, le=86_400, description="window ending now (or at until_ns)")
+    since_ns: int | None = Field(None, ge=0, lt=2**63)
+    until_ns: int | None = Field(None, ge=0, lt=2**63)
+    detector: str | None = Field(None, description="detector kind (default: the config's)")
+    target_far: float | None = Field(None, gt=0, lt=0.5, description="false-alarm rate per snapshot")
+    contamination: float = Field(0.0, ge=0, lt=0.5, description="fraction of training outliers to drop")
+
+
+class LearnOut(BaseModel):
+    model_id: int
+    detector: str
+    threshold: float
+    n_snapshots: int
+    since_ns: int
+    until_ns: int

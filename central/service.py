@@ -11,7 +11,7 @@ Plug-in points (other parts of the central unit, looked up at start so this modu
 on them):
 
 - **Live engine**: ``engine_factory(state) -> engine``; by default ``central.detection.engine:
-  create_engine`` when that module exists. The engine's ``on_ingest(node_id, measurements)`` and
+  create_engine`` (:mod:`central.detection.live`). The engine's ``on_ingest(node_id, measurements)`` and
   ``on_context(contexts)`` become the state's callbacks (called after the data is stored); its
   optional ``start()`` runs before the server listens and ``stop()`` after it has stopped.
 - **Dashboard**: ``central.dashboard:mount(app, state)`` when that module exists; it adds its pages
@@ -40,7 +40,7 @@ from central.store import Store
 
 log = logging.getLogger("rftwin.central")
 
-ENGINE_FACTORY = "central.detection.engine:create_engine"
+ENGINE_FACTORY = "central.detection.live:create_engine"
 DASHBOARD_MOUNT = "central.dashboard:mount"
 PURGE_PERIOD_S = 3600.0
 
@@ -85,6 +85,7 @@ class CentralService:
         if self.engine is not None:
             self.state.on_ingest = getattr(self.engine, "on_ingest", None)
             self.state.on_context = getattr(self.engine, "on_context", None)
+            self.state.learn = getattr(self.engine, "learn", None)
         self.app = create_app(self.state)
         mount = _optional(DASHBOARD_MOUNT) if use_default_plugins else None
         self.dashboard = bool(mount)

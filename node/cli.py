@@ -19,6 +19,7 @@ from node.config import ConfigError, NodeConfig, load_config, parse_config
 def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # fmt: skip
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per upload would drown the journal
 
 
 def cmd_run(args) -> int:

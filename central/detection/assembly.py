@@ -93,12 +93,7 @@ class SnapshotAssembler:
         self.su_positions_m = np.asarray(pos, dtype=np.float64).reshape(len(self.su_ids), 3)
         self.stale_ns = int(stale_s * 1e9)
         self.context_max_age_ns = int(context_max_age_s * 1e9)
-        index = {su: j for j, su in enumerate(self.su_ids)}
-        mapping = dict(node_to_su) if node_to_su is not None else {su: su for su in self.su_ids}
-        unknown = set(mapping.values()) - set(index)
-        if unknown:
-            raise ValueError(f"node_to_su maps onto unknown SUs {sorted(unknown)}")
-        self._node_index = {node: index[su] for node, su in mapping.items()}
+        self.set_node_map(node_to_su)
         # Latest reading per SU: (seq, t_ns, power_dbm, saturated) or None. One tuple per slot, so a
         # reader in another thread never sees half an update.
         self._latest: list[tuple[int, int, float, bool] | None] = [None] * len(self.su_ids)
@@ -108,6 +103,18 @@ class SnapshotAssembler:
         self._hall_xy = (grid.nx * grid.cell_size_m, grid.ny * grid.cell_size_m)
         self.stats = {"measurements": 0, "unknown_node": 0, "out_of_order": 0, "contexts": 0,
                       "contexts_refused": 0, "contexts_expired": 0, "contexts_clipped": 0}  # fmt: skip
+
+    def set_node_map(self, node_to_su: Mapping[str, str] | None) -> None:
+        """Which node serves which SU (enrolment can change it while running); None: node id = SU id."""
+        index = {su: j for j, su in enumerate(self.su_ids)}
+        mapping = dict(node_to_su) if node_to_su is not None else {su: su for su in self.su_ids}
+        unknown = set(mapping.values()) - set(index)
+        if unknown:
+            raise ValueError(f"node_to_su maps onto unknown SUs {sorted(unknown)}")
+        self._node_index = {node: index[su] for node, su in mapping.items()}
+
+    def knows_node(self, node_id: str) -> bool:
+        return node_id in self._node_index
 
     # ------------------------------------------------------------------ updates (hot path)
 
