@@ -153,7 +153,7 @@ class LiveDetection:
             raise LearnError(f"the window overlaps alarm(s) {ids}: learn from a period without alarms")
         with self._record_lock:
             rows = [x for t, x, _ in self._recent if since_ns <= t <= until_ns]
-        if rows and self._recent and self._recent[0][0] > since_ns:
+        if len(self._recent) == self._recent.maxlen and self._recent[0][0] > since_ns:
             log.warning("learning window starts before the in-memory buffer: using what it holds")
         x = np.array(rows, dtype=np.float64).reshape(-1, len(self.engine.su_ids))
         usable = np.isfinite(x).sum(axis=1) >= self.engine.min_usable_sus
