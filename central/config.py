@@ -46,13 +46,12 @@ Unknown keys are errors: a typo must fail at start-up, not be a silently ignored
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from central.twin.site import BUILTIN_SITES, DEFAULT_SITE, Site, resolve_site
 from node.protocol import MAX_BATCH_RECORDS
-from node.toml_fields import ConfigError, Fields
+from node.toml_fields import ConfigError, Fields, read_toml
 
 __all__ = ["CentralConfig", "ConfigError", "load_config", "parse_config", "TokenEntry"]
 
@@ -138,16 +137,7 @@ class CentralConfig:
 
 
 def load_config(path: str | Path) -> CentralConfig:
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read: {e.strerror or e}") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: not valid TOML: {e}") from None
-    return parse_config(data, str(path), path.resolve().parent)
+    return parse_config(*read_toml(path))
 
 
 def parse_config(data: dict, source: str = "<config>", base_dir: Path | None = None) -> CentralConfig:

@@ -59,7 +59,7 @@ from pathlib import Path
 from node.calibration_table import CalibrationTable
 from node.dsp import Band, BandPowerConfig
 from node.protocol import MAX_BATCH_RECORDS, NODE_ID_RE
-from node.toml_fields import ConfigError, Fields
+from node.toml_fields import ConfigError, Fields, read_toml
 
 BACKENDS = ("pluto", "soapy", "simulated")
 __all__ = ["ConfigError", "NodeConfig", "load_config", "parse_config"]
@@ -123,16 +123,7 @@ class NodeConfig:
 
 
 def load_config(path: str | Path) -> NodeConfig:
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read: {e.strerror or e}") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: not valid TOML: {e}") from None
-    return parse_config(data, str(path), path.resolve().parent)
+    return parse_config(*read_toml(path))
 
 
 def parse_config(data: dict, source: str = "<config>", base_dir: Path | None = None) -> NodeConfig:

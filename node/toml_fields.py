@@ -8,12 +8,26 @@ are errors for the same reason (``sampel_rate_hz`` silently ignored is a wrong d
 from __future__ import annotations
 
 import math
+import tomllib
 from pathlib import Path
 from typing import Any
 
 
 class ConfigError(ValueError):
     """A configuration that cannot run; the message starts with ``<file>: <key>:``."""
+
+
+def read_toml(path: str | Path) -> tuple[dict, str, Path]:
+    """A TOML file's table, its name for messages, and its directory (relative paths resolve there)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror or e}") from None
+    try:
+        return tomllib.loads(text), str(path), path.resolve().parent
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
 
 
 class Fields:

@@ -8,7 +8,6 @@ import json
 import socket
 import sqlite3
 import ssl
-import subprocess
 import time
 import warnings
 
@@ -31,6 +30,7 @@ from tests.central_helpers import (
     parse_prometheus,
     records,
 )
+from tests.pki import make_site_pki
 from tests.test_central_store import snapshot
 
 with warnings.catch_warnings():  # starlette's TestClient would like httpx2; httpx is what is installed
@@ -492,18 +492,7 @@ def test_resends_over_real_http_are_absorbed_and_another_nodes_token_is_refused(
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory):
-    d = tmp_path_factory.mktemp("pki")
-
-    def ossl(*args):
-        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
-
-    ossl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
-         "-subj", "/CN=rftwin test site CA")  # fmt: skip
-    ossl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=central")
-    (d / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
-    ossl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-         "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf")  # fmt: skip
-    return d
+    return make_site_pki(tmp_path_factory.mktemp("pki"))
 
 
 def test_https_with_the_configured_certificate(tmp_path, pki):

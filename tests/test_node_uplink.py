@@ -6,7 +6,6 @@ from __future__ import annotations
 import random
 import socket
 import ssl
-import subprocess
 
 import pytest
 
@@ -14,6 +13,7 @@ from node.protocol import IngestAck, Measurement
 from node.sd_notify import Notifier, watchdog_interval_s
 from node.uplink import Backoff, CentralLocator, Uplink, UplinkAuthError, UplinkError
 from tests.ingest_server import IngestServer
+from tests.pki import make_site_pki
 
 
 def records(n: int, node_id: str = "su01", first_seq: int = 0) -> list[Measurement]:
@@ -23,20 +23,7 @@ def records(n: int, node_id: str = "su01", first_seq: int = 0) -> list[Measureme
 @pytest.fixture(scope="module")
 def site_ca(tmp_path_factory):
     """A site CA and a server certificate for 127.0.0.1 signed by it (what `tls init` will create)."""
-    d = tmp_path_factory.mktemp("pki")
-
-    def ossl(*args):
-        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
-
-    ossl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
-         "-subj", "/CN=rftwin test site CA")  # fmt: skip
-    ossl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=central")
-    (d / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
-    ossl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-         "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf")  # fmt: skip
-    ossl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "other.key", "-out", "other.pem", "-days", "2",
-         "-subj", "/CN=some other CA")  # fmt: skip
-    return d
+    return make_site_pki(tmp_path_factory.mktemp("pki"))
 
 
 @pytest.fixture
