@@ -55,6 +55,22 @@ def cmd_twin_build(args) -> int:
     return 0
 
 
+def cmd_sim_make_world(args) -> int:
+    from central.sim.world import make_world
+
+    update, close = tracing_progress_bar()
+    try:
+        files = make_world(args.out, args.site, model_error_db=args.model_error_db, seed=args.seed,
+                           jammer_start_s=args.jammer_at_s, jammer_position_m=tuple(args.jammer_at_m),
+                           scenario_toml=args.scenario.read_text() if args.scenario else None,
+                           progress=update)  # fmt: skip
+    finally:
+        close()
+    print(f"true gain maps (+ per-SU model error) in {files.maps_path}; scenario in {files.scenario_path}")
+    print("a simulated node reads them with [radio.args] world = ..., scenario = ..., su_id = ...")
+    return 0
+
+
 def cmd_twin_show(args) -> int:
     from central.twin.render import render_gain_map
 
@@ -197,6 +213,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--su", help="sensing unit whose map to draw (default: the first)")
     s.add_argument("--out", type=Path, default=Path("twin.png"), help="PNG path (default: twin.png)")
     s.set_defaults(func=cmd_twin_show)
+
+    sim = sub.add_parser("sim", help="the simulated plant: a physical twin for simulated nodes")
+    simsub = sim.add_subparsers(dest="sim_command", required=True)
+    mw = simsub.add_parser("make-world", help="trace the true-material world and write it with the demo scenario")
+    mw.add_argument("--site", default="factory-hall-a-truth", help="site with the *true* materials "
+                    "(default: factory-hall-a-truth, concrete eps_r 7.0, sigma 0.3 S/m)")  # fmt: skip
+    mw.add_argument("--out", type=Path, default=Path("world"), help="folder for world.npz and scenario.toml")
+    mw.add_argument("--model-error-db", type=float, default=1.0, help="per-SU gain offset std (dB)")
+    mw.add_argument("--seed", type=int, default=7)
+    mw.add_argument("--jammer-at-s", type=float, default=60.0, help="scenario time the jammer switches on")
+    mw.add_argument("--jammer-at-m", type=float, nargs=2, default=(36.0, 8.0), metavar=("X", "Y"))
+    mw.add_argument("--scenario", type=Path, help="scenario file to use instead of the demo's (AGVs + jammer)")
+    mw.set_defaults(func=cmd_sim_make_world)
 
     cfg = argparse.ArgumentParser(add_help=False)
     cfg.add_argument("--config", type=Path, default=None,

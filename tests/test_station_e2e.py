@@ -61,8 +61,7 @@ def test_jammer_on_raises_an_alarm_and_jammer_off_clears_it(tmp_path, tiny_site,
         **tiny_site.materials,
         "concrete": Material("concrete", relative_permittivity=7.0, conductivity_s_per_m=0.3, thickness_m=0.2),
     })  # fmt: skip
-    files = make_world(tmp_path / "world", site=truth, model_error_db=0.5, seed=3)
-    files.scenario_path.write_text(textwrap.dedent(SCENARIO))
+    files = make_world(tmp_path / "world", site=truth, model_error_db=0.5, seed=3, scenario_toml=textwrap.dedent(SCENARIO))
     # No localisation error in the context feed here: with it, a CI-sized learning window (seconds)
     # holds too few independent context draws to set a 0.1 % threshold, and the test would be about
     # that, not about the chain. The twin still differs from the world (materials, per-SU offsets).

@@ -21,6 +21,7 @@ from central.twin import Twin
 from central.twin.site import Site, resolve_site
 from central.twin.solvers import SolverSettings
 from node.gain_lookup import GainMapFile
+from node.simworld import World
 
 TRUTH_SITE = "factory-hall-a-truth"
 
@@ -33,8 +34,11 @@ class WorldFiles:
 
 def make_world(out_dir: Path, site: Site | str = TRUTH_SITE, model_error_db: float = 1.0, seed: int = 7,
                settings: SolverSettings = SolverSettings(), progress: Callable[[str, int, int], None] | None = None,
-               jammer_start_s: float = 60.0, jammer_position_m: tuple[float, float] = (36.0, 8.0)) -> WorldFiles:  # fmt: skip
-    """Write ``world.npz`` (true maps + per-SU offsets ~ N(0, model_error_db)) and ``scenario.toml``."""
+               jammer_start_s: float = 60.0, jammer_position_m: tuple[float, float] = (36.0, 8.0),
+               scenario_toml: str | None = None) -> WorldFiles:  # fmt: skip
+    """Write ``world.npz`` (true maps + per-SU offsets ~ N(0, model_error_db)) and ``scenario.toml``
+    (``scenario_toml``, or the demo scenario of the paper's hall), and check that they fit together
+    (:class:`node.simworld.ScenarioError` names the emitter that does not)."""
     site = site if isinstance(site, Site) else resolve_site(site)
     out_dir.mkdir(parents=True, exist_ok=True)
     twin = Twin.load(site, settings, progress=progress)  # cached by the gain-map cache
@@ -48,7 +52,8 @@ def make_world(out_dir: Path, site: Site | str = TRUTH_SITE, model_error_db: flo
     maps_path = out_dir / "world.npz"
     GainMapFile(meta, m.gain_db, m.grid.valid, m.su_positions_m).save(maps_path)
     scenario_path = out_dir / "scenario.toml"
-    scenario_path.write_text(demo_scenario_toml(site, jammer_start_s, jammer_position_m))
+    scenario_path.write_text(scenario_toml or demo_scenario_toml(site, jammer_start_s, jammer_position_m))
+    World.load(maps_path, scenario_path)
     return WorldFiles(maps_path, scenario_path)
 
 
