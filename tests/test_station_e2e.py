@@ -9,17 +9,20 @@ affected → the jammer switches off → the alarm clears.
 from __future__ import annotations
 
 import dataclasses
+import os
 import textwrap
 import time
 
 import pytest
 
+from central.demo import screenshot
 from central.sim.station import SimulatedStation, StationSettings
 from central.sim.world import make_world
 from central.twin.site import Material
 from tests.conftest import DATA
 
-JAMMER_ON_S, JAMMER_OFF_S = 22.0, 32.0
+JAMMER_ON_S, JAMMER_OFF_S = 22.0, 34.0
+CHROMIUM = os.environ.get("RFTWIN_CHROMIUM", "/usr/bin/chromium")
 SCENARIO = f"""
 [scenario]
 name = "tiny hall: one gNB, a jammer for ten seconds"
@@ -87,6 +90,8 @@ def test_jammer_on_raises_an_alarm_and_jammer_off_clears_it(tmp_path, tiny_site,
         assert alarm["kind"] in ("residual", "saturation")
         assert "high" in alarm["affected_sus"]  # 1.7 m from the jammer; "low" is behind the cabinet
         assert delay_s < 3.0, f"alarm took {delay_s:.1f} s"
+        if os.access(CHROMIUM, os.X_OK):  # the operator sees it: the real dashboard shows the alarm banner
+            assert screenshot(station.url + "/", tmp_path / "dashboard.png") == tmp_path / "dashboard.png"
         first_jammed_ns = int((station.start_time_s + JAMMER_ON_S) * 1e9)
         assert alarm["start_ns"] >= first_jammed_ns - int(0.2e9)  # not raised before the jammer was on
 
