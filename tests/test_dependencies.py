@@ -12,9 +12,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 FORBIDDEN = {
-    "node": {"central", "calibration", "models"},
-    "models": {"node", "central", "calibration"},
-    "central": {"calibration"},
+    "node": {"central", "calibration", "models", "evaluation"},
+    "models": {"node", "central", "calibration", "evaluation"},
+    "central": {"calibration", "evaluation"},
+    "evaluation": {"node", "calibration"},
 }
 HEAVY = {"sionna", "sionna-rt", "torch", "scikit-learn", "tensorflow"}
 

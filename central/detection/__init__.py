@@ -6,7 +6,7 @@ Entry point: :class:`DetectionEngine` (see :mod:`central.detection.engine` for t
 from central.detection.alarms import AlarmTracker, AlarmTransition, counter_ids
 from central.detection.assembly import Residuals, SnapshotAssembler
 from central.detection.engine import INSUFFICIENT, NO_DETECTOR, EngineConfig, DetectionEngine
-from central.detection.localise import Localisation, PointSourceLocaliser
+from central.detection.localise import GlrtLocaliser, Localisation, PointSourceLocaliser
 
 __all__ = [
     "INSUFFICIENT",
@@ -14,6 +14,7 @@ __all__ = [
     "AlarmTracker",
     "AlarmTransition",
     "EngineConfig",
+    "GlrtLocaliser",
     "DetectionEngine",
     "Localisation",
     "PointSourceLocaliser",

@@ -1,7 +1,10 @@
 """Residual-snapshot anomaly detectors behind one interface (:class:`ResidualDetector`).
 
-``make_detector("ed" | "lof", **params)`` builds one; ``load_detector(path)`` loads any saved one.
-New detectors (issue 5: max-residual, Mahalanobis, GLRT, …) subclass :class:`ResidualDetector` and
+``make_detector("ed" | "lof" | "maxres" | "gauss" | "glrt", **params)`` builds one; ``load_detector(path)`` loads any saved one.
+Issue 5's detectors: ``maxres`` (maximum residual), ``gauss`` (Mahalanobis, Ledoit–Wolf covariance),
+``glrt`` (point-source jammer GLRT over the twin's gain-map cells; needs ``predicted_dbm`` and the gains
+at construction: ``make_detector("glrt", cell_positions_m=..., gain_lin=...)``); robust training with
+``fit(..., contamination=c)`` (MCD-like cleaning, :mod:`models.detectors.robust`). New detectors subclass :class:`ResidualDetector` and
 decorate with :func:`register`.
 """
 
@@ -17,19 +20,29 @@ from models.detectors.base import (
     register,
 )
 from models.detectors.energy import EnergyDetector
+from models.detectors.gauss import GaussDetector, GlsDetector
+from models.detectors.glrt import GlrtDetector
 from models.detectors.lof import LocalOutlierFactor, LofDetector
+from models.detectors.maxres import MaxResidualDetector
+from models.detectors.robust import ledoit_wolf, robust_clean
 
 __all__ = [
     "DetectorError",
     "EnergyDetector",
+    "GaussDetector",
+    "GlrtDetector",
+    "GlsDetector",
     "LocalOutlierFactor",
     "LofDetector",
+    "MaxResidualDetector",
     "ResidualDetector",
     "detector_kinds",
+    "ledoit_wolf",
     "load_detector",
     "make_detector",
     "model_paths",
     "quantile_threshold",
     "read_metadata",
     "register",
+    "robust_clean",
 ]

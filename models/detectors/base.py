@@ -127,13 +127,15 @@ class ResidualDetector(ABC):
         predicted_dbm=None,
         su_ids: list[str] | None = None,
         holdout_db=None,
+        holdout_predicted_dbm=None,
         contamination: float = 0.0,
         provenance: dict | None = None,
     ) -> ResidualDetector:
         """Learn normal statistics from normal snapshots (N, n_su) and set :attr:`threshold`.
 
         ``holdout_db``: held-out normal snapshots; when given the threshold comes from their scores
-        instead of the training scores. ``contamination``: fraction of the training set assumed to be
+        instead of the training scores (``holdout_predicted_dbm``: their predictions, for detectors
+        that need them). ``contamination``: fraction of the training set assumed to be
         anomalous and trimmed away (see :meth:`_clean`). ``su_ids``: the SU order of the columns, kept
         with the model so a mismatched deployment is refused. ``provenance``: free-form JSON-able dict
         (twin cache key, site, campaign, code version, …) saved with the model.
@@ -144,8 +146,12 @@ class ResidualDetector(ABC):
             raise DetectorError(f"{len(su_ids)} su_ids for {x.shape[1]} columns")
         if not 0.0 <= contamination < 0.5:
             raise DetectorError(f"contamination must be in [0, 0.5), got {contamination}")
-        x = x[~np.isnan(x).all(axis=1)]  # a snapshot without any residual carries nothing
         pred = None if predicted_dbm is None else as_matrix(predicted_dbm, x.shape[1], "predicted_dbm")
+        if pred is not None and pred.shape[0] != n_given:
+            raise DetectorError(f"predicted_dbm has {pred.shape[0]} rows, residuals_db {n_given}")
+        some = ~np.isnan(x).all(axis=1)  # a snapshot without any residual carries nothing
+        x = x[some]
+        pred = None if pred is None else pred[some]
         self.fit_info = {"n_given": n_given, "n_all_missing": n_given - x.shape[0]}
         x, pred = self._clean(x, pred, contamination)
         self._check_enough(x)
@@ -157,7 +163,7 @@ class ResidualDetector(ABC):
             lim = np.nanquantile(x, SU_LIMIT_QUANTILE, axis=0) if x.size else np.full(self.n_su, np.nan)
         self.su_limit_db = np.asarray(lim, dtype=np.float64)
         if holdout_db is not None:
-            scores = self.score(holdout_db)
+            scores = self.score(holdout_db, predicted_dbm=holdout_predicted_dbm)
             self.fit_info["threshold_from"] = "holdout"
         else:
             scores = self._training_scores()

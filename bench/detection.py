@@ -1,0 +1,278 @@
+"""Detection benchmark (issue 5): the paper's study reproduced on our twin, every registered detector.
+
+Usage: python bench/detection.py [--n 5000] [--seed 0] [--detectors ed,lof,...] [--no-truth] [--out docs/results]
+
+Datasets (:mod:`evaluation.dataset`): N realisations of the reference scenario per SU height, PT = the twin's
+prediction at the true positions, DT = the twin's prediction at positions with localisation error
+(N(0, 0.37 m) radial), Δ = PT − DT + ε, σ ∈ {0, 3, 6} dB. Heights: ``factory-hall-a`` (SUs at 1.5 m, keys
+``1.5m``) and ``factory-hall-b`` (SUs at 4.9 m, just under the 5 m ceiling; keys ``5m`` as the paper's
+scenario B). Extra variant (keys ``1.5m_truthpt``): PT from ``factory-hall-a-truth``'s maps (other
+materials: the twin's material error), when those maps are cached. Maps are never traced here unless
+``--build`` is given.
+
+Protocol (:mod:`evaluation.protocol`): 5-fold CV, train on the normal snapshots of 4 folds, test on the
+fold's normals plus as many jammed snapshots, pooled ROC. Last line: one JSON object with
+``auc_{det}_{h}_sigma{s}``, ``pd1_…``, ``pd5_…`` for every detector, ``auc_best_…``/``pd1_best_…`` (best
+of ours, i.e. every kind but ed and lof), ``us_per_snapshot_{det}`` (batched scoring, µs per snapshot)
+and ``us_per_snapshot_single_{det}`` (one snapshot per call). Writes ``detection.md``, ``detection.json``
+and ROC PNGs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from central.twin import SolverSettings, Twin, resolve_site  # noqa: E402
+from central.twin.gain_maps import cache_key, default_cache_dir  # noqa: E402
+from evaluation.dataset import generate_dataset  # noqa: E402
+from evaluation.protocol import evaluate  # noqa: E402
+from models.detectors import base as det_base  # noqa: E402
+from models.detectors import detector_kinds, make_detector  # noqa: E402
+
+SIGMAS = (0, 3, 6)
+BASELINES = ("ed", "lof")
+# ARCHITECTURE.md "Reference scenario": paper AUCs, σ = 0 / 3 / 6 dB (ray-tracing twin; RF surrogate).
+PAPER = {
+    ("1.5", "ed", "rt"): (0.939, 0.883, 0.816), ("1.5", "lof", "rt"): (0.947, 0.825, 0.724),
+    ("1.5", "ed", "rf"): (0.940, 0.889, 0.825), ("1.5", "lof", "rf"): (0.962, 0.825, 0.726),
+    ("5", "ed", "rt"): (0.995, 0.852, 0.741), ("5", "lof", "rt"): (0.989, 0.786, 0.623),
+    ("5", "ed", "rf"): (0.994, 0.855, 0.743), ("5", "lof", "rf"): (0.986, 0.770, 0.617),
+}  # fmt: skip
+SCENARIOS = [  # (key, twin site, physical-world site, label)
+    ("1.5m", "factory-hall-a", None, "SUs 1.5 m (factory-hall-a)"),
+    ("5m", "factory-hall-b", None, "SUs 4.9 m (factory-hall-b; paper: 5 m)"),
+    (
+        "1.5m_truthpt",
+        "factory-hall-a",
+        "factory-hall-a-truth",
+        "SUs 1.5 m, PT from factory-hall-a-truth maps",
+    ),
+]
+
+
+def maps_cached(site_name: str) -> bool:
+    from central.twin.rt_runtime import sionna_version
+
+    site = resolve_site(site_name)
+    return (default_cache_dir() / f"{cache_key(site, SolverSettings(), sionna_version())}.npz").exists()
+
+
+def detector_params(kind: str, twin: Twin) -> dict | None:
+    """Constructor arguments a detector needs from the twin, by parameter name; None if unsatisfiable."""
+    cls = det_base._REGISTRY[kind]
+    cg = None
+    out = {}
+    for name, prm in inspect.signature(cls.__init__).parameters.items():
+        if name in ("self", "target_far", "name") or prm.kind in (prm.VAR_KEYWORD, prm.VAR_POSITIONAL):
+            continue
+        if name in ("cell_positions_m", "gain_lin", "gain_db", "cell_gains"):
+            cg = cg or twin.predictor.cell_gains()
+            out[name] = {"cell_positions_m": cg.positions_m, "gain_lin": cg.gain_lin, "gain_db": cg.gain_db,
+                         "cell_gains": cg}[name]  # fmt: skip
+        elif name == "noise_floor_dbm":
+            out[name] = twin.site.noise_floor_dbm
+        elif name in ("predictor", "twin"):
+            out[name] = twin.predictor if name == "predictor" else twin
+        elif prm.default is inspect.Parameter.empty:
+            return None
+    return out
+
+
+def single_us(kind: str, params: dict, x_train, x_test, pred_train, pred_test, reps: int = 200) -> float:
+    det = make_detector(kind, **params).fit(x_train, predicted_dbm=pred_train)
+    reps = min(reps, len(x_test))
+    t0 = time.perf_counter()
+    for i in range(reps):
+        det.score(x_test[i], predicted_dbm=pred_test[i])
+        if time.perf_counter() - t0 > 5.0:
+            reps = i + 1
+            break
+    return 1e6 * (time.perf_counter() - t0) / reps
+
+
+def plot_rocs(results: dict, kinds: list[str], out: Path, scen_keys: list[str], labels: dict) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    for h in scen_keys:
+        fig, axes = plt.subplots(1, len(SIGMAS), figsize=(4.2 * len(SIGMAS), 4.0), sharey=True)
+        for ax, s in zip(axes, SIGMAS):
+            for k in kinds:
+                r = results.get((h, k, s))
+                if r is None:
+                    continue
+                ax.plot(r["roc"]["fpr"], r["roc"]["tpr"], label=f"{k} (AUC {r['auc']:.3f})",
+                        lw=2.0 if k in BASELINES else 1.4, ls="-" if k in BASELINES else "--")  # fmt: skip
+            ax.plot([0, 1], [0, 1], color="0.7", lw=0.8)
+            ax.set_title(f"σ = {s} dB")
+            ax.set_xlabel("false-alarm rate")
+            ax.grid(alpha=0.3)
+            ax.legend(loc="lower right", fontsize=8)
+        axes[0].set_ylabel("detection probability")
+        fig.suptitle(f"Pooled 5-fold ROC: {labels[h]}")
+        fig.tight_layout()
+        p = out / f"roc_{h.replace('.', '_')}.png"
+        fig.savefig(p, dpi=110)
+        plt.close(fig)
+        paths.append(p)
+    return paths
+
+
+def write_markdown(results: dict, kinds: list[str], figures: dict, out: Path, args, scen: list, pngs) -> Path:
+    labels = {h: label for h, _, _, label in scen}
+    lines = [
+        "# Detection: the paper's study on our twin (issue 5)",
+        "",
+        f"Generated by `python bench/detection.py --n {args.n} --seed {args.seed}` on "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Protocol: 5-fold CV over {args.n} realisations, "
+        "train on the normal snapshots of 4 folds, test on the fold's normals plus as many jammed snapshots, "
+        "ROC pooled over folds. PT = twin prediction at the true positions (jammer included), DT = twin "
+        "prediction at positions with N(0, 0.37 m) radial localisation error, Δ = PT − DT + N(0, σ²).",
+        "",
+        "AUC, σ = 0 / 3 / 6 dB. Paper: ray-tracing twin (random-forest surrogate in brackets), from "
+        "ARCHITECTURE.md.",
+        "",
+        "| SU height | detector | ours: AUC | paper: AUC | ours: Pd @ 1 % FAR | ours: Pd @ 5 % FAR |",
+        "|---|---|---|---|---|---|",
+    ]
+    for h, _, _, label in scen:
+        for k in kinds:
+            if (h, k, 0) not in results:
+                continue
+            auc = " / ".join(f"{results[(h, k, s)]['auc']:.3f}" for s in SIGMAS)
+            pd1 = " / ".join(f"{results[(h, k, s)]['pd1']:.3f}" for s in SIGMAS)
+            pd5 = " / ".join(f"{results[(h, k, s)]['pd5']:.3f}" for s in SIGMAS)
+            hp = h.split("m")[0]
+            if (hp, k, "rt") in PAPER:
+                rt, rf = PAPER[(hp, k, "rt")], PAPER[(hp, k, "rf")]
+                paper = " / ".join(f"{a:.3f} ({b:.3f})" for a, b in zip(rt, rf))
+            else:
+                paper = "—"
+            lines.append(f"| {label} | {k} | {auc} | {paper} | {pd1} | {pd5} |")
+    lines += ["", "Cost of scoring (µs per snapshot; batched over a test fold / one snapshot per call):", "",
+              "| detector | batched | single |", "|---|---|---|"]  # fmt: skip
+    for k in kinds:
+        if f"us_per_snapshot_{k}" in figures:
+            lines.append(f"| {k} | {figures[f'us_per_snapshot_{k}']:.2f} | "
+                         f"{figures.get(f'us_per_snapshot_single_{k}', float('nan')):.1f} |")  # fmt: skip
+    spread = ", ".join(f"{labels[h]}: {figures[f'delta_std_normal_db_{h}_sigma0']:.2f} dB"
+                       for h, *_ in scen if f"delta_std_normal_db_{h}_sigma0" in figures)  # fmt: skip
+    lines += [
+        "",
+        "Notes. Per-SU standard deviation of the normal residuals at σ = 0 (localisation error alone), "
+        f"median over SUs: {spread}. Our twin's maps are wideband, incoherent and averaged over 0.5 m cells, so "
+        "a 0.37 m localisation error moves the prediction little; the paper's PT and DT were separate "
+        "ray-tracing runs at points, whose residual spread at σ = 0 is larger at low SU height (NLoS, "
+        "multipath). This is the expected cause of our higher σ = 0 AUCs at 1.5 m; at 5 m (LoS-dominated) and "
+        "where the model error σ dominates, our baselines land near the paper's numbers; LOF at 1.5 m stays "
+        "above the paper's at σ = 3 and 6 dB (about +0.05), which this does not explain. SUs of scenario B are "
+        "at 4.9 m (factory-hall-b, just under the 5 m ceiling) instead of 5 m. The `1.5m_truthpt` rows take "
+        "PT from factory-hall-a-truth's maps (the twin's materials are wrong): a per-SU bias that the "
+        "detectors learn from the normal training data, so it changes little.",
+        "",
+        "ROC curves: " + ", ".join(f"[{p.name}]({p.name})" for p in pngs),
+        "",
+    ]
+    p = out / "detection.md"
+    p.write_text("\n".join(lines) + "\n")
+    return p
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=5000, help="realisations per scenario (default: %(default)s)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--detectors", default=None, help="comma-separated kinds (default: every registered kind)"
+    )
+    ap.add_argument("--no-truth", action="store_true", help="skip the factory-hall-a-truth PT variant")
+    ap.add_argument(
+        "--build", action="store_true", help="trace missing gain maps (default: skip the scenario)"
+    )
+    ap.add_argument("--out", default=str(ROOT / "docs" / "results"))
+    args = ap.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    kinds = args.detectors.split(",") if args.detectors else detector_kinds()
+    kinds = [k for k in BASELINES if k in kinds] + sorted(k for k in kinds if k not in BASELINES)
+    ours = [k for k in kinds if k not in BASELINES]
+
+    figures: dict = {"n": args.n, "seed": args.seed}
+    results: dict = {}
+    skipped: dict = {}
+    us_batch: dict = {k: [] for k in kinds}
+    scen = []
+    for h, site, pt_site, label in SCENARIOS:
+        if pt_site and args.no_truth:
+            continue
+        if not args.build and not all(maps_cached(s) for s in (site, pt_site) if s):
+            print(f"{label}: gain maps not cached, skipped (use --build)", file=sys.stderr)
+            skipped[h] = "maps not cached"
+            continue
+        twin = Twin.load(site)
+        pt_twin = Twin.load(pt_site) if pt_site else None
+        t0 = time.perf_counter()
+        ds = generate_dataset(twin, args.n, args.seed, pt_twin=pt_twin)
+        print(f"{label}: dataset {args.n} in {time.perf_counter() - t0:.2f} s, {int(ds.jammer.sum())} jammed",
+              file=sys.stderr)  # fmt: skip
+        scen.append((h, site, pt_site, label))
+        d0 = ds.delta_db(0.0)[~ds.jammer]
+        figures[f"delta_std_normal_db_{h}_sigma0"] = round(float(np.median(d0.std(axis=0))), 3)
+        for k in kinds:
+            params = detector_params(k, twin)
+            if params is None:
+                skipped[k] = "constructor needs parameters the bench cannot supply"
+                continue
+            for s in SIGMAS:
+                t0 = time.perf_counter()
+                r = evaluate(k, ds, s, seed=args.seed, params=params)
+                results[(h, k, s)] = r
+                us_batch[k].append(r["us_per_snapshot"])
+                for m in ("auc", "pd1", "pd5"):
+                    figures[f"{m}_{k}_{h}_sigma{s}"] = round(r[m], 4)
+                print(f"  {k:8s} σ={s}: AUC {r['auc']:.3f} Pd@1% {r['pd1']:.3f} Pd@5% {r['pd5']:.3f} "
+                      f"own-threshold FAR {r['own_threshold_far']:.3f} ({time.perf_counter() - t0:.1f} s)",
+                      file=sys.stderr)  # fmt: skip
+            if h == "1.5m" and k not in skipped:
+                x, pred, jam = ds.delta_db(3), ds.dt_dbm, ds.jammer
+                normal = np.flatnonzero(~jam)
+                tr, te = normal[: len(normal) // 2], np.arange(len(jam))[len(normal) // 2 :]
+                figures[f"us_per_snapshot_single_{k}"] = round(
+                    single_us(k, params, x[tr], x[te], pred[tr], pred[te]), 2
+                )
+        for s in SIGMAS:
+            cand = [(results[(h, k, s)]["auc"], k) for k in ours if (h, k, s) in results]
+            if cand:
+                best_auc, best_k = max(cand)
+                figures[f"auc_best_{h}_sigma{s}"] = round(best_auc, 4)
+                figures[f"best_{h}_sigma{s}"] = best_k
+                figures[f"pd1_best_{h}_sigma{s}"] = max(figures[f"pd1_{k}_{h}_sigma{s}"] for _, k in cand)
+    for k, v in us_batch.items():
+        if v:
+            figures[f"us_per_snapshot_{k}"] = round(float(np.mean(v)), 3)
+    if skipped:
+        figures["skipped"] = skipped
+    labels = {h: label for h, _, _, label in scen}
+    pngs = plot_rocs(results, kinds, out, [h for h, *_ in scen], labels)
+    md = write_markdown(results, kinds, figures, out, args, scen, pngs)
+    (out / "detection.json").write_text(json.dumps(figures, indent=1) + "\n")
+    print(f"wrote {md} and {', '.join(str(p) for p in pngs)}", file=sys.stderr)
+    print(json.dumps(figures))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
