@@ -82,7 +82,7 @@ def cmd_check(args) -> int:
     """Validate the config, open the radio, take a reading, reach the central unit; report each step."""
     from node.measure import Measurer
     from node.sdr.open import calibration_for, open_backend
-    from node.uplink import CentralLocator
+    from node.uplink import CentralLocator, tls_verify
 
     ok = True
 
@@ -117,7 +117,7 @@ def cmd_check(args) -> int:
 
         url = locator.url()
         resp = httpx.get(url + HEALTH_PATH, timeout=cfg.central.timeout_s,
-                         verify=_verify(cfg))  # fmt: skip
+                         verify=tls_verify(cfg.central.ca_file))  # fmt: skip
         report("central", resp.status_code == 200, f"{url}: health {resp.status_code}")
     except Exception as e:  # UplinkError, httpx errors, TLS errors: all are a failed check
         report("central", False, f"{type(e).__name__}: {e}")
@@ -128,12 +128,6 @@ def cmd_check(args) -> int:
         report("spool", True, f"{cfg.spool.path}: {len(spool)} pending, {spool.dropped} dropped by policy")
         spool.close()
     return 0 if ok else 1
-
-
-def _verify(cfg: NodeConfig):
-    import ssl
-
-    return ssl.create_default_context(cafile=str(cfg.central.ca_file)) if cfg.central.ca_file else True
 
 
 def cmd_status(args) -> int:

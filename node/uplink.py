@@ -90,12 +90,17 @@ def _zeroconf_discover(timeout_s: float) -> str:
     return discover_central(timeout_s).url
 
 
+def tls_verify(ca_file: Path | None) -> ssl.SSLContext | bool:
+    """httpx's ``verify``: only the pinned site CA when one is configured, else the system trust store."""
+    return ssl.create_default_context(cafile=str(ca_file)) if ca_file else True
+
+
 class Uplink:
     def __init__(self, node_id: str, token: str, locator: CentralLocator, *, ca_file: Path | None = None,
                  timeout_s: float = 5.0, transport: httpx.BaseTransport | None = None):  # fmt: skip
         self.node_id = node_id
         self.locator = locator
-        verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=str(ca_file)) if ca_file else True
+        verify = tls_verify(ca_file)
         self._client = httpx.Client(
             headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json",
                      "User-Agent": f"rftwin-node/{node_id}"},

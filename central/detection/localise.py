@@ -92,20 +92,30 @@ class PointSourceLocaliser:
     def locate(self, measured_dbm, predicted_dbm, usable=None) -> Localisation | None:
         """Best single point source explaining the excess power; None with fewer than 2 usable SUs
         or no excess anywhere."""
-        meas = np.asarray(measured_dbm, dtype=np.float64)
-        pred = np.asarray(predicted_dbm, dtype=np.float64)
-        ok = np.isfinite(meas) & np.isfinite(pred)
-        if usable is not None:
-            ok &= np.asarray(usable, dtype=bool)
-        n = int(ok.sum())
-        if n < 2 or not (meas[ok] > pred[ok]).any():
+        inputs = self._inputs(measured_dbm, predicted_dbm, usable)
+        if inputs is None:
             return None
+        meas, pred, ok = inputs
+        n = int(ok.sum())
         cost, p = self.cost_map(meas, pred, ok)
         c = int(np.argmin(cost))
         x, y, z = self.positions_m[c]
         with np.errstate(divide="ignore"):
             p_dbm = float(10.0 * np.log10(p[c]))
         return Localisation((float(x), float(y), float(z)), c, p_dbm, float(cost[c]), n)
+
+    @staticmethod
+    def _inputs(measured_dbm, predicted_dbm, usable) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """(measured, predicted, usable mask), or None when there is nothing to locate: fewer than
+        2 usable SUs, or no usable SU above its prediction."""
+        meas = np.asarray(measured_dbm, dtype=np.float64)
+        pred = np.asarray(predicted_dbm, dtype=np.float64)
+        ok = np.isfinite(meas) & np.isfinite(pred)
+        if usable is not None:
+            ok &= np.asarray(usable, dtype=bool)
+        if int(ok.sum()) < 2 or not (meas[ok] > pred[ok]).any():
+            return None
+        return meas, pred, ok
 
     def near(self, sus) -> tuple[float, float, float] | None:
         """The cell that all the given SUs (bool mask or indices) hear best: max over cells of the
@@ -129,14 +139,11 @@ class GlrtLocaliser(PointSourceLocaliser):
         self.detector = detector
 
     def locate(self, measured_dbm, predicted_dbm, usable=None) -> Localisation | None:
-        meas = np.asarray(measured_dbm, dtype=np.float64)
-        pred = np.asarray(predicted_dbm, dtype=np.float64)
-        ok = np.isfinite(meas) & np.isfinite(pred)
-        if usable is not None:
-            ok &= np.asarray(usable, dtype=bool)
-        n = int(ok.sum())
-        if n < 2 or not (meas[ok] > pred[ok]).any():
+        inputs = self._inputs(measured_dbm, predicted_dbm, usable)
+        if inputs is None:
             return None
+        meas, pred, ok = inputs
+        n = int(ok.sum())
         resid = np.where(ok, meas - pred, np.nan)
         gain, cell, p = self.detector.glrt(resid, np.where(ok, pred, np.nan))
         if not gain[0] > 0:

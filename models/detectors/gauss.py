@@ -19,8 +19,7 @@ from models.detectors.robust import (
     chi2_neglogp,
     ledoit_wolf,
     marginal_mahalanobis,
-    missing_patterns,
-    whitener,
+    pattern_groups,
 )
 
 
@@ -76,13 +75,7 @@ class GlsDetector(GaussDetector):
     def _score(self, x, pred):
         ok = ~np.isnan(x)
         out = np.full(x.shape[0], np.nan)
-        pats, inv = missing_patterns(ok)
-        for pi, pat in enumerate(pats):
-            if not pat.any():
-                continue
-            rows = np.flatnonzero(inv == pi)
-            idx = np.flatnonzero(pat)
-            w = whitener(self.cov_, idx)
+        for rows, idx, w in pattern_groups(ok, self.cov_):
             wone = w @ np.ones(idx.size)
             z = (x[np.ix_(rows, idx)] - self.mean_[idx]) @ w.T
             out[rows] = z @ wone / np.sqrt(wone @ wone)

@@ -37,7 +37,7 @@ from __future__ import annotations
 import numpy as np
 
 from models.detectors.base import DetectorError, ResidualDetector, as_matrix, register
-from models.detectors.robust import RobustCleaningMixin, ledoit_wolf, missing_patterns, whitener
+from models.detectors.robust import RobustCleaningMixin, ledoit_wolf, pattern_groups
 
 K_DB = 10.0 / np.log(10.0)
 # t grid: p = p_max (1 − 10^(−t)); t = 0 is H0, t = 9 leaves 1e-9 of the binding SU's power to the twin.
@@ -134,13 +134,7 @@ class GlrtDetector(RobustCleaningMixin, ResidualDetector):
         power = np.full(nb, np.nan)
         self._mean_gain = np.full(nb, np.nan)
         ok = np.isfinite(x) & np.isfinite(pred)
-        pats, inv = missing_patterns(ok)
-        for pi, pat in enumerate(pats):
-            if not pat.any():
-                continue
-            rows = np.flatnonzero(inv == pi)
-            idx = np.flatnonzero(pat)
-            w = whitener(self.cov_, idx)
+        for rows, idx, w in pattern_groups(ok, self.cov_):
             g = np.ascontiguousarray(self.gain_lin[:, idx])
             gg = (g[:, :, None] * g[:, None, :]).reshape(g.shape[0], -1)
             chunk = max(1, _CHUNK_ELEMS // (g.shape[0] * len(idx)))

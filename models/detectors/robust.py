@@ -17,6 +17,8 @@ numpy and scipy only.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 from scipy import stats
 
@@ -47,10 +49,15 @@ def ledoit_wolf(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     return mean, cov, float(shrink)
 
 
-def missing_patterns(ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(unique patterns (P, n) bool, index of each row's pattern (B,))."""
+def pattern_groups(ok: np.ndarray, cov: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Rows grouped by which SUs they observe: (row indices, observed SU indices, whitener of the
+    sub-covariance) per non-empty pattern, so each group is scored with one matrix product."""
     pats, inv = np.unique(ok, axis=0, return_inverse=True)
-    return pats, inv.reshape(-1)
+    inv = inv.reshape(-1)
+    for pi, pat in enumerate(pats):
+        if pat.any():
+            idx = np.flatnonzero(pat)
+            yield np.flatnonzero(inv == pi), idx, whitener(cov, idx)
 
 
 def whitener(cov: np.ndarray, idx: np.ndarray) -> np.ndarray:
@@ -65,13 +72,7 @@ def marginal_mahalanobis(x: np.ndarray, mean: np.ndarray, cov: np.ndarray) -> tu
     ok = ~np.isnan(x)
     d2 = np.full(x.shape[0], np.nan)
     k = ok.sum(axis=1)
-    pats, inv = missing_patterns(ok)
-    for pi, pat in enumerate(pats):
-        if not pat.any():
-            continue
-        rows = np.flatnonzero(inv == pi)
-        idx = np.flatnonzero(pat)
-        w = whitener(cov, idx)
+    for rows, idx, w in pattern_groups(ok, cov):
         z = (x[np.ix_(rows, idx)] - mean[idx]) @ w.T
         d2[rows] = np.einsum("ij,ij->i", z, z)
     return d2, k
