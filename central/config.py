@@ -20,7 +20,7 @@ Example (every key, with its default where it has one)::
     raise_after = 2                         # raise an alarm after k anomalous windows ...
     of_last = 3                             # ... among the last n
     clear_after = 5                         # clear it after m normal windows in a row
-    detector = "ed"                         # detector kind the live engine runs (models.detectors: ed, lof)
+    detector = "ed"                         # detector kind the live engine runs (models.detectors: ed, lof, gls, glrt, bayes, …)
 
     [retention]
     measurements_days = 7.0                 # measurements and context older than this are purged

@@ -49,6 +49,11 @@ class DetectionDataset:
     loc_error_std_m: float
     noise_floor_dbm: float
     meta: dict = field(default_factory=dict)
+    jammer_on: np.ndarray | None = None  # (N,) the jammer transmits in this window; None: = jammer
+
+    def __post_init__(self):
+        if self.jammer_on is None:
+            self.jammer_on = self.jammer
 
     @property
     def n(self) -> int:
@@ -78,6 +83,7 @@ class DetectionDataset:
             "tx_est_positions_m": self.tx_est_positions_m, "jammer": self.jammer,
             "jammer_position_m": self.jammer_position_m, "pt_dbm": self.pt_dbm, "dt_dbm": self.dt_dbm,
             "eps_unit": self.eps_unit, "seed": np.int64(self.seed), "sigmas_db": np.asarray(self.sigmas_db),
+            "jammer_on": self.jammer_on,
         }  # fmt: skip
         for s in self.sigmas_db:
             arrays[f"delta_sigma{s:g}"] = self.delta_db(s)
@@ -101,7 +107,7 @@ def load_dataset(path: str | Path) -> DetectionDataset:
         su_positions_m=a["su_positions_m"], tx_positions_m=a["tx_positions_m"],
         tx_est_positions_m=a["tx_est_positions_m"], tx_power_dbm=meta["tx_power_dbm"], jammer=a["jammer"],
         jammer_position_m=a["jammer_position_m"], jammer_power_dbm=meta["jammer_power_dbm"],
-        pt_dbm=a["pt_dbm"], dt_dbm=a["dt_dbm"], eps_unit=a["eps_unit"],
+        pt_dbm=a["pt_dbm"], dt_dbm=a["dt_dbm"], eps_unit=a["eps_unit"], jammer_on=a.get("jammer_on"),
         loc_error_std_m=meta["loc_error_std_m"], noise_floor_dbm=meta["noise_floor_dbm"],
         meta={k: v for k, v in meta.items() if k not in known},
     )  # fmt: skip
@@ -156,12 +162,20 @@ def generate_dataset(
     jammer_power_dbm: float | None = None,
     loc_error_std_m: float = 0.37,
     pt_twin=None,
+    jammer_twin=None,
+    jammer_duty: float = 1.0,
 ) -> DetectionDataset:
     """``n`` realisations of the reference scenario on ``twin`` (a :class:`central.twin.Twin`).
 
     ``pt_twin``: the twin whose prediction plays the physical world (default: ``twin`` itself). It must
     have the same SUs. ``jammer_power_dbm`` defaults to ``tx_power_dbm`` (the paper's jammer).
+    Jammer types the detectors never trained on: ``jammer_twin`` gives the jammer's path gains (e.g. maps
+    of a TX plane at another height; default ``pt_twin``); ``jammer_duty`` < 1 makes an installed jammer
+    transmit in only that fraction of the windows (``jammer_on``; the label ``jammer`` stays "installed").
+    Neither changes the draws of the default scenario, so a seed still reproduces the paper's dataset.
     """
+    if not 0.0 <= jammer_duty <= 1.0:
+        raise ValueError(f"jammer_duty must be in [0, 1], got {jammer_duty}")
     site: Site = twin.site
     jammer_power_dbm = tx_power_dbm if jammer_power_dbm is None else float(jammer_power_dbm)
     pt_twin = twin if pt_twin is None else pt_twin
@@ -174,11 +188,25 @@ def generate_dataset(
     jam_pos = sample_positions(site, n, rng)
     tx_est = perturb_positions(site, tx, loc_error_std_m, rng)
     z = rng.standard_normal((n, len(site.sensing_units)))
+    on = jam & (rng.random(n) < jammer_duty) if jammer_duty < 1.0 else jam
 
-    all_pos = np.concatenate([tx, jam_pos[:, None, :]], axis=1)  # (n, T+1, 3)
-    p = np.full((n, n_legit + 1), float(tx_power_dbm))
-    p[:, -1] = np.where(jam, jammer_power_dbm, -np.inf)
-    pt = pt_twin.predictor.predict(all_pos, p)
+    if jammer_twin is None:
+        all_pos = np.concatenate([tx, jam_pos[:, None, :]], axis=1)  # (n, T+1, 3)
+        p = np.full((n, n_legit + 1), float(tx_power_dbm))
+        p[:, -1] = np.where(on, jammer_power_dbm, -np.inf)
+        pt = pt_twin.predictor.predict(all_pos, p)
+    else:
+        if jammer_twin.site.su_positions_m != site.su_positions_m:
+            raise ValueError("jammer_twin has other SUs than the twin")
+        legit_mw = np.power(
+            10.0, pt_twin.predictor.predict(tx, np.full((n, n_legit), float(tx_power_dbm))) / 10
+        )
+        jam_dbm = jammer_twin.predictor.predict(
+            jam_pos[:, None, :], np.where(on, jammer_power_dbm, -np.inf)[:, None]
+        )
+        noise_mw = 10.0 ** (jammer_twin.site.noise_floor_dbm / 10)
+        jam_pos[:, 2] = jammer_twin.site.tx_plane.height_m
+        pt = 10.0 * np.log10(legit_mw + np.power(10.0, jam_dbm / 10) - noise_mw)
     dt = twin.predictor.predict(tx_est, np.full((n, n_legit), float(tx_power_dbm)))
     jam_pos = np.where(jam[:, None], jam_pos, np.nan)
     return DetectionDataset(
@@ -186,8 +214,9 @@ def generate_dataset(
         su_positions_m=np.asarray(site.su_positions_m, dtype=float), tx_positions_m=tx,
         tx_est_positions_m=tx_est, tx_power_dbm=float(tx_power_dbm), jammer=jam, jammer_position_m=jam_pos,
         jammer_power_dbm=jammer_power_dbm, pt_dbm=pt, dt_dbm=dt, eps_unit=z,
-        loc_error_std_m=float(loc_error_std_m), noise_floor_dbm=float(site.noise_floor_dbm),
+        loc_error_std_m=float(loc_error_std_m), noise_floor_dbm=float(site.noise_floor_dbm), jammer_on=on,
         meta={"pt_site": pt_twin.site.name, "n_legit": n_legit, "jammer_prob": jammer_prob,
+              "jammer_duty": jammer_duty, "jammer_site": (jammer_twin or pt_twin).site.name,
               "twin_cache": str(getattr(twin, "cache_path", "")),
               "pt_twin_cache": str(getattr(pt_twin, "cache_path", ""))},
     )  # fmt: skip

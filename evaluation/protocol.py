@@ -69,14 +69,19 @@ def evaluate_arrays(
     n_folds: int = 5,
     seed: int = 0,
     params: dict | None = None,
+    anomaly_positions_m: np.ndarray | None = None,
 ) -> dict:
     """The protocol on raw arrays: Δ (N, n_su), anomaly flags (N,), optionally the DT's prediction
-    (N, n_su) for detectors that use it (passed as ``predicted_dbm``)."""
+    (N, n_su) for detectors that use it (passed as ``predicted_dbm``).
+
+    With ``anomaly_positions_m`` (N, 2|3) and a detector that can ``locate``, every tested anomaly is also
+    located: ``loc_error_m`` (x, y distance to the truth, NaN where the detector gives no position) and
+    ``loc_detected`` (its own threshold raised the alarm), pooled like the scores."""
     make = _factory(detector_factory, params)
     x = np.asarray(residuals_db, dtype=np.float64)
     y = np.asarray(anomalous, dtype=bool)
     folds = cv_folds(len(y), n_folds, seed)
-    all_s, all_y, own = [], [], []
+    all_s, all_y, own, loc_err, loc_det = [], [], [], [], []
     fit_s = score_s = 0.0
     n_scored = 0
     for k, test in enumerate(folds):
@@ -95,6 +100,11 @@ def evaluate_arrays(
         all_s.append(s)
         all_y.append(y[test])
         own.append(np.nan_to_num(s, nan=-np.inf) > det.threshold)
+        if anomaly_positions_m is not None and hasattr(det, "locate") and len(anomalies):
+            a = test[y[test]]
+            pos, _ = det.locate(x[a], None if predicted_dbm is None else predicted_dbm[a])
+            loc_err.append(np.linalg.norm(pos[:, :2] - np.asarray(anomaly_positions_m)[a, :2], axis=1))
+            loc_det.append(own[-1][y[test]])
     s, lab, dec = np.concatenate(all_s), np.concatenate(all_y), np.concatenate(own)
     fpr, tpr, thr = roc_curve(lab, s)
     return {
@@ -111,16 +121,23 @@ def evaluate_arrays(
         "roc": {"fpr": fpr, "tpr": tpr, "thresholds": thr},
         "scores": s,
         "labels": lab,
+        **(
+            {"loc_error_m": np.concatenate(loc_err), "loc_detected": np.concatenate(loc_det)}
+            if loc_err
+            else {}
+        ),
     }
 
 
 def evaluate(detector_factory: DetectorFactory, dataset, sigma: float, *, n_folds: int = 5, seed: int = 0,
-             params: dict | None = None) -> dict:  # fmt: skip
+             params: dict | None = None, locate: bool = False) -> dict:  # fmt: skip
     """The paper's protocol on a :class:`evaluation.dataset.DetectionDataset` at model error σ (dB).
 
     ``detector_factory``: a registered kind name (``"ed"``, ``"lof"``, any later kind, with ``params``)
     or a zero-argument callable returning a fresh unfitted detector. Returns ``{auc, pd1, pd5, roc, …}``
-    (``roc`` = pooled {fpr, tpr, thresholds}; ``us_per_snapshot`` = batched scoring cost).
+    (``roc`` = pooled {fpr, tpr, thresholds}; ``us_per_snapshot`` = batched scoring cost). ``locate``:
+    also locate the tested jammers (see :func:`evaluate_arrays`).
     """
     return evaluate_arrays(detector_factory, dataset.delta_db(sigma), dataset.jammer,
-                           predicted_dbm=dataset.dt_dbm, n_folds=n_folds, seed=seed, params=params)  # fmt: skip
+                           predicted_dbm=dataset.dt_dbm, n_folds=n_folds, seed=seed, params=params,
+                           anomaly_positions_m=dataset.jammer_position_m if locate else None)  # fmt: skip

@@ -46,7 +46,8 @@ from central.detection.assembly import Residuals, SnapshotAssembler
 from central.detection.localise import PointSourceLocaliser
 from central.live import Alarm, Snapshot, TxContext
 from central.twin.predictor import Predictor
-from models.detectors import DetectorError, ResidualDetector, load_detector, make_detector, model_paths
+from models.detectors import (DetectorError, ResidualDetector, constructor_params, load_detector, make_detector,
+                              model_paths)  # fmt: skip
 from node.protocol import Measurement
 
 NO_DETECTOR, INSUFFICIENT = "no detector", "insufficient data"
@@ -169,6 +170,9 @@ class DetectionEngine:
         far = self.config.target_far if target_far is None else target_far
         kind = kind or self.config.detector
         params = dict(self.config.detector_params if params is None else params)
+        if "gain_lin" in constructor_params(kind) and "gain_lin" not in params:  # point-source detectors
+            cg = self.predictor.cell_gains()
+            params.update(cell_positions_m=cg.positions_m, gain_lin=cg.gain_lin)
         prov = {"n_snapshots": int(x.shape[0]), "twin_key": getattr(self.predictor.maps, "key", None),
                 "site": getattr(self.predictor.maps, "site_name", None), **(provenance or {})}  # fmt: skip
         fit = dict(predicted_dbm=pred, su_ids=list(self.su_ids), holdout_db=hold, contamination=contamination,

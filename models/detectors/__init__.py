@@ -1,9 +1,10 @@
 """Residual-snapshot anomaly detectors behind one interface (:class:`ResidualDetector`).
 
-``make_detector("ed" | "lof" | "maxres" | "gauss" | "glrt", **params)`` builds one; ``load_detector(path)`` loads any saved one.
+``make_detector("ed" | "lof" | "maxres" | "gauss" | "gls" | "glrt" | "bayes", **params)`` builds one; ``load_detector(path)`` loads any saved one.
 Issue 5's detectors: ``maxres`` (maximum residual), ``gauss`` (Mahalanobis, Ledoit–Wolf covariance),
 ``glrt`` (point-source jammer GLRT over the twin's gain-map cells; needs ``predicted_dbm`` and the gains
-at construction: ``make_detector("glrt", cell_positions_m=..., gain_lin=...)``); robust training with
+at construction: ``make_detector("glrt", cell_positions_m=..., gain_lin=...)``), ``bayes`` (the same
+point-source model, likelihood ratio averaged over position and power instead of maximised); robust training with
 ``fit(..., contamination=c)`` (MCD-like cleaning, :mod:`models.detectors.robust`). New detectors subclass :class:`ResidualDetector` and
 decorate with :func:`register`.
 """
@@ -11,6 +12,7 @@ decorate with :func:`register`.
 from models.detectors.base import (
     DetectorError,
     ResidualDetector,
+    constructor_params,
     detector_kinds,
     load_detector,
     make_detector,
@@ -19,6 +21,7 @@ from models.detectors.base import (
     read_metadata,
     register,
 )
+from models.detectors.bayes import BayesDetector
 from models.detectors.energy import EnergyDetector
 from models.detectors.gauss import GaussDetector, GlsDetector
 from models.detectors.glrt import GlrtDetector
@@ -27,6 +30,7 @@ from models.detectors.maxres import MaxResidualDetector
 from models.detectors.robust import ledoit_wolf, robust_clean
 
 __all__ = [
+    "BayesDetector",
     "DetectorError",
     "EnergyDetector",
     "GaussDetector",
@@ -36,6 +40,7 @@ __all__ = [
     "LofDetector",
     "MaxResidualDetector",
     "ResidualDetector",
+    "constructor_params",
     "detector_kinds",
     "ledoit_wolf",
     "load_detector",

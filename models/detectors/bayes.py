@@ -1,0 +1,203 @@
+"""Bayes-factor point-source detector: the likelihood ratio of "a jammer somewhere" against "no jammer",
+averaged over the jammer's position (the twin's gain-map cells) and power (a log-uniform grid).
+
+Why not the GLRT's maximum: a weak jammer buried in model error has no sharp maximum; the maximum over
+thousands of cells and powers pays a look-elsewhere cost that the average does not. On the reference hall
+(SUs 1.5 m, σ = 6 dB) the average lifts the AUC from 0.83 (GLRT) to 0.86, within 0.01 of the oracle that
+knows the jammer's power exactly (same likelihood, one power).
+
+Model (as the paper's data: the twin's error is additive in dB on the total power). At SU j, with the
+twin's prediction P̂_j (mW) of the legitimate transmitters and a jammer of power p (mW) at cell c with
+linear path gain g_cj,
+
+    Δ_j = 10 log10(1 + p g_cj / P̂_j) + ε_j,   ε ~ N(μ, Σ) learned from normal residuals (Ledoit–Wolf),
+
+so with a_cj(p) = 10 log10(1 + p g_cj / P̂_j), u = W(Δ − μ) and v = W a (W the whitener of Σ),
+
+    log LR(c, p) = uᵀv − ½ vᵀv,   score = log mean_{c, p} LR(c, p)   (log-sum-exp).
+
+``cell_spacing_m`` thins the cells for scoring (one representative per square of that side): on the
+reference hall the average over a 2 m lattice and 6 dB power steps gives the AUC of the 0.5 m lattice and
+1 dB steps (0.861 at σ = 6 dB) at 1/40 of the cost. :meth:`locate` scores every
+full-resolution cell.
+
+Missing SUs (NaN residual or prediction) are left out (marginal sub-covariance). ``predicted_dbm`` is
+required by fit, score and locate. Gains (C, n_su) and cell positions (C, 2|3) are saved with the model.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from models.detectors.base import DetectorError, ResidualDetector, as_matrix, register
+from models.detectors.robust import RobustCleaningMixin, ledoit_wolf, pattern_groups
+
+K_DB = 10.0 / np.log(10.0)
+_CHUNK_ELEMS = 1_500_000  # b × C × m float32 per step
+
+
+def thin_cells(positions_m: np.ndarray, spacing_m: float) -> np.ndarray:
+    """Indices of one cell (the first) per square of side ``spacing_m`` in x, y: a coarser lattice."""
+    if spacing_m <= 0:
+        return np.arange(positions_m.shape[0])
+    xy = np.asarray(positions_m)[:, :2]
+    key = np.floor((xy - xy.min(axis=0)) / spacing_m + 1e-9).astype(np.int64)
+    _, first = np.unique(key, axis=0, return_index=True)
+    return np.sort(first)
+
+
+@register
+class BayesDetector(RobustCleaningMixin, ResidualDetector):
+    kind = "bayes"
+    handles_missing = True
+
+    def __init__(
+        self,
+        cell_positions_m=None,
+        gain_lin=None,
+        power_dbm_min: float = 0.0,
+        power_dbm_max: float = 30.0,
+        power_step_db: float = 6.0,
+        cell_spacing_m: float = 2.0,
+        target_far: float = 0.05,
+        name: str | None = None,
+    ):
+        super().__init__(target_far=target_far, name=name)
+        if not power_dbm_max >= power_dbm_min or power_step_db <= 0:
+            raise DetectorError(
+                f"power grid: need power_dbm_min ≤ power_dbm_max and power_step_db > 0, got "
+                f"{power_dbm_min}, {power_dbm_max}, {power_step_db}"
+            )
+        self.power_dbm_min = float(power_dbm_min)
+        self.power_dbm_max = float(power_dbm_max)
+        self.power_step_db = float(power_step_db)
+        self.cell_spacing_m = float(cell_spacing_m)
+        self.cell_positions_m: np.ndarray | None = None
+        self.gain_lin: np.ndarray | None = None
+        if gain_lin is not None or cell_positions_m is not None:
+            self.set_cells(cell_positions_m, gain_lin)
+        self.mean_: np.ndarray | None = None
+        self.cov_: np.ndarray | None = None
+
+    @property
+    def powers_dbm(self) -> np.ndarray:
+        n = int(np.floor((self.power_dbm_max - self.power_dbm_min) / self.power_step_db + 1e-9)) + 1
+        return self.power_dbm_min + self.power_step_db * np.arange(n)
+
+    def set_cells(self, cell_positions_m, gain_lin) -> None:
+        pos = np.asarray(cell_positions_m, dtype=np.float64)
+        g = np.asarray(gain_lin, dtype=np.float64)
+        if g.ndim != 2 or pos.ndim != 2 or pos.shape[0] != g.shape[0] or pos.shape[1] not in (2, 3):
+            raise DetectorError(
+                f"cells: positions {pos.shape} and gains {g.shape} do not match (C, 2|3), (C, n_su)"
+            )
+        if not np.isfinite(g).all() or (g < 0).any():
+            raise DetectorError("gain_lin must be finite and ≥ 0 (linear path gain)")
+        self.cell_positions_m = np.ascontiguousarray(pos)
+        self.gain_lin = np.ascontiguousarray(g)
+        self._coarse = thin_cells(pos, self.cell_spacing_m)
+
+    # ------------------------------------------------------------------ fit / score
+
+    def _need(self, pred):
+        if self.gain_lin is None:
+            raise DetectorError(f"{self.name}: no gain maps (construct with cell_positions_m, gain_lin)")
+        if pred is None:
+            raise DetectorError(
+                f"{self.name}: the Bayes detector needs predicted_dbm (the twin's prediction)"
+            )
+
+    def _fit(self, x, pred):
+        self._need(pred)
+        if self.gain_lin.shape[1] != x.shape[1]:
+            raise DetectorError(f"gains have {self.gain_lin.shape[1]} SUs, residuals {x.shape[1]}")
+        comp = x[~np.isnan(x).any(axis=1)]
+        if comp.shape[0] < 2:
+            raise DetectorError(f"{self.name}: need at least 2 complete normal snapshots")
+        self.mean_, self.cov_, shrink = ledoit_wolf(comp)
+        self.fit_info["shrinkage"] = shrink
+        self._train = self._score(x, pred)
+
+    def _score(self, x, pred):
+        return self.log_lr(x, pred, self._coarse)[0]
+
+    def _training_scores(self):
+        return self._train
+
+    def log_lr(
+        self, residuals_db, predicted_dbm, cells: np.ndarray, powers_dbm=None, profile: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(log of the LR averaged over ``cells`` × powers (B,), log LR per cell (B, len(cells)): averaged
+        over the powers, or their maximum with ``profile``). Powers: the detector's grid unless given.
+        NaN where no SU is observed."""
+        self._need(predicted_dbm)
+        if self.mean_ is None:
+            raise DetectorError(f"{self.name}: not fitted")
+        x = as_matrix(residuals_db, self.gain_lin.shape[1])
+        pred = as_matrix(predicted_dbm, x.shape[1], "predicted_dbm")
+        if pred.shape[0] != x.shape[0]:
+            raise DetectorError(f"predicted_dbm has {pred.shape[0]} rows, residuals {x.shape[0]}")
+        grid = self.powers_dbm if powers_dbm is None else np.asarray(powers_dbm, dtype=np.float64)
+        powers = np.power(10.0, grid / 10.0).astype(np.float32)
+        total = np.full(x.shape[0], np.nan)
+        per_cell = np.full((x.shape[0], cells.size), np.nan)
+        ok = np.isfinite(x) & np.isfinite(pred)
+        for rows, idx, w in pattern_groups(ok, self.cov_):
+            g = self.gain_lin[np.ix_(cells, idx)].astype(np.float32)
+            wt = w.T.astype(np.float32)
+            chunk = max(1, _CHUNK_ELEMS // (g.shape[0] * idx.size))
+            for s in range(0, rows.size, chunk):
+                rr = rows[s : s + chunk]
+                u = ((x[np.ix_(rr, idx)] - self.mean_[idx]) @ w.T).astype(np.float32)  # (b, m)
+                h = (
+                    g[None, :, :]
+                    * np.power(10.0, -pred[np.ix_(rr, idx)] * 0.1).astype(np.float32)[:, None, :]
+                )
+                llr = np.empty((len(powers), rr.size, g.shape[0]), dtype=np.float32)
+                for i, p in enumerate(powers):
+                    v = (K_DB * np.log1p(p * h)) @ wt  # (b, C, m)
+                    llr[i] = np.einsum("bcm,bm->bc", v, u) - 0.5 * np.einsum("bcm,bcm->bc", v, v)
+                top = llr.max(axis=(0, 2))  # (b,)
+                e = np.exp(llr - top[None, :, None]).astype(np.float64)
+                cell_mean = e.mean(axis=0)  # (b, C), relative to top
+                total[rr] = np.log(cell_mean.mean(axis=1)) + top
+                with np.errstate(divide="ignore"):
+                    per_cell[rr] = llr.max(axis=0) if profile else np.log(cell_mean) + top[:, None]
+        return total, per_cell
+
+    def locate(self, residuals_db, predicted_dbm, top: int = 16) -> tuple[np.ndarray, np.ndarray]:
+        """Jammer position estimate (B, 2) and the log LR of the chosen cell at its best power (B,); NaN
+        where no SU is observed. Every full-resolution cell is scored on the detector's power grid (the
+        thinned lattice can miss a narrow peak), then the ``top`` best on a 1 dB grid: the cell with the
+        highest likelihood wins (at high SNR the maximum is sharper than the average)."""
+        self._require_fitted()
+        x = as_matrix(residuals_db, self.gain_lin.shape[1])
+        pred = as_matrix(predicted_dbm, x.shape[1], "predicted_dbm")
+        every = np.arange(self.gain_lin.shape[0])
+        _, per_cell = self.log_lr(x, pred, every, profile=True)
+        lo, hi = self.power_dbm_min - self.power_step_db, self.power_dbm_max + self.power_step_db
+        fine_powers = np.arange(lo, hi + 0.5, 1.0)  # 1 dB steps, one grid step beyond each end
+        pos = np.full((x.shape[0], 2), np.nan)
+        evidence = np.full(x.shape[0], np.nan)
+        k = min(top, every.size)
+        for i in np.flatnonzero(np.isfinite(per_cell).any(axis=1)):
+            cand = np.argpartition(-np.nan_to_num(per_cell[i], nan=-np.inf), k - 1)[:k]
+            _, fine = self.log_lr(x[i : i + 1], pred[i : i + 1], cand, powers_dbm=fine_powers, profile=True)
+            j = int(np.nanargmax(fine[0]))
+            pos[i] = self.cell_positions_m[cand[j], :2]
+            evidence[i] = fine[0, j]
+        return pos, evidence
+
+    # ------------------------------------------------------------------ persistence
+
+    def _params(self):
+        return {"power_dbm_min": self.power_dbm_min, "power_dbm_max": self.power_dbm_max,
+                "power_step_db": self.power_step_db, "cell_spacing_m": self.cell_spacing_m}  # fmt: skip
+
+    def _arrays(self):
+        return {"cell_positions_m": self.cell_positions_m, "gain_lin": self.gain_lin, "mean": self.mean_,
+                "cov": self.cov_, "train_scores": self._train}  # fmt: skip
+
+    def _restore(self, arrays):
+        self.set_cells(arrays["cell_positions_m"], arrays["gain_lin"])
+        self.mean_, self.cov_, self._train = arrays["mean"], arrays["cov"], arrays["train_scores"]
