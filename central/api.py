@@ -12,7 +12,8 @@ Rules every endpoint keeps:
   keeps its records and retries.
 - **Tokens:** ``Authorization: Bearer <token>``; hashed and compared in constant time against every
   stored SHA-256 (:mod:`central.auth`). Nodes write only as themselves (403 otherwise); context needs
-  an integration token, acknowledging an alarm an operator token. Reads are open (the dashboard).
+  an integration token; acknowledging an alarm, learning and changing calibration campaigns an
+  operator token. Reads are open (the dashboard).
 - **No SQLite on the event loop.** Blocking work runs in the threadpool (sync endpoints, or
   ``run_in_threadpool`` after the body is read); the store serialises writes itself.
 
@@ -42,19 +43,38 @@ from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from central.auth import bearer_token, match_token
+from central.campaign import (
+    MAX_DWELL_S,
+    CampaignConflict,
+    CampaignNotFound,
+    NewPoint,
+    SuReading,
+    aggregate,
+    check_position,
+    rejection_reason,
+    wait_for_window,
+)
 from central.config import CentralConfig
 from central.events import EventBus
 from central.live import TxContext
 from central.schemas import (
     AlarmOut,
+    CampaignDetail,
+    CampaignImport,
+    CampaignOut,
+    CampaignStart,
     ContextStored,
     ContextUpdate,
     Health,
+    ImportOut,
     IngestAckModel,
     IngestBatchModel,
     LearnOut,
     LearnRequest,
+    ModelOut,
     NodeHealthOut,
+    PointOut,
+    PointRequest,
     Problem,
     SiteOut,
     SnapshotOut,
@@ -88,7 +108,7 @@ def unauthorized(detail: str) -> ApiError:
 
 
 REASON_BY_STATUS = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-                    405: "method_not_allowed", 413: "too_large", 415: "unsupported_media_type",
+                    405: "method_not_allowed", 409: "conflict", 413: "too_large", 415: "unsupported_media_type",
                     422: "invalid", 503: "unavailable"}  # fmt: skip
 
 
@@ -311,6 +331,16 @@ def create_app(state: AppState) -> FastAPI:
         state.metrics.reject(endpoint_of(request), "unavailable")
         return JSONResponse({"detail": f"store unavailable: {exc}; retry later"}, 503, headers={"Retry-After": "1"})
 
+    @app.exception_handler(CampaignNotFound)
+    async def campaign_not_found(request: Request, exc: CampaignNotFound) -> JSONResponse:
+        state.metrics.reject(endpoint_of(request), "not_found")
+        return JSONResponse({"detail": str(exc)}, 404)
+
+    @app.exception_handler(CampaignConflict)
+    async def campaign_conflict(request: Request, exc: CampaignConflict) -> JSONResponse:
+        state.metrics.reject(endpoint_of(request), "conflict")
+        return JSONResponse({"detail": str(exc)}, 409)
+
     def credential(request: Request, kind: str, entries: list[tuple[str, Any]]) -> Any:
         token = bearer_token(request.headers.get("authorization"))
         if token is None:
@@ -319,6 +349,20 @@ def create_app(state: AppState) -> FastAPI:
         if found is None:
             raise unauthorized(f"unknown or wrong {kind} token")
         return found
+
+    def operator(request: Request) -> str:
+        """The operator's name, from an operator token (enrolled, or in the config file)."""
+        return credential(request, "operator", store.operator_credentials()
+                          + [(e.token_sha256, e.name) for e in cfg.operators])  # fmt: skip
+
+    async def body_of(request: Request, model: type[BaseModel]) -> Any:
+        """A JSON body, size-capped and validated like the context body (415, 413, 422 with the field)."""
+        require_json(request)
+        doc = parse_json(await read_body(request, limits.max_body_bytes))
+        try:
+            return model.model_validate(doc)
+        except ValidationError as e:
+            raise ApiError(422, _validation_detail(e), "invalid") from None
 
     # ------------------------------------------------------------------------------------ ingest
     def ingest_sync(request: Request, raw: bytes) -> bytes:
@@ -470,8 +514,7 @@ def create_app(state: AppState) -> FastAPI:
         """Record who acknowledged the alarm; the first acknowledgement is kept."""
         if not 0 <= alarm_id < 2**63:
             raise ApiError(404, f"no alarm {alarm_id}", "not_found")
-        who = credential(request, "operator", store.operator_credentials()
-                         + [(e.token_sha256, e.name) for e in cfg.operators])  # fmt: skip
+        who = operator(request)
         try:
             alarm = store.acknowledge_alarm(alarm_id, who)
         except StoreError as e:
@@ -492,8 +535,7 @@ def create_app(state: AppState) -> FastAPI:
         """Fit the configured detector on the residuals of [since_ns, until_ns] (or the last
         ``duration_s``), set its threshold for the target false-alarm rate, save it as a model with its
         provenance and make it active at once (no restart)."""
-        credential(request, "operator", store.operator_credentials()
-                   + [(e.token_sha256, e.name) for e in cfg.operators])  # fmt: skip
+        operator(request)
         if state.learn is None:
             raise ApiError(503, "no live detection engine in this central unit", "unavailable")
         until = body.until_ns if body.until_ns is not None else now_ns()
@@ -503,6 +545,16 @@ def create_app(state: AppState) -> FastAPI:
         except ValueError as e:
             raise ApiError(409, str(e), "refused") from None
         return dataclasses.asdict(result)
+
+    @router.get("/models/{model_id}", summary="A fitted model and its provenance", response_model=ModelOut,
+                responses={404: {"model": Problem, "description": "no such model"}})  # fmt: skip
+    def model(model_id: int) -> Any:
+        m = store.model(model_id) if 0 <= model_id < 2**63 else None
+        if m is None:
+            raise ApiError(404, f"no model {model_id}", "not_found")
+        return m.to_dict()
+
+    _install_campaign_routes(router, state, operator, body_of)
 
     @router.get("/site", summary="The hall, its obstacles and the sensing units", response_model=SiteOut)
     def site() -> Any:
@@ -517,8 +569,165 @@ def create_app(state: AppState) -> FastAPI:
         }  # fmt: skip
 
     app.include_router(router)
-    _install_openapi(app, [IngestBatchModel, ContextUpdate, TxContextIn])
+    _install_openapi(app, [IngestBatchModel, ContextUpdate, TxContextIn, CampaignStart, PointRequest,
+                           CampaignImport])  # fmt: skip
     return app
+
+
+# ---------------------------------------------------------------------------------------- campaigns
+
+CAMPAIGN_ERRORS = {**ERRORS, 404: {"model": Problem, "description": "no such campaign"},
+                   409: {"model": Problem, "description": "name taken, another one open, or closed"}}  # fmt: skip
+
+
+def _install_campaign_routes(router: APIRouter, state: AppState, operator: Callable[[Request], str],
+                             body_of: Callable[..., Any]) -> None:  # fmt: skip
+    """Calibration campaigns (:mod:`central.campaign`): start, points (live or imported), status, close.
+
+    Changes need an operator token; reads are open like every read of this API. Points travel as
+    JSON; the CSV file format lives with the calibration tools (``rftwin-calibrate campaign export``
+    and ``import``), which the central unit does not import (dependency direction).
+    """
+    store, site, limits = state.store, state.site, state.config.limits
+
+    @router.post("/campaigns", summary="Start a calibration campaign (operator token)", status_code=201,
+                 response_model=CampaignOut, responses=CAMPAIGN_ERRORS,
+                 openapi_extra=_body_schema(CampaignStart, "name (never reused) and description"))  # fmt: skip
+    async def start_campaign(request: Request) -> Any:
+        """Open a campaign over the site's sensing units. 409 when the name was used before or another
+        campaign is still open."""
+        who = await run_in_threadpool(operator, request)
+        body = await body_of(request, CampaignStart)
+        camp = await run_in_threadpool(store.create_campaign, body.name, site.su_ids, who, body.description)
+        log.info("campaign %s started by %s", camp.name, who)
+        return camp.to_dict()
+
+    @router.get("/campaigns", summary="Calibration campaigns (oldest first)", response_model=list[CampaignOut])
+    def campaigns(state_: str | None = Query(None, alias="state", pattern="^(open|closed)$")) -> Any:
+        return [c.to_dict() for c in store.campaigns(state_)]
+
+    @router.get("/campaigns/{name}", summary="A campaign with its points", response_model=CampaignDetail,
+                responses={404: CAMPAIGN_ERRORS[404]})  # fmt: skip
+    def campaign(name: str) -> Any:
+        """Status: the campaign, and every point with its per-SU readings and, if rejected, why."""
+        camp = store.campaign(name)
+        return {**camp.to_dict(), "points": [p.to_dict() for p in store.campaign_points(name)]}
+
+    @router.post("/campaigns/{name}/close", summary="Close a campaign (operator token)", response_model=CampaignOut,
+                 responses=CAMPAIGN_ERRORS)  # fmt: skip
+    def close_campaign(name: str, request: Request) -> Any:
+        operator(request)
+        return store.close_campaign(name).to_dict()
+
+    @router.post("/campaigns/{name}/points", summary="Measure a reference-transmitter point (operator token)",
+                 response_model=PointOut, status_code=201, responses=CAMPAIGN_ERRORS,
+                 openapi_extra=_body_schema(PointRequest, "reference position and power, dwell or window"))  # fmt: skip
+    async def add_point(name: str, request: Request) -> Any:
+        """Gather every SU's readings over the window and store the point: per SU the mean power (dBm,
+        averaged in mW), its spread (dB) and the count. The point is stored **rejected**, with the
+        reason, when an SU was saturated or had no readings during the window.
+
+        The request blocks until the window has ended (``dwell_s``: [now, now + dwell_s] on this
+        unit's clock, the one that also bounds the nodes' timestamps) and the nodes' uploads have
+        caught up, at most ``settle_s`` later. The server keeps the window, not the client, so a
+        laptop with a wrong clock or a slow network does not shift it; a scheduled slot (a robot, a
+        simulation) gives ``since_ns``/``until_ns`` instead. A client that disconnects during the
+        wait cancels the point.
+        """
+        await run_in_threadpool(operator, request)
+        body = await body_of(request, PointRequest)
+        camp = await run_in_threadpool(store.campaign, name)
+        if camp.state != "open":
+            raise CampaignConflict(f"campaign {name!r} is closed: no more points (start a new campaign)")
+        where = check_position(site, body.position_m)
+        if where:
+            raise ApiError(422, where, "invalid")
+        since, until = _window(body)
+        nodes = {n for n, su in (await run_in_threadpool(store.node_su_map)).items() if su in camp.su_ids}
+
+        async def caught_up() -> bool:
+            last = await run_in_threadpool(store.nodes_last_t_ns)
+            return all((last.get(n) or 0) >= until for n in nodes)
+
+        if not await wait_for_window(until, caught_up, body.settle_s, cancelled=request.is_disconnected):
+            log.info("campaign %s: client left during the dwell; point not stored", name)
+            raise ApiError(400, "the client disconnected during the dwell: point not stored", "bad_request")
+        rows = await run_in_threadpool(store.window_readings, since, until, limits.max_future_skew_ns)
+        node_su = await run_in_threadpool(store.node_su_map)
+        by_su: dict[str, list[tuple[float, bool]]] = {}
+        for node_id, power, saturated in rows:
+            if node_id in node_su:
+                by_su.setdefault(node_su[node_id], []).append((power, saturated))
+        readings, rejected = aggregate(camp.su_ids, by_su, body.min_count)
+        pos = (body.position_m[0], body.position_m[1], body.position_m[2])
+        new = NewPoint(pos, body.power_dbm, readings, rejected, since, until, "live")
+        (point,) = await run_in_threadpool(store.add_campaign_points, name, [new])
+        log.info("campaign %s: point %d %s", name, point.index, rejected and f"rejected ({rejected})" or "accepted")
+        return point.to_dict()
+
+    @router.post("/campaigns/{name}/import", summary="Add points measured elsewhere (operator token)",
+                 response_model=ImportOut, responses=CAMPAIGN_ERRORS,
+                 openapi_extra=_body_schema(CampaignImport, "points with per-SU readings (all or nothing)"))  # fmt: skip
+    async def import_points(name: str, request: Request) -> Any:
+        """Points whose readings were gathered elsewhere (a robot or total station logged the
+        positions). All are checked before any is stored: positions in the hall and out of
+        obstacles, sensing units of this campaign, counts consistent with the means. A point that
+        lacks an SU's reading, or reports saturated readings, is stored rejected, as a live one
+        would be (unless the file gives its own reason)."""
+        await run_in_threadpool(operator, request)
+        body = await body_of(request, CampaignImport)
+        camp = await run_in_threadpool(store.campaign, name)
+        if camp.state != "open":
+            raise CampaignConflict(f"campaign {name!r} is closed: no more points (start a new campaign)")
+        new = [_imported(camp.su_ids, site, i, p) for i, p in enumerate(body.points)]
+        points = await run_in_threadpool(store.add_campaign_points, name, new)
+        accepted = sum(p.usable for p in points)
+        log.info("campaign %s: imported %d points (%d usable)", name, len(points), accepted)
+        return {"imported": len(points), "accepted": accepted, "rejected": len(points) - accepted,
+                "points": [p.to_dict() for p in points]}  # fmt: skip
+
+
+def _window(body: PointRequest) -> tuple[int, int]:
+    """[since_ns, until_ns) of a point request; 422 with the reason when it is not a usable window."""
+    now = now_ns()
+    if body.dwell_s is not None:
+        if body.since_ns is not None or body.until_ns is not None:
+            raise ApiError(422, "give either dwell_s or since_ns and until_ns, not both", "invalid")
+        return now, now + int(body.dwell_s * 1e9)
+    if body.since_ns is None or body.until_ns is None:
+        raise ApiError(422, "give dwell_s (s), or both since_ns and until_ns (UTC ns)", "invalid")
+    if body.until_ns <= body.since_ns:
+        raise ApiError(422, "until_ns must be after since_ns", "invalid")
+    if body.until_ns - body.since_ns > MAX_DWELL_S * 1e9:
+        raise ApiError(422, f"the window is longer than {MAX_DWELL_S:g} s", "invalid")
+    if body.until_ns > now + MAX_DWELL_S * 1e9:
+        raise ApiError(422, f"the window ends more than {MAX_DWELL_S:g} s from now", "invalid")
+    return body.since_ns, body.until_ns
+
+
+def _imported(su_ids: Sequence[str], site: Site, i: int, p: Any) -> NewPoint:
+    """An imported point checked against the campaign and the site (422 naming ``points[i]``), with
+    every campaign SU present (an SU the file lacks has no reading) and its rejection reason."""
+    where = check_position(site, p.position_m)
+    if where:
+        raise ApiError(422, f"points[{i}]: {where}", "invalid")
+    given: dict[str, Any] = {}
+    for j, r in enumerate(p.readings):
+        at = f"points[{i}].readings[{j}]"
+        if r.su_id not in su_ids:
+            raise ApiError(422, f"{at}: {r.su_id!r} is not a sensing unit of this campaign ({', '.join(su_ids)})",
+                           "invalid")  # fmt: skip
+        if r.su_id in given:
+            raise ApiError(422, f"{at}: {r.su_id!r} appears twice in this point", "invalid")
+        if r.mean_dbm is None and r.count > 0:
+            raise ApiError(422, f"{at}: count is {r.count} but there is no mean_dbm", "invalid")
+        if r.saturated > r.count:
+            raise ApiError(422, f"{at}: saturated exceeds count", "invalid")
+        given[r.su_id] = r
+    readings = tuple(SuReading(s, given[s].mean_dbm, given[s].std_db, given[s].count, given[s].saturated)
+                     if s in given else SuReading(s, None, None, 0, 0) for s in su_ids)  # fmt: skip
+    rejected = p.rejected or rejection_reason(readings, min_count=0)
+    return NewPoint(tuple(p.position_m), p.power_dbm, readings, rejected, None, None, "import")
 
 
 def _asdict_tx(t: TxContext) -> dict:

@@ -87,7 +87,8 @@ CONFIG_ENV = "RFTWIN_CENTRAL_CONFIG"
 DEFAULT_CONFIG = Path("/etc/rftwin-central/central.toml")
 
 
-def _position(text: str) -> tuple[float, float, float]:
+def position_arg(text: str) -> tuple[float, float, float]:
+    """argparse type: ``x,y,z`` in metres, three finite numbers (also used by rftwin-calibrate)."""
     import math
 
     try:
@@ -95,7 +96,7 @@ def _position(text: str) -> tuple[float, float, float]:
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected x,y,z in metres, got {text!r}") from None
     if len(values) != 3 or not all(math.isfinite(v) for v in values):
-        raise argparse.ArgumentTypeError(f"expected three finite numbers x,y,z, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected three finite numbers x,y,z (m), got {text!r}")
     return values  # type: ignore[return-value]
 
 
@@ -239,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     nsub = node.add_subparsers(dest="node_command", required=True)
     a = nsub.add_parser("add", parents=[cfg], help="enrol a node and print its token (shown once)")
     a.add_argument("id", help="node id, e.g. su01")
-    a.add_argument("--position", required=True, type=_position, metavar="X,Y,Z",
+    a.add_argument("--position", required=True, type=position_arg, metavar="X,Y,Z",
                    help="surveyed antenna position in m; must be within 1 m of a sensing unit of the site")  # fmt: skip
     a.set_defaults(func=cmd_node_add)
     rv = nsub.add_parser("revoke", parents=[cfg], help="revoke a node's token (effective at once)")

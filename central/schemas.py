@@ -205,3 +205,111 @@ class LearnOut(BaseModel):
     n_snapshots: int
     since_ns: int
     until_ns: int
+
+
+class ModelOut(BaseModel):
+    """A fitted model and its provenance (site hash, twin key, data window, size)."""
+
+    id: int
+    kind: str
+    path: str
+    created_ns: int
+    provenance: dict
+    active: bool
+
+
+# --------------------------------------------------------------------------------------- campaigns
+
+BODY = ConfigDict(extra="forbid", allow_inf_nan=False)
+CampaignName = Annotated[str, Field(pattern=ID_PATTERN, description="1-64 of letters, digits, '-', '_', '.'")]
+RefPower = Annotated[float, Field(ge=-50.0, le=60.0, description="reference transmitter EIRP, dBm")]
+MAX_IMPORT_POINTS = 10_000
+
+
+class CampaignStart(BaseModel):
+    """Start a calibration campaign (only one is open at a time; names are never reused)."""
+
+    model_config = BODY
+    name: CampaignName
+    description: str = Field("", max_length=500)
+
+
+class CampaignOut(BaseModel):
+    id: int
+    name: str
+    state: Literal["open", "closed"]
+    description: str
+    created_ns: int
+    created_by: str
+    closed_ns: int | None
+    su_ids: list[str]
+    n_points: int
+    n_accepted: int
+    n_rejected: int
+
+
+class PointRequest(BaseModel):
+    """The reference transmitter is in place: gather the nodes' readings over a window and store the
+    point. Give ``dwell_s`` (window [now, now + dwell_s] on the central unit's clock) or an explicit
+    ``since_ns``/``until_ns`` window (e.g. a scheduled slot); the request answers once the window has
+    ended and the nodes' uploads have caught up (at most ``settle_s`` later)."""
+
+    model_config = BODY
+    position_m: Vec3 = Field(description="reference antenna [x, y, z] in hall coordinates, m")
+    power_dbm: RefPower
+    dwell_s: float | None = Field(None, gt=0, le=600, description="window length, s, from now")
+    since_ns: int | None = Field(None, ge=1, lt=2**63)
+    until_ns: int | None = Field(None, ge=1, lt=2**63)
+    settle_s: float = Field(2.0, ge=0, le=60, description="extra wait for late uploads after the window, s")
+    min_count: int = Field(1, ge=1, le=100_000, description="readings an SU needs, or the point is rejected")
+
+
+class SuReadingIO(BaseModel):
+    """One SU at one point: mean power (dBm, averaged in mW), spread (dB), readings, saturated readings."""
+
+    model_config = BODY
+    su_id: str = Field(pattern=ID_PATTERN)
+    mean_dbm: Power | None = None
+    std_db: float | None = Field(None, ge=0, le=100)
+    count: int = Field(ge=0, lt=2**31)
+    saturated: int = Field(0, ge=0, lt=2**31)
+
+
+class PointOut(BaseModel):
+    campaign: str
+    index: int
+    position_m: list[float]
+    power_dbm: float
+    rejected: str = Field(description="why the point is not used; empty: usable")
+    usable: bool
+    since_ns: int | None
+    until_ns: int | None
+    source: Literal["live", "import"]
+    created_ns: int
+    readings: list[SuReadingIO]
+
+
+class CampaignDetail(CampaignOut):
+    points: list[PointOut]
+
+
+class ImportedPoint(BaseModel):
+    """A point measured elsewhere (positions logged by a robot or a total station)."""
+
+    model_config = BODY
+    position_m: Vec3
+    power_dbm: RefPower
+    readings: list[SuReadingIO] = Field(min_length=1, max_length=1000)
+    rejected: str = Field("", max_length=500, description="a reason from the file; empty: usable")
+
+
+class CampaignImport(BaseModel):
+    model_config = BODY
+    points: list[ImportedPoint] = Field(min_length=1, max_length=MAX_IMPORT_POINTS)
+
+
+class ImportOut(BaseModel):
+    imported: int
+    accepted: int
+    rejected: int
+    points: list[PointOut]

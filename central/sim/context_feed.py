@@ -61,9 +61,10 @@ def run_feed(feed: ContextFeed, central_url: str, token: str, period_s: float = 
     with httpx.Client(headers={"Authorization": f"Bearer {token}"}, timeout=5.0) as client:
         next_t = time.monotonic()
         while not stop():
-            try:
-                r = client.post(central_url.rstrip("/") + CONTEXT_PATH, json=context_payload(feed.reports()))
-                if r.status_code != 200:
+            reports = feed.reports()
+            try:  # nothing on air (e.g. between a campaign's slots): nothing to report, the API takes no empty list
+                r = client.post(central_url.rstrip("/") + CONTEXT_PATH, json=context_payload(reports)) if reports else None
+                if r is not None and r.status_code != 200:
                     log.warning("context rejected: %s %s", r.status_code, r.text[:200])
             except httpx.HTTPError as e:
                 log.warning("context feed: %s", e)

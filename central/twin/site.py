@@ -316,3 +316,46 @@ def resolve_site(ref: str | Path | None) -> Site:
     if str(ref) in BUILTIN_SITES:
         return load_site(builtin_site_path(str(ref)))
     return load_site(ref)
+
+
+# --------------------------------------------------------------------------------------------------
+# Writing
+
+
+def _toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(float(v)) if isinstance(v, float) else str(v)
+    if isinstance(v, str):
+        return json.dumps(v, ensure_ascii=False)  # a JSON string is a valid TOML basic string
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise TypeError(f"cannot write {type(v).__name__} to TOML")
+
+
+def site_to_toml(site: Site, header: str = "") -> str:
+    """The site as a TOML document that :func:`load_site` reads back to an equal :class:`Site` (used to
+    write calibrated site files). ``header``: comment lines placed on top."""
+    out = [f"# {line}" for line in header.splitlines()]
+
+    def table(name: str, items: dict) -> None:
+        out.extend(["", f"[{name}]"])
+        out.extend(f"{k} = {_toml_value(v)}" for k, v in items.items() if v is not None)
+
+    table("site", {"name": site.name, "description": site.description, "frequency_hz": site.frequency_hz,
+                   "noise_floor_dbm": site.noise_floor_dbm})  # fmt: skip
+    table("hall", {"size_m": list(site.hall_size_m), "material": site.hall_material})
+    table("tx_plane", {"height_m": site.tx_plane.height_m, "cell_size_m": site.tx_plane.cell_size_m})
+    for name, m in site.materials.items():
+        table(f"materials.{json.dumps(name)}",
+              {"itu_type": m.itu_type, "relative_permittivity": m.relative_permittivity,
+               "conductivity_s_per_m": m.conductivity_s_per_m, "thickness_m": m.thickness_m,
+               "provenance": m.provenance or None})  # fmt: skip
+    for b in site.obstacles:
+        out.extend(["", "[[obstacles]]"])
+        out.extend(f"{k} = {_toml_value(v)}" for k, v in
+                   {"name": b.name, "material": b.material, "min_m": list(b.min_m), "size_m": list(b.size_m)}.items())  # fmt: skip
+    for u in site.sensing_units:
+        out.extend(["", "[[sensing_units]]", f"id = {_toml_value(u.id)}", f"position_m = {_toml_value(list(u.position_m))}"])
+    return "\n".join(out).lstrip("\n") + "\n"
