@@ -14,7 +14,7 @@ VPY := $(VENV)/bin/python
 # pulseaudio, pulseaudio-utils: the null sink the tests' audio device records, and pacat/parec/pactl.
 # chromium, fonts-liberation: the headless browser the dashboard test drives with Playwright (no browser
 #   download), and the fonts it renders with (only a Recommends of chromium, skipped by --no-install-recommends).
-APT_PACKAGES := libllvm19 libiio0 python3-soapysdr soapysdr-module-audio pulseaudio pulseaudio-utils chromium fonts-liberation
+APT_PACKAGES := openssl libllvm19 libiio0 python3-soapysdr soapysdr-module-audio pulseaudio pulseaudio-utils chromium fonts-liberation
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Torch must come from the local CPU wheel, before anything that depends on it.
 TORCH := torch==2.13.0

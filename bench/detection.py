@@ -1,6 +1,7 @@
 """Detection benchmark (issue 5): the paper's study reproduced on our twin, every registered detector.
 
 Usage: python bench/detection.py [--n 5000] [--seed 0] [--detectors ed,lof,...] [--no-truth] [--out docs/results]
+       [--surrogate DIR [--only-surrogate]]
 
 Datasets (:mod:`evaluation.dataset`): N realisations of the reference scenario per SU height, PT = the twin's
 prediction at the true positions, DT = the twin's prediction at positions with localisation error
@@ -8,7 +9,11 @@ prediction at the true positions, DT = the twin's prediction at positions with l
 ``1.5m``) and ``factory-hall-b`` (SUs at 4.9 m, just under the 5 m ceiling; keys ``5m`` as the paper's
 scenario B). Extra variant (keys ``1.5m_truthpt``): PT from ``factory-hall-a-truth``'s maps (other
 materials: the twin's material error), when those maps are cached. Maps are never traced here unless
-``--build`` is given.
+``--build`` is given. With ``--surrogate DIR`` (random-forest surrogates from ``rftwin-surrogate train --kind
+rf``, found under DIR by their manifests' site hash), rows keyed ``1.5m_rf`` and ``5m_rf``: the paper's
+"random-forest surrogate as the twin", DT = the surrogate at the erroneous positions, PT = the ray-traced
+maps at the true ones (point-source detectors take the surrogate's cell gains). ``--only-surrogate`` runs
+only those rows (and writes to ``docs/results/detection_rf`` unless ``--out`` is given).
 
 Protocol (:mod:`evaluation.protocol`): 5-fold CV, train on the normal snapshots of 4 folds, test on the
 fold's normals plus as many jammed snapshots, pooled ROC. Last line: one JSON object with
@@ -39,6 +44,7 @@ from evaluation.dataset import generate_dataset  # noqa: E402
 from evaluation.protocol import auc_score, evaluate, pd_at_far  # noqa: E402
 from models.detectors import base as det_base  # noqa: E402
 from models.detectors import detector_kinds, make_detector  # noqa: E402
+from models.surrogate import find_bundle  # noqa: E402
 
 SIGMAS = (0, 3, 6)
 BASELINES = ("ed", "lof")
@@ -59,6 +65,10 @@ SCENARIOS = [  # (key, twin site, physical-world site, label)
         "factory-hall-a-truth",
         "SUs 1.5 m, PT from factory-hall-a-truth maps",
     ),
+]
+SURROGATE_SCENARIOS = [  # (key, twin site, None, label): DT = the random-forest surrogate (--surrogate)
+    ("1.5m_rf", "factory-hall-a", None, "SUs 1.5 m (factory-hall-a), random-forest surrogate as DT"),
+    ("5m_rf", "factory-hall-b", None, "SUs 4.9 m (factory-hall-b), random-forest surrogate as DT"),
 ]
 
 
@@ -326,9 +336,14 @@ def main(argv=None) -> int:
         "--build", action="store_true", help="trace missing gain maps (default: skip the scenario)"
     )
     ap.add_argument("--no-unseen", action="store_true", help="skip the unseen-jammer-type tests")
-    ap.add_argument("--out", default=str(ROOT / "docs" / "results"))
+    ap.add_argument("--surrogate", default=None, metavar="DIR",
+                    help="add the rows with the random-forest surrogate as the DT (models found under DIR)")
+    ap.add_argument("--only-surrogate", action="store_true", help="run only the --surrogate rows")
+    ap.add_argument("--out", default=None, help="default: docs/results (docs/results/detection_rf with --only-surrogate)")
     args = ap.parse_args(argv)
-    out = Path(args.out)
+    if args.only_surrogate and not args.surrogate:
+        ap.error("--only-surrogate needs --surrogate DIR")
+    out = Path(args.out or ROOT / "docs" / "results" / ("detection_rf" if args.only_surrogate else ""))
     out.mkdir(parents=True, exist_ok=True)
     kinds = args.detectors.split(",") if args.detectors else detector_kinds()
     kinds = [k for k in BASELINES if k in kinds] + sorted(k for k in kinds if k not in BASELINES)
@@ -339,7 +354,8 @@ def main(argv=None) -> int:
     skipped: dict = {}
     us_batch: dict = {k: [] for k in kinds}
     scen = []
-    for h, site, pt_site, label in SCENARIOS:
+    scenarios = ([] if args.only_surrogate else SCENARIOS) + (SURROGATE_SCENARIOS if args.surrogate else [])
+    for h, site, pt_site, label in scenarios:
         if pt_site and args.no_truth:
             continue
         if not args.build and not all(maps_cached(s) for s in (site, pt_site) if s):
@@ -348,8 +364,20 @@ def main(argv=None) -> int:
             continue
         twin = Twin.load(site)
         pt_twin = Twin.load(pt_site) if pt_site else None
+        dt_predictor = None
+        if h.endswith("_rf"):
+            model_dir = find_bundle(args.surrogate, twin.site.content_hash(), "rf")
+            if model_dir is None:
+                print(f"{label}: no rf surrogate for {site} under {args.surrogate}, skipped", file=sys.stderr)
+                skipped[h] = "no rf surrogate"
+                continue
+            from central.twin.surrogate import load_surrogate
+
+            dt_predictor = load_surrogate(twin.site, model_dir)
+            twin = dc.replace(twin, predictor=dt_predictor)  # detectors see what the DT sees
+            pt_twin = Twin.load(site)  # PT: the ray-traced maps
         t0 = time.perf_counter()
-        ds = generate_dataset(twin, args.n, args.seed, pt_twin=pt_twin)
+        ds = generate_dataset(twin, args.n, args.seed, pt_twin=pt_twin, dt_predictor=dt_predictor)
         print(f"{label}: dataset {args.n} in {time.perf_counter() - t0:.2f} s, {int(ds.jammer.sum())} jammed",
               file=sys.stderr)  # fmt: skip
         scen.append((h, site, pt_site, label))
@@ -400,7 +428,7 @@ def main(argv=None) -> int:
         if v:
             figures[f"us_per_snapshot_{k}"] = round(float(np.mean(v)), 3)
     unseen: dict = {}
-    if not args.no_unseen and any(h == "1.5m" for h, *_ in scen):
+    if not args.no_unseen and not args.only_surrogate and any(h == "1.5m" for h, *_ in scen):
         twin = Twin.load(SCENARIOS[0][1])
         site_3m = site_with_tx_height(twin.site, 3.0)
         twin_3m = Twin.load(site_3m) if args.build or maps_cached(site_3m) else None

@@ -14,6 +14,9 @@ Rules every endpoint keeps:
   stored SHA-256 (:mod:`central.auth`). Nodes write only as themselves (403 otherwise); context needs
   an integration token; acknowledging an alarm, learning and changing calibration campaigns an
   operator token. Reads are open (the dashboard).
+- **Rate limit per credential:** a token bucket per node / integration / operator
+  (``[limits] requests_per_s`` on average, bursts of ``request_burst``); beyond it 429 with
+  ``Retry-After`` and the reason. A node backs off and resends (nothing is lost: it is spooled).
 - **No SQLite on the event loop.** Blocking work runs in the threadpool (sync endpoints, or
   ``run_in_threadpool`` after the body is read); the store serialises writes itself.
 
@@ -27,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import sqlite3
 import threading
 import time
@@ -71,6 +75,8 @@ from central.schemas import (
     IngestBatchModel,
     LearnOut,
     LearnRequest,
+    LosOut,
+    LosRequest,
     ModelOut,
     NodeHealthOut,
     PointOut,
@@ -109,7 +115,32 @@ def unauthorized(detail: str) -> ApiError:
 
 REASON_BY_STATUS = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
                     405: "method_not_allowed", 409: "conflict", 413: "too_large", 415: "unsupported_media_type",
-                    422: "invalid", 503: "unavailable"}  # fmt: skip
+                    422: "invalid", 429: "rate_limited", 503: "unavailable"}  # fmt: skip
+
+
+class RateLimiter:
+    """Token buckets, one per key (a credential): ``rate`` requests per second on average, up to
+    ``burst`` at once. ``rate <= 0`` disables the limit. Thread-safe (endpoints run in the threadpool);
+    the buckets are bounded by the number of credentials, since only authenticated keys get one."""
+
+    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic):
+        self.rate, self.burst, self.clock = rate, max(1, burst), clock
+        self._lock = threading.Lock()
+        self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, when)
+
+    def acquire(self, key: str) -> float:
+        """0.0 when the request may go ahead (it takes a token), else the seconds until one is free."""
+        if self.rate <= 0:
+            return 0.0
+        with self._lock:
+            now = self.clock()
+            tokens, when = self._buckets.get(key, (float(self.burst), now))
+            tokens = min(float(self.burst), tokens + max(0.0, now - when) * self.rate)
+            if tokens >= 1.0:
+                self._buckets[key] = (tokens - 1.0, now)
+                return 0.0
+            self._buckets[key] = (tokens, now)
+            return (1.0 - tokens) / self.rate
 
 
 # ------------------------------------------------------------------------------------------ metrics
@@ -286,6 +317,7 @@ ERRORS = {
     413: {"model": Problem, "description": "body or batch too large"},
     415: {"model": Problem, "description": "Content-Type is not application/json"},
     422: {"model": Problem, "description": "malformed JSON or invalid content (the reason names the field)"},
+    429: {"model": Problem, "description": "this credential's request rate limit is exceeded; see Retry-After"},
 }
 
 
@@ -304,6 +336,8 @@ def create_app(state: AppState) -> FastAPI:
     limits = cfg.limits
     store = state.store
     router = APIRouter(prefix=API_PREFIX)
+    limiter = RateLimiter(limits.requests_per_s, limits.request_burst)
+    app.state.rate_limiter = limiter
 
     # ---------------------------------------------------------------------------- error handling
     def endpoint_of(request: Request) -> str:
@@ -348,6 +382,12 @@ def create_app(state: AppState) -> FastAPI:
         found = match_token(token, entries)
         if found is None:
             raise unauthorized(f"unknown or wrong {kind} token")
+        name = found if isinstance(found, str) else found[0]  # a node's entry is (node_id, revoked)
+        wait = limiter.acquire(f"{kind}:{name}")
+        if wait > 0:
+            raise ApiError(429, f"{kind} {name!r} exceeds the rate limit of {limiter.rate:g} requests/s (bursts of "
+                           f"{limiter.burst}): retry in {wait:.2f} s", "rate_limited",
+                           {"Retry-After": str(max(1, math.ceil(wait)))})  # fmt: skip
         return found
 
     def operator(request: Request) -> str:
@@ -508,7 +548,7 @@ def create_app(state: AppState) -> FastAPI:
         "/alarms/{alarm_id}/ack",
         summary="Acknowledge an alarm (operator token)",
         response_model=AlarmOut,
-        responses={401: ERRORS[401], 404: {"model": Problem, "description": "no such alarm"}},
+        responses={401: ERRORS[401], 404: {"model": Problem, "description": "no such alarm"}, 429: ERRORS[429]},
     )
     def ack_alarm(alarm_id: int, request: Request) -> Any:
         """Record who acknowledged the alarm; the first acknowledgement is kept."""
@@ -529,13 +569,19 @@ def create_app(state: AppState) -> FastAPI:
         summary="Learn normal residual statistics from a normal period (operator token)",
         response_model=LearnOut,
         responses={401: ERRORS[401], 409: {"model": Problem, "description": "refused: too little data or alarms"},
+                   413: ERRORS[413], 415: ERRORS[415], 422: ERRORS[422], 429: ERRORS[429],
                    503: {"model": Problem, "description": "no live detection engine"}},
+        openapi_extra=_body_schema(LearnRequest, "the normal period: duration_s, or since_ns/until_ns"),
     )
-    def learn(body: LearnRequest, request: Request) -> Any:
+    async def learn(request: Request) -> Any:
         """Fit the configured detector on the residuals of [since_ns, until_ns] (or the last
         ``duration_s``), set its threshold for the target false-alarm rate, save it as a model with its
         provenance and make it active at once (no restart)."""
-        operator(request)
+        await run_in_threadpool(operator, request)
+        body = await body_of(request, LearnRequest)  # size-capped, JSON only, like every body here
+        return await run_in_threadpool(learn_sync, body)
+
+    def learn_sync(body: LearnRequest) -> Any:
         if state.learn is None:
             raise ApiError(503, "no live detection engine in this central unit", "unavailable")
         until = body.until_ns if body.until_ns is not None else now_ns()
@@ -555,6 +601,7 @@ def create_app(state: AppState) -> FastAPI:
         return m.to_dict()
 
     _install_campaign_routes(router, state, operator, body_of)
+    _install_los_routes(router, state, body_of)
 
     @router.get("/site", summary="The hall, its obstacles and the sensing units", response_model=SiteOut)
     def site() -> Any:
@@ -570,7 +617,7 @@ def create_app(state: AppState) -> FastAPI:
 
     app.include_router(router)
     _install_openapi(app, [IngestBatchModel, ContextUpdate, TxContextIn, CampaignStart, PointRequest,
-                           CampaignImport])  # fmt: skip
+                           CampaignImport, LearnRequest, LosRequest])  # fmt: skip
     return app
 
 
@@ -578,6 +625,33 @@ def create_app(state: AppState) -> FastAPI:
 
 CAMPAIGN_ERRORS = {**ERRORS, 404: {"model": Problem, "description": "no such campaign"},
                    409: {"model": Problem, "description": "name taken, another one open, or closed"}}  # fmt: skip
+
+
+def _install_los_routes(router: APIRouter, state: AppState, body_of: Callable[..., Any]) -> None:
+    """``POST /los``: LoS probability of a UE (:mod:`central.los`). Open like the other reads: it
+    changes nothing."""
+    from central.los import LosInputError, LosService, LosUnavailable
+
+    service = LosService(state.site, state.config.models_dir)
+
+    @router.post("/los", summary="LoS probability from a channel estimate (ONNX model) or a UE position (geometry)",
+                 response_model=LosOut, openapi_extra=_body_schema(LosRequest, "channel or position_m"),
+                 responses={422: ERRORS[422],
+                            503: {"model": Problem, "description": "no LoS model installed"}})  # fmt: skip
+    async def los(request: Request) -> Any:
+        body = await body_of(request, LosRequest)
+        if (body.channel is None) == (body.position_m is None):
+            raise ApiError(422, "give exactly one of channel or position_m", "invalid")
+        try:
+            if body.channel is not None:
+                answer = await run_in_threadpool(service.from_channel, body.channel.shape, body.channel.data_b64)
+            else:
+                answer = service.from_position(body.position_m, body.gnb_position_m)
+        except LosUnavailable as e:
+            raise ApiError(503, str(e), "unavailable") from None
+        except LosInputError as e:
+            raise ApiError(422, str(e), "invalid") from None
+        return answer.to_dict()
 
 
 def _install_campaign_routes(router: APIRouter, state: AppState, operator: Callable[[Request], str],

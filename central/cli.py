@@ -84,7 +84,7 @@ def cmd_twin_show(args) -> int:
 # ------------------------------------------------------------------------------- central unit
 
 CONFIG_ENV = "RFTWIN_CENTRAL_CONFIG"
-DEFAULT_CONFIG = Path("/etc/rftwin-central/central.toml")
+DEFAULT_CONFIG = Path("/etc/rftwin/central.toml")  # where systemd/install.sh central puts it
 
 
 def position_arg(text: str) -> tuple[float, float, float]:
@@ -116,13 +116,29 @@ def _store(cfg):
 
 
 def cmd_run(args) -> int:
-    import logging
+    from node.journal import setup_logging
 
+    cfg = _config(args)
+    # Structured records to the journal under systemd, plain lines on a terminal (node/journal.py);
+    # before the service's imports, so that no library's handler gets there first.
+    setup_logging("rftwin-central", args.log_level, {"RFTWIN_SITE": cfg.site})
     from central.service import CentralService
 
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    cfg = _config(args)
     return CentralService(cfg, log_level=args.log_level).run()
+
+
+def cmd_status(args) -> int:
+    from central.status import gather, render
+
+    cfg = _config(args)
+    st = gather(cfg, args.url, timeout_s=args.timeout)
+    if args.json:
+        import json
+
+        print(json.dumps(st, indent=1))
+    else:
+        print(render(st))
+    return 0 if st["service"]["reachable"] else 1
 
 
 def cmd_node_add(args) -> int:
@@ -182,6 +198,59 @@ def cmd_credential_add(args) -> int:
     return 0
 
 
+def cmd_node_rotate(args) -> int:
+    cfg = _config(args)
+    with _store(cfg) as store:
+        token = store.rotate_node_token(args.id)
+    print(f"rotated node {args.id}: the old token is refused from now on; the new one (shown only now) "
+          "goes into the node's token file, then restart the node (it spools meanwhile):", file=sys.stderr)  # fmt: skip
+    print(token)
+    return 0
+
+
+def cmd_credential_rotate(args) -> int:
+    cfg = _config(args)
+    with _store(cfg) as store:
+        token = store.rotate_credential(args.table, args.name)
+    print(f"rotated {args.kind} {args.name}; its new token (shown only now):", file=sys.stderr)
+    print(token)
+    return 0
+
+
+def cmd_credential_remove(args) -> int:
+    cfg = _config(args)
+    with _store(cfg) as store:
+        store.remove_credential(args.table, args.name)
+    print(f"removed {args.kind} {args.name}: its token is refused from now on")
+    return 0
+
+
+def _tls_dir(args, cfg) -> Path:
+    return Path(args.out) if args.out else cfg.data_dir / "tls"
+
+
+def cmd_tls_init(args) -> int:
+    from central.tls import SiteCa
+
+    cfg = _config(args)
+    ca = SiteCa(_tls_dir(args, cfg))
+    ca.create(force=args.force)
+    cert, key = ca.issue_server(args.name, args.days)
+    print(f"site CA {ca.ca_cert} (copy it to every node as its ca_file; keep {ca.ca_key} offline if you can)\n"
+          f"server certificate {cert} for {', '.join(ca.last_names)}\n"
+          f"add to {cfg.source or 'the central config'}:\n  [tls]\n  cert = \"{cert}\"\n  key = \"{key}\"")  # fmt: skip
+    return 0
+
+
+def cmd_tls_renew(args) -> int:
+    from central.tls import SiteCa
+
+    cfg = _config(args)
+    cert, _ = SiteCa(_tls_dir(args, cfg)).issue_server(args.name, args.days)
+    print(f"renewed {cert}; restart the central unit to serve it (nodes keep their pinned CA)")
+    return 0
+
+
 def cmd_credential_list(args) -> int:
     cfg = _config(args)
     with _store(cfg) as store:
@@ -236,6 +305,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     r.set_defaults(func=cmd_run)
 
+    st = sub.add_parser("status", parents=[cfg], help="for humans: service up?, nodes, active alarms, detector, "
+                        "database (exit 1: the service does not answer)")  # fmt: skip
+    st.add_argument("--url", help="API root to ask (default: from the config's [listen], on loopback)")
+    st.add_argument("--timeout", type=float, default=3.0, help="seconds per API request (default: %(default)s)")
+    st.add_argument("--json", action="store_true", help="the same as JSON")
+    st.set_defaults(func=cmd_status)
+
     node = sub.add_parser("node", help="enrol, revoke and list nodes (sensing-unit agents)")
     nsub = node.add_subparsers(dest="node_command", required=True)
     a = nsub.add_parser("add", parents=[cfg], help="enrol a node and print its token (shown once)")
@@ -246,6 +322,9 @@ def build_parser() -> argparse.ArgumentParser:
     rv = nsub.add_parser("revoke", parents=[cfg], help="revoke a node's token (effective at once)")
     rv.add_argument("id")
     rv.set_defaults(func=cmd_node_revoke)
+    ro = nsub.add_parser("rotate", parents=[cfg], help="a new token for a node (the old one is refused at once)")
+    ro.add_argument("id")
+    ro.set_defaults(func=cmd_node_rotate)
     ls = nsub.add_parser("list", parents=[cfg], help="enrolled nodes, their SU and last contact")
     ls.set_defaults(func=cmd_node_list)
 
@@ -258,6 +337,27 @@ def build_parser() -> argparse.ArgumentParser:
         ka.set_defaults(func=cmd_credential_add, kind=kind)
         kl = ksub.add_parser("list", parents=[cfg], help=f"names of the enrolled {table}")
         kl.set_defaults(func=cmd_credential_list, kind=kind, table=table)
+        kr = ksub.add_parser("rotate", parents=[cfg], help="a new token (the old one is refused at once)")
+        kr.add_argument("name")
+        kr.set_defaults(func=cmd_credential_rotate, kind=kind, table=table)
+        kd = ksub.add_parser("remove", parents=[cfg], help=f"remove {what.split(' (')[0]}: its token is refused")
+        kd.add_argument("name")
+        kd.set_defaults(func=cmd_credential_remove, kind=kind, table=table)
+    tls = sub.add_parser("tls", help="the site's TLS: CA and server certificate")
+    tsub2 = tls.add_subparsers(dest="tls_command", required=True)
+    ti = tsub2.add_parser("init", parents=[cfg], help="create a site CA and a server certificate (nodes pin the CA)")
+    ti.add_argument("--name", action="append", default=[], metavar="DNS|IP",
+                    help="server name or IP address the nodes use (repeatable; default: this host's name, "
+                         "localhost, 127.0.0.1)")  # fmt: skip
+    ti.add_argument("--out", default=None, help="directory (default: <data_dir>/tls)")
+    ti.add_argument("--days", type=int, default=825, help="server certificate validity (default: %(default)s)")
+    ti.add_argument("--force", action="store_true", help="replace an existing CA (every node must re-pin)")
+    ti.set_defaults(func=cmd_tls_init)
+    tr = tsub2.add_parser("renew", parents=[cfg], help="a new server certificate from the existing site CA")
+    tr.add_argument("--name", action="append", default=[], metavar="DNS|IP")
+    tr.add_argument("--out", default=None)
+    tr.add_argument("--days", type=int, default=825)
+    tr.set_defaults(func=cmd_tls_renew)
     return p
 
 

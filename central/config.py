@@ -22,6 +22,11 @@ Example (every key, with its default where it has one)::
     clear_after = 5                         # clear it after m normal windows in a row
     detector = "ed"                         # detector kind the live engine runs (models.detectors: ed, lof, gls, glrt, bayes, …)
 
+    [twin]
+    predictor = "maps"                      # "maps": the ray-traced gain maps; "surrogate": an ONNX path-loss model
+    surrogate_dir = "models/surrogate-rf"   # used by predictor = "surrogate" (relative: to this file); from
+                                            # `rftwin-surrogate train`, and for this site (content hash checked)
+
     [retention]
     measurements_days = 7.0                 # measurements and context older than this are purged
     snapshots_days = 30.0                   # snapshots older than this are purged (alarms are kept)
@@ -30,6 +35,8 @@ Example (every key, with its default where it has one)::
     max_batch_records = 1000                # node.protocol.MAX_BATCH_RECORDS at most
     max_body_bytes = 4194304                # request bodies above this get 413
     max_future_skew_s = 60.0                # t_ns further than this in the future gets 422
+    requests_per_s = 50.0                   # per credential (node, integration, operator); 0: no limit
+    request_burst = 500                     # requests a credential may make at once before 429
 
     [[integrations]]                        # context feeds (POST /api/v1/context); also `integration add`
     name = "ran-scheduler"
@@ -81,6 +88,17 @@ class DetectionConfig:
     detector: str = "ed"
 
 
+PREDICTORS = ("maps", "surrogate")
+
+
+@dataclass(frozen=True)
+class TwinConfig:
+    """Which predictor the live engine uses: the gain maps, or a path-loss surrogate (models.surrogate)."""
+
+    predictor: str = "maps"  # one of PREDICTORS
+    surrogate_dir: Path | None = None
+
+
 @dataclass(frozen=True)
 class RetentionConfig:
     measurements_days: float = 7.0
@@ -92,6 +110,8 @@ class LimitsConfig:
     max_batch_records: int = MAX_BATCH_RECORDS
     max_body_bytes: int = 4 << 20
     max_future_skew_s: float = 60.0
+    requests_per_s: float = 50.0  # token bucket per credential; 0 disables it
+    request_burst: int = 500
 
     @property
     def max_future_skew_ns(self) -> int:
@@ -119,6 +139,7 @@ class CentralConfig:
     integrations: tuple[TokenEntry, ...] = ()
     operators: tuple[TokenEntry, ...] = ()
     source: str = "<config>"
+    twin: TwinConfig = field(default_factory=TwinConfig)
 
     @property
     def db_path(self) -> Path:
@@ -192,6 +213,8 @@ def parse_config(data: dict, source: str = "<config>", base_dir: Path | None = N
                        f"last of_last = {detection.of_last}")  # fmt: skip
     df.reject_unknown()
 
+    twin = _twin_config(top.sub("twin"), site)
+
     rf = top.sub("retention")
     retention = RetentionConfig(
         measurements_days=rf.real("measurements_days", 0.0, 36_500.0, default=7.0),
@@ -204,6 +227,8 @@ def parse_config(data: dict, source: str = "<config>", base_dir: Path | None = N
         max_batch_records=mf.integer("max_batch_records", 1, MAX_BATCH_RECORDS, default=MAX_BATCH_RECORDS),
         max_body_bytes=mf.integer("max_body_bytes", 1024, 1 << 30, default=4 << 20),
         max_future_skew_s=mf.real("max_future_skew_s", 0.0, 86_400.0, default=60.0),
+        requests_per_s=mf.real("requests_per_s", 0.0, 1e6, default=50.0),
+        request_burst=mf.integer("request_burst", 1, 1_000_000, default=500),
     )
     mf.reject_unknown()
 
@@ -221,7 +246,26 @@ def parse_config(data: dict, source: str = "<config>", base_dir: Path | None = N
             raise top.error(kind, f"duplicate name {dup!r}")
     top.reject_unknown()
     return CentralConfig(site, data_dir, listen, advertise, tls, detection, retention, limits,
-                         integrations, operators, source)  # fmt: skip
+                         integrations, operators, source, twin=twin)  # fmt: skip
+
+
+def _twin_config(f: Fields, site: str) -> TwinConfig:
+    """``[twin]``; a surrogate directory is checked now (present, readable, this site's): a wrong
+    model must stop the start-up, not make every prediction wrong."""
+    predictor = f.string("predictor", "maps", choices=PREDICTORS)
+    surrogate_dir = f.path("surrogate_dir")
+    f.reject_unknown()
+    if predictor != "surrogate":
+        return TwinConfig(predictor, surrogate_dir)
+    if surrogate_dir is None:
+        raise f.error("surrogate_dir", 'missing: predictor = "surrogate" needs the model directory')
+    from models.surrogate import SurrogateError, check_site, read_manifest
+
+    try:
+        check_site(read_manifest(surrogate_dir), resolve_site(site).content_hash(), str(surrogate_dir))
+    except SurrogateError as e:
+        raise f.error("surrogate_dir", str(e)) from None
+    return TwinConfig(predictor, surrogate_dir)
 
 
 def _sha(f: Fields) -> str:

@@ -313,3 +313,34 @@ class ImportOut(BaseModel):
     accepted: int
     rejected: int
     points: list[PointOut]
+
+
+# ---------------------------------------------------------------------------------- LoS / NLoS
+
+Vec3 = tuple[float, float, float]
+
+
+class ChannelEstimate(BaseModel):
+    """An uplink channel estimate: antennas × subcarriers complex64, little-endian, row-major, base64."""
+
+    model_config = ConfigDict(extra="forbid")
+    shape: tuple[Annotated[int, Field(gt=0, le=4096)], Annotated[int, Field(gt=0, le=8192)]]
+    data_b64: str = Field(..., min_length=1, description="8 bytes per entry (float32 real, float32 imaginary)")
+
+
+class LosRequest(BaseModel):
+    """Either a channel estimate (answered by the ONNX classifier) or a UE position (answered from the
+    twin's geometry); not both."""
+
+    model_config = ConfigDict(extra="forbid")
+    channel: ChannelEstimate | None = None
+    position_m: Vec3 | None = Field(None, description="UE position, m")
+    gnb_position_m: Vec3 | None = Field(None, description="gNB position, m (default: the model's)")
+
+
+class LosOut(BaseModel):
+    los_probability: float
+    los: bool
+    source: Literal["model", "geometry"]
+    blocked_by: str | None = None
+    model: str | None = None

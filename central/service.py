@@ -37,6 +37,7 @@ from central.config import CentralConfig
 from central.enrolment import assign_missing_sus
 from central.events import EventBus
 from central.store import Store
+from node.sd_notify import Notifier, watchdog_interval_s
 
 log = logging.getLogger("rftwin.central")
 
@@ -141,6 +142,8 @@ class CentralService:
         task = asyncio.create_task(server.serve(sockets=[self.sock]))
         purge = None
         adv = None
+        watchdog = None
+        notifier = Notifier()  # systemd Type=notify; a no-op outside systemd
         try:
             while not server.started and not task.done():
                 await asyncio.sleep(0.01)
@@ -152,9 +155,15 @@ class CentralService:
             if cfg.advertise:
                 adv = await self._advertise()
             self._ready.set()
+            notifier.ready(f"serving site {self.site.name} on port {self.port}")
+            if (wd_s := watchdog_interval_s()) is not None:
+                watchdog = asyncio.create_task(self._watchdog_loop(notifier, wd_s))
             await task
         finally:
             self._ready.set()
+            notifier.stopping()
+            if watchdog is not None:
+                watchdog.cancel()
             if purge is not None:
                 purge.cancel()
             if adv is not None:
@@ -169,7 +178,15 @@ class CentralService:
                 recorder.stop()
             self.store.close()
             self.sock.close()
+            notifier.close()
             log.info("central unit stopped")
+
+    @staticmethod
+    async def _watchdog_loop(notifier: Notifier, timeout_s: float) -> None:
+        """Ping systemd's watchdog from the event loop: a blocked loop stops the pings and gets restarted."""
+        while True:
+            notifier.watchdog()
+            await asyncio.sleep(timeout_s / 3.0)
 
     async def _advertise(self):
         from node.discovery import Advertisement

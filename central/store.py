@@ -309,6 +309,19 @@ class Store:
         with self._write() as c:
             return c.execute("UPDATE nodes SET revoked = 1 WHERE id = ? AND revoked = 0", [node_id]).rowcount == 1
 
+    def rotate_node_token(self, node_id: str, token: str | None = None) -> str:
+        """A new token for an active node; the old one is refused from this commit on. The node keeps
+        spooling (401s are retried) until its token file holds the new token, so nothing is lost."""
+        token = token or new_token("node")
+        with self._write() as c:
+            row = c.execute("SELECT revoked FROM nodes WHERE id = ?", [node_id]).fetchone()
+            if row is None:
+                raise StoreError(f"no node {node_id!r} is enrolled")
+            if row[0]:
+                raise StoreError(f"node {node_id!r} is revoked; enrol the board under a new id")
+            c.execute("UPDATE nodes SET token_sha256 = ? WHERE id = ?", [hash_token(token), node_id])
+        return token
+
     def nodes(self) -> list[NodeRecord]:
         rows = self._r().execute("SELECT id, x, y, z, su_id, token_sha256, enrolled_ns, revoked FROM nodes ORDER BY id")
         return [NodeRecord(r[0], (r[1], r[2], r[3]), r[4], r[5], r[6], bool(r[7])) for r in rows.fetchall()]
@@ -361,6 +374,29 @@ class Store:
     def add_operator(self, name: str, token: str | None = None) -> str:
         return self._add_credential("operators", "operator", name, token)
 
+    def rotate_credential(self, table: str, name: str, token: str | None = None) -> str:
+        """A new token for an integration or operator; the old one is refused at once."""
+        kind = self._credential_kind(table)
+        token = token or new_token(kind)
+        with self._write() as c:
+            if c.execute(f"UPDATE {table} SET token_sha256 = ? WHERE name = ?", [hash_token(token), name]).rowcount != 1:
+                raise StoreError(f"no {kind} {name!r} is enrolled")
+        return token
+
+    def remove_credential(self, table: str, name: str) -> None:
+        """Remove an integration or operator: its token is refused at once."""
+        kind = self._credential_kind(table)
+        with self._write() as c:
+            if c.execute(f"DELETE FROM {table} WHERE name = ?", [name]).rowcount != 1:
+                raise StoreError(f"no {kind} {name!r} is enrolled")
+
+    @staticmethod
+    def _credential_kind(table: str) -> str:
+        kinds = {"integrations": "integration", "operators": "operator"}
+        if table not in kinds:
+            raise StoreError(f"no credential table {table!r}")
+        return kinds[table]
+
     def integration_credentials(self) -> list[tuple[str, str]]:
         """(token_sha256, name) of every enrolled integration."""
         return [(h, n) for n, h in self._r().execute("SELECT name, token_sha256 FROM integrations").fetchall()]
@@ -369,8 +405,7 @@ class Store:
         return [(h, n) for n, h in self._r().execute("SELECT name, token_sha256 FROM operators").fetchall()]
 
     def credential_names(self, table: str) -> list[str]:
-        if table not in ("integrations", "operators"):
-            raise StoreError(f"no credential table {table!r}")
+        self._credential_kind(table)
         return [n for (n,) in self._r().execute(f"SELECT name FROM {table} ORDER BY name").fetchall()]
 
     # ------------------------------------------------------------------------------------ ingest
@@ -392,10 +427,15 @@ class Store:
             inserted = c.total_changes - before
             c.execute("UPDATE nodes SET records = records + ?, last_seen_ns = ? WHERE id = ?",
                       [inserted, received_ns, batch.node_id])  # fmt: skip
+            latest = (newest.t_ns, newest.seq, newest.power_dbm, newest.saturated)
+            if inserted < len(recs):  # resends: the node's latest reading is the *stored* one, not a resent copy
+                latest = c.execute(f"SELECT t_ns, seq, power_dbm, saturated FROM measurements WHERE node_id = ? AND seq "
+                                   f"IN ({','.join('?' * len(recs))}) ORDER BY t_ns DESC, seq DESC LIMIT 1",
+                                   [batch.node_id, *(m.seq for m in recs)]).fetchone()  # fmt: skip
+            t_ns, seq, power, saturated = latest
             c.execute("UPDATE nodes SET last_t_ns = ?, last_seq = ?, last_power_dbm = ?, last_saturated = ? "
                       "WHERE id = ? AND (last_t_ns IS NULL OR last_t_ns < ? OR (last_t_ns = ? AND last_seq < ?))",
-                      [newest.t_ns, newest.seq, newest.power_dbm, newest.saturated, batch.node_id,
-                       newest.t_ns, newest.t_ns, newest.seq])  # fmt: skip
+                      [t_ns, seq, power, saturated, batch.node_id, t_ns, t_ns, seq])
         return IngestAck(tuple(m.seq for m in recs), len(recs) - inserted)
 
     def measurements(self, node_id: str, since_ns: int | None = None, limit: int = 1000) -> list[Measurement]:

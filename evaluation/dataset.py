@@ -164,6 +164,7 @@ def generate_dataset(
     pt_twin=None,
     jammer_twin=None,
     jammer_duty: float = 1.0,
+    dt_predictor=None,
 ) -> DetectionDataset:
     """``n`` realisations of the reference scenario on ``twin`` (a :class:`central.twin.Twin`).
 
@@ -173,12 +174,20 @@ def generate_dataset(
     of a TX plane at another height; default ``pt_twin``); ``jammer_duty`` < 1 makes an installed jammer
     transmit in only that fraction of the windows (``jammer_on``; the label ``jammer`` stays "installed").
     Neither changes the draws of the default scenario, so a seed still reproduces the paper's dataset.
+    ``dt_predictor``: what plays the digital twin (default ``twin.predictor``), e.g. a
+    ``models.surrogate.SurrogatePredictor``: the paper's "random-forest surrogate as the twin", DT = the
+    surrogate at the erroneous positions while PT stays the ray-traced maps at the true ones. Same draws.
     """
     if not 0.0 <= jammer_duty <= 1.0:
         raise ValueError(f"jammer_duty must be in [0, 1], got {jammer_duty}")
     site: Site = twin.site
     jammer_power_dbm = tx_power_dbm if jammer_power_dbm is None else float(jammer_power_dbm)
     pt_twin = twin if pt_twin is None else pt_twin
+    dt_key = getattr(getattr(dt_predictor, "maps", None), "key", "")
+    extra_meta = {} if dt_predictor is None else {"dt_predictor": str(dt_key)}
+    dt_predictor = twin.predictor if dt_predictor is None else dt_predictor
+    if dt_predictor.num_su != len(site.sensing_units):
+        raise ValueError(f"dt_predictor has {dt_predictor.num_su} SUs, the twin {len(site.sensing_units)}")
     if pt_twin.site.su_positions_m != site.su_positions_m:
         raise ValueError("pt_twin has other SUs than the twin")
     rng = np.random.default_rng(seed)
@@ -207,7 +216,7 @@ def generate_dataset(
         noise_mw = 10.0 ** (jammer_twin.site.noise_floor_dbm / 10)
         jam_pos[:, 2] = jammer_twin.site.tx_plane.height_m
         pt = 10.0 * np.log10(legit_mw + np.power(10.0, jam_dbm / 10) - noise_mw)
-    dt = twin.predictor.predict(tx_est, np.full((n, n_legit), float(tx_power_dbm)))
+    dt = dt_predictor.predict(tx_est, np.full((n, n_legit), float(tx_power_dbm)))
     jam_pos = np.where(jam[:, None], jam_pos, np.nan)
     return DetectionDataset(
         site=site.name, seed=int(seed), sigmas_db=tuple(float(s) for s in sigmas_db), su_ids=site.su_ids,
@@ -218,5 +227,5 @@ def generate_dataset(
         meta={"pt_site": pt_twin.site.name, "n_legit": n_legit, "jammer_prob": jammer_prob,
               "jammer_duty": jammer_duty, "jammer_site": (jammer_twin or pt_twin).site.name,
               "twin_cache": str(getattr(twin, "cache_path", "")),
-              "pt_twin_cache": str(getattr(pt_twin, "cache_path", ""))},
+              "pt_twin_cache": str(getattr(pt_twin, "cache_path", "")), **extra_meta},
     )  # fmt: skip

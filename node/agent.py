@@ -84,6 +84,7 @@ class Agent:
         self.status = AgentStatus(cfg.node_id)
         self.notifier = notifier or Notifier()
         self._stop = threading.Event()
+        self._measuring_done = threading.Event()  # set once no reading can be spooled any more
         self._wake_uplink = threading.Event()
         self._capture_requested = threading.Event()
         self._heartbeat = time.monotonic()
@@ -127,6 +128,7 @@ class Agent:
             self._measure_loop(deadline)
         finally:
             self.notifier.stopping()
+            self._measuring_done.set()
             self._stop.set()
             self._wake_uplink.set()
             self._threads[0].join(timeout=self.cfg.central.timeout_s + 2.0)
@@ -234,9 +236,12 @@ class Agent:
         failures = 0
         try:
             while True:
+                # Read "done" before the spool: a reading spooled after an empty look (a SIGTERM lands
+                # mid-reading) is still sent before the uplink ends, not left for the next start.
+                done = self._measuring_done.is_set()
                 batch = spool.pending(self.cfg.central.batch_max_records)
                 if not batch:
-                    if self._stop.is_set():
+                    if done:
                         return
                     self._wake_uplink.wait(1.0)
                     self._wake_uplink.clear()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from importlib.metadata import version
@@ -16,17 +17,21 @@ from pathlib import Path
 from node.config import ConfigError, NodeConfig, load_config, parse_config
 
 
-def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # fmt: skip
+def _setup_logging(verbose: bool, node_id: str | None = None) -> None:
+    """Structured records to the journal under systemd, plain lines on a terminal (node/journal.py)."""
+    from node.journal import setup_logging
+
+    setup_logging("rftwin-node", logging.DEBUG if verbose else logging.INFO,
+                  {"RFTWIN_NODE_ID": node_id} if node_id else None)  # fmt: skip
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per upload would drown the journal
 
 
 def cmd_run(args) -> int:
     from node.agent import Agent
 
-    _setup_logging(args.verbose)
-    return Agent(load_config(args.config)).run(duration_s=args.duration)
+    cfg = load_config(args.config)
+    _setup_logging(args.verbose, cfg.node_id)
+    return Agent(cfg).run(duration_s=args.duration)
 
 
 def _adhoc_config(args) -> NodeConfig:
@@ -135,18 +140,29 @@ def cmd_status(args) -> int:
     try:
         st = json.loads(cfg.status_path.read_text())
     except (OSError, ValueError) as e:
-        print(f"no status at {cfg.status_path} ({e}); is the agent running?", file=sys.stderr)
+        print(f"no status at {cfg.status_path} ({e}); is the agent running? "
+              f"(systemctl status rftwin-node; journalctl -u rftwin-node)", file=sys.stderr)  # fmt: skip
         return 1
     if args.json:
         print(json.dumps(st, indent=1))
         return 0
     age = time.time() - st.get("written_unix_s", 0)
-    print(f"node {st['node_id']} (status written {age:.0f} s ago{'; STALE' if age > 10 else ''})")
+    stale = "; STALE: is the agent running? systemctl status rftwin-node" if age > 10 else ""
+    print(f"node {st['node_id']} (status written {age:.0f} s ago{stale})")
     for key in ("readings", "last_power_dbm", "saturated_readings", "read_errors", "last_read_error", "radio_open",
                 "uploaded", "pending", "dropped", "refused", "upload_failures", "last_upload_error", "central_url",
                 "captures"):  # fmt: skip
         print(f"  {key:20s} {st.get(key)}")
     return 0
+
+
+CONFIG_ENV = "RFTWIN_NODE_CONFIG"
+DEFAULT_CONFIG = Path("/etc/rftwin/node.toml")  # where systemd/install.sh node puts it
+CONFIG_HELP = f"node config (TOML; default: ${CONFIG_ENV} or {DEFAULT_CONFIG})"
+
+
+def _default_config() -> Path:
+    return Path(os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -177,11 +193,11 @@ def build_parser() -> argparse.ArgumentParser:
     m.set_defaults(func=cmd_measure)
 
     c = sub.add_parser("check", help="validate the config, find the radio and the central unit")
-    c.add_argument("--config", required=True, type=Path)
+    c.add_argument("--config", type=Path, default=_default_config(), help=CONFIG_HELP)
     c.set_defaults(func=cmd_check)
 
     s = sub.add_parser("status", help="what the running agent reports")
-    s.add_argument("--config", required=True, type=Path)
+    s.add_argument("--config", type=Path, default=_default_config(), help=CONFIG_HELP)
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_status)
     return p

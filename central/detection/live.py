@@ -184,9 +184,17 @@ def engine_config(cfg) -> EngineConfig:
 
 
 def create_engine(state) -> LiveDetection:
-    """The service's engine factory: load (or trace, first time) the site's twin, then the engine."""
+    """The service's engine factory: load (or trace, first time) the site's twin, then the engine.
+    With ``[twin] predictor = "surrogate"`` the twin's predictor is the surrogate model instead."""
     t0 = time.perf_counter()
-    twin = Twin.load(state.site)
-    how = "from cache" if twin.from_cache else "ray-traced"
+    tc = getattr(state.config, "twin", None)
+    if tc is not None and tc.predictor == "surrogate":
+        from central.twin.surrogate import surrogate_twin
+
+        twin = surrogate_twin(state.site, tc.surrogate_dir)
+        how = f"{twin.predictor.kind} surrogate from {tc.surrogate_dir}"
+    else:
+        twin = Twin.load(state.site)
+        how = "from cache" if twin.from_cache else "ray-traced"
     log.info("twin of %s loaded (%s, %.1f s)", state.site.name, how, time.perf_counter() - t0)
     return LiveDetection(state, twin, engine_config(state.config))
