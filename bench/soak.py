@@ -129,17 +129,10 @@ def spool_state(path: Path) -> tuple[int, int, int]:
 
 
 def drain(spools: dict[str, Path], tokens: dict[str, str], url: str) -> None:
-    from node.spool import Spool
-    from node.uplink import CentralLocator, Uplink
+    from node.uplink import drain_spool
 
     for nid, path in spools.items():
-        spool, up = Spool(path), Uplink(nid, tokens[nid], CentralLocator(url))
-        try:
-            while batch := spool.pending(500):
-                spool.ack(list(up.send(batch).acked))
-        finally:
-            spool.close()
-            up.close()
+        drain_spool(path, nid, tokens[nid], url)
 
 
 def main() -> int:

@@ -136,3 +136,22 @@ def _reason(resp: httpx.Response) -> str:
     except (ValueError, AttributeError):
         detail = None
     return str(detail if detail is not None else resp.text[:200] or resp.reason_phrase)
+
+
+def drain_spool(spool_path: Path, node_id: str, token: str, url: str, batch_records: int = 500) -> int:
+    """Send everything a stopped agent left in its spool, with the agent's own spool and uplink code (what
+    its next start does first); returns the number of records acknowledged. For operators moving a
+    board, and for tests and benchmarks that must account for every reading."""
+    from node.spool import Spool
+
+    spool, up = Spool(spool_path), Uplink(node_id, token, CentralLocator(url))
+    sent = 0
+    try:
+        while batch := spool.pending(batch_records):
+            acked = list(up.send(batch).acked)
+            spool.ack(acked)
+            sent += len(acked)
+    finally:
+        spool.close()
+        up.close()
+    return sent

@@ -238,19 +238,12 @@ def assert_acknowledged_are_stored(central: CentralProcess, spools: dict[str, Pa
 
 
 def drain(spool_path: Path, node_id: str, token: str, url: str) -> None:
-    """Send what a stopped agent left spooled, with the agent's own spool and uplink code (what its next
-    start would do first). SIGTERM drains the spool only while uploads succeed at once: an agent that
-    is in backoff when it is told to stop keeps the rest for its next start, by design."""
-    from node.spool import Spool
-    from node.uplink import CentralLocator, Uplink
+    """Send what a stopped agent left spooled (:func:`node.uplink.drain_spool`). SIGTERM drains the spool
+    only while uploads succeed at once: an agent that is in backoff when it is told to stop keeps the
+    rest for its next start, by design."""
+    from node.uplink import drain_spool
 
-    spool, up = Spool(spool_path), Uplink(node_id, token, CentralLocator(url))
-    try:
-        while batch := spool.pending(500):
-            spool.ack(list(up.send(batch).acked))
-    finally:
-        spool.close()
-        up.close()
+    drain_spool(spool_path, node_id, token, url)
 
 
 def test_real_agents_replay_their_spools_after_a_central_crash_and_an_agent_crash(tmp_path, central):

@@ -7,6 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
+from central.los import segment_hits_box
 from models.los.dataset import (
     LosDataset,
     LosDatasetSettings,
@@ -45,21 +46,6 @@ def plane_wave(rows, cols, n_sc, u_row, u_col, delay_bin, power=1.0, spacing_hz=
 # Near the west wall, 0.5 m above the cabinet's top (x 3..5, y 2..4, z 0..2): a deep shadow on its east side
 # (a ceiling gNB would leave the tiny hall's 2 m cabinet only a sliver of shadow, all of it near grazing).
 GNB = (0.7, 2.9, 2.5)
-
-
-def segment_blocked(p0, p1, lo, hi) -> bool:
-    """Slab test: does the open segment p0 → p1 cross the interior of the box (lo, hi)?"""
-    lo, hi = np.asarray(lo, dtype=float), np.asarray(hi, dtype=float)
-    d = np.asarray(p1) - np.asarray(p0)
-    t0, t1 = 0.0, 1.0
-    for k in range(3):
-        if abs(d[k]) < 1e-12:
-            if not lo[k] < p0[k] < hi[k]:
-                return False
-            continue
-        a, b = (lo[k] - p0[k]) / d[k], (hi[k] - p0[k]) / d[k]
-        t0, t1 = max(t0, min(a, b)), min(t1, max(a, b))
-    return t0 < t1
 
 
 @pytest.fixture(scope="module")
@@ -104,8 +90,8 @@ def test_los_labels_follow_the_geometry(tiny_los, tiny_site):
     (cabinet,) = tiny_site.obstacles
     lo, hi, m = np.asarray(cabinet.min_m), np.asarray(cabinet.max_m), 0.05
     # Geometrical optics is discontinuous at a grazing ray: compare where 5 cm either way agree.
-    surely_blocked = np.array([segment_blocked(GNB, p, lo + m, hi - m) for p in ds.ue_positions_m])
-    maybe_blocked = np.array([segment_blocked(GNB, p, lo - m, hi + m) for p in ds.ue_positions_m])
+    surely_blocked = np.array([segment_hits_box(GNB, p, lo + m, hi - m) for p in ds.ue_positions_m])
+    maybe_blocked = np.array([segment_hits_box(GNB, p, lo - m, hi + m) for p in ds.ue_positions_m])
     clear = surely_blocked == maybe_blocked
     assert clear.sum() >= ds.n - 2 and 8 <= surely_blocked.sum() <= 20
     assert np.array_equal(ds.los[clear], ~surely_blocked[clear])

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from central.twin.gain_maps import GainMaps
+from models.power_sum import received_power_dbm
 from node.gain_lookup import GainLookup, Lookup
 
 __all__ = ["CellGains", "Lookup", "Predictor", "dbm_to_mw"]
@@ -60,19 +61,8 @@ class Predictor:
         snapshots with different numbers of transmitters fit in one padded batch.
         Returns (n_su,) or (B, n_su).
         """
-        pos = np.asarray(tx_positions_m, dtype=float)
-        p = np.asarray(tx_powers_dbm, dtype=float)
-        if pos.shape[:-1] != p.shape or pos.shape[-1] not in (2, 3):
-            raise ValueError(f"positions {pos.shape} and powers {p.shape} disagree: want (..., T, 2|3) and (..., T)")
-        if not (p < np.inf).all():  # NaN fails the comparison too
-            raise ValueError("transmit powers must be finite dBm (or -inf for an absent transmitter)")
-        if p.min(initial=0.0) == -np.inf:
-            absent = np.isneginf(p)
-            pos = pos.copy()
-            pos[absent, 0], pos[absent, 1] = self._gains.hall_xy_m / 2.0  # any valid point: weight is zero
-        g_db = self.lookup(pos).gain_db  # (..., T, n_su)
-        rx_mw = np.power(10.0, (p[..., None] + g_db) * 0.1).sum(axis=-2) + self._noise_mw
-        return 10.0 * np.log10(rx_mw)
+        return received_power_dbm(lambda pos: self.lookup(pos).gain_db, tx_positions_m, tx_powers_dbm,
+                                  self._noise_mw, self._gains.hall_xy_m / 2.0)  # fmt: skip
 
     def cell_gains(self) -> CellGains:
         """Gain matrix (valid cells × SUs), for localisation over candidate emitter positions."""

@@ -30,7 +30,8 @@ from __future__ import annotations
 import numpy as np
 
 from models.detectors.base import DetectorError, ResidualDetector, as_matrix, register
-from models.detectors.robust import RobustCleaningMixin, ledoit_wolf, pattern_groups
+from models.detectors.point_source import PointSourceCells
+from models.detectors.robust import RobustCleaningMixin, pattern_groups
 
 K_DB = 10.0 / np.log(10.0)
 _CHUNK_ELEMS = 1_500_000  # b × C × m float32 per step
@@ -47,7 +48,7 @@ def thin_cells(positions_m: np.ndarray, spacing_m: float) -> np.ndarray:
 
 
 @register
-class BayesDetector(RobustCleaningMixin, ResidualDetector):
+class BayesDetector(PointSourceCells, RobustCleaningMixin, ResidualDetector):
     kind = "bayes"
     handles_missing = True
 
@@ -72,57 +73,21 @@ class BayesDetector(RobustCleaningMixin, ResidualDetector):
         self.power_dbm_max = float(power_dbm_max)
         self.power_step_db = float(power_step_db)
         self.cell_spacing_m = float(cell_spacing_m)
-        self.cell_positions_m: np.ndarray | None = None
-        self.gain_lin: np.ndarray | None = None
         if gain_lin is not None or cell_positions_m is not None:
             self.set_cells(cell_positions_m, gain_lin)
-        self.mean_: np.ndarray | None = None
-        self.cov_: np.ndarray | None = None
 
     @property
     def powers_dbm(self) -> np.ndarray:
         n = int(np.floor((self.power_dbm_max - self.power_dbm_min) / self.power_step_db + 1e-9)) + 1
         return self.power_dbm_min + self.power_step_db * np.arange(n)
 
-    def set_cells(self, cell_positions_m, gain_lin) -> None:
-        pos = np.asarray(cell_positions_m, dtype=np.float64)
-        g = np.asarray(gain_lin, dtype=np.float64)
-        if g.ndim != 2 or pos.ndim != 2 or pos.shape[0] != g.shape[0] or pos.shape[1] not in (2, 3):
-            raise DetectorError(
-                f"cells: positions {pos.shape} and gains {g.shape} do not match (C, 2|3), (C, n_su)"
-            )
-        if not np.isfinite(g).all() or (g < 0).any():
-            raise DetectorError("gain_lin must be finite and ≥ 0 (linear path gain)")
-        self.cell_positions_m = np.ascontiguousarray(pos)
-        self.gain_lin = np.ascontiguousarray(g)
-        self._coarse = thin_cells(pos, self.cell_spacing_m)
+    def _cells_changed(self) -> None:
+        self._coarse = thin_cells(self.cell_positions_m, self.cell_spacing_m)
 
     # ------------------------------------------------------------------ fit / score
 
-    def _need(self, pred):
-        if self.gain_lin is None:
-            raise DetectorError(f"{self.name}: no gain maps (construct with cell_positions_m, gain_lin)")
-        if pred is None:
-            raise DetectorError(
-                f"{self.name}: the Bayes detector needs predicted_dbm (the twin's prediction)"
-            )
-
-    def _fit(self, x, pred):
-        self._need(pred)
-        if self.gain_lin.shape[1] != x.shape[1]:
-            raise DetectorError(f"gains have {self.gain_lin.shape[1]} SUs, residuals {x.shape[1]}")
-        comp = x[~np.isnan(x).any(axis=1)]
-        if comp.shape[0] < 2:
-            raise DetectorError(f"{self.name}: need at least 2 complete normal snapshots")
-        self.mean_, self.cov_, shrink = ledoit_wolf(comp)
-        self.fit_info["shrinkage"] = shrink
-        self._train = self._score(x, pred)
-
     def _score(self, x, pred):
         return self.log_lr(x, pred, self._coarse)[0]
-
-    def _training_scores(self):
-        return self._train
 
     def log_lr(
         self, residuals_db, predicted_dbm, cells: np.ndarray, powers_dbm=None, profile: bool = False
@@ -193,11 +158,3 @@ class BayesDetector(RobustCleaningMixin, ResidualDetector):
     def _params(self):
         return {"power_dbm_min": self.power_dbm_min, "power_dbm_max": self.power_dbm_max,
                 "power_step_db": self.power_step_db, "cell_spacing_m": self.cell_spacing_m}  # fmt: skip
-
-    def _arrays(self):
-        return {"cell_positions_m": self.cell_positions_m, "gain_lin": self.gain_lin, "mean": self.mean_,
-                "cov": self.cov_, "train_scores": self._train}  # fmt: skip
-
-    def _restore(self, arrays):
-        self.set_cells(arrays["cell_positions_m"], arrays["gain_lin"])
-        self.mean_, self.cov_, self._train = arrays["mean"], arrays["cov"], arrays["train_scores"]

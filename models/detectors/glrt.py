@@ -37,7 +37,8 @@ from __future__ import annotations
 import numpy as np
 
 from models.detectors.base import DetectorError, ResidualDetector, as_matrix, register
-from models.detectors.robust import RobustCleaningMixin, ledoit_wolf, pattern_groups
+from models.detectors.point_source import PointSourceCells
+from models.detectors.robust import RobustCleaningMixin, pattern_groups
 
 K_DB = 10.0 / np.log(10.0)
 # t grid: p = p_max (1 − 10^(−t)); t = 0 is H0, t = 9 leaves 1e-9 of the binding SU's power to the twin.
@@ -47,7 +48,7 @@ _CHUNK_ELEMS = 2_000_000  # b × C × m doubles per step-1 batch
 
 
 @register
-class GlrtDetector(RobustCleaningMixin, ResidualDetector):
+class GlrtDetector(PointSourceCells, RobustCleaningMixin, ResidualDetector):
     kind = "glrt"
     handles_missing = True
 
@@ -67,54 +68,14 @@ class GlrtDetector(RobustCleaningMixin, ResidualDetector):
         if aggregate not in ("max", "mean"):
             raise DetectorError(f"aggregate must be 'max' or 'mean', got {aggregate!r}")
         self.aggregate = aggregate
-        self.cell_positions_m: np.ndarray | None = None
-        self.gain_lin: np.ndarray | None = None
         if gain_lin is not None or cell_positions_m is not None:
             self.set_cells(cell_positions_m, gain_lin)
-        self.mean_: np.ndarray | None = None
-        self.cov_: np.ndarray | None = None
-
-    def set_cells(self, cell_positions_m, gain_lin) -> None:
-        pos = np.asarray(cell_positions_m, dtype=np.float64)
-        g = np.asarray(gain_lin, dtype=np.float64)
-        if g.ndim != 2 or pos.ndim != 2 or pos.shape[0] != g.shape[0] or pos.shape[1] not in (2, 3):
-            raise DetectorError(
-                f"cells: positions {pos.shape} and gains {g.shape} do not match (C, 2|3), (C, n_su)"
-            )
-        if not np.isfinite(g).all() or (g < 0).any():
-            raise DetectorError("gain_lin must be finite and ≥ 0 (linear path gain)")
-        self.cell_positions_m = np.ascontiguousarray(pos)
-        self.gain_lin = np.ascontiguousarray(g)
-
-    @property
-    def num_cells(self) -> int:
-        return 0 if self.gain_lin is None else self.gain_lin.shape[0]
 
     # ------------------------------------------------------------------ fit / score
-
-    def _need(self, pred):
-        if self.gain_lin is None:
-            raise DetectorError(f"{self.name}: no gain maps (construct with cell_positions_m, gain_lin)")
-        if pred is None:
-            raise DetectorError(f"{self.name}: the GLRT needs predicted_dbm (the twin's prediction)")
-
-    def _fit(self, x, pred):
-        self._need(pred)
-        if self.gain_lin.shape[1] != x.shape[1]:
-            raise DetectorError(f"gains have {self.gain_lin.shape[1]} SUs, residuals {x.shape[1]}")
-        comp = x[~np.isnan(x).any(axis=1)]
-        if comp.shape[0] < 2:
-            raise DetectorError(f"{self.name}: need at least 2 complete normal snapshots")
-        self.mean_, self.cov_, shrink = ledoit_wolf(comp)
-        self.fit_info["shrinkage"] = shrink
-        self._train = self._score(x, pred)
 
     def _score(self, x, pred):
         gain, _, _ = self.glrt(x, pred)
         return gain if self.aggregate == "max" else self._mean_gain
-
-    def _training_scores(self):
-        return self._train
 
     def glrt(self, residuals_db, predicted_dbm) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(likelihood gain (B,), best cell (B,) int, power p (B,) mW). NaN gain / cell −1 where no SU
@@ -248,11 +209,3 @@ class GlrtDetector(RobustCleaningMixin, ResidualDetector):
 
     def _params(self):
         return {"top_k": self.top_k, "jacobian": self.jacobian, "aggregate": self.aggregate}
-
-    def _arrays(self):
-        return {"cell_positions_m": self.cell_positions_m, "gain_lin": self.gain_lin, "mean": self.mean_,
-                "cov": self.cov_, "train_scores": self._train}  # fmt: skip
-
-    def _restore(self, arrays):
-        self.set_cells(arrays["cell_positions_m"], arrays["gain_lin"])
-        self.mean_, self.cov_, self._train = arrays["mean"], arrays["cov"], arrays["train_scores"]

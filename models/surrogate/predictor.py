@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from models.power_sum import received_power_dbm
+
 from models.surrogate.bundle import SurrogateError, SurrogateManifest, check_site, read_manifest, read_plane
 from models.surrogate.features import tx_features
 from models.surrogate.plane import PlaneSpec
@@ -125,19 +127,8 @@ class SurrogatePredictor:
     def predict(self, tx_positions_m, tx_powers_dbm) -> np.ndarray:
         """Expected received power (dBm) at every SU: (T, 2|3) and (T,) → (n_su,), or batched
         (B, T, 2|3) and (B, T) → (B, n_su). A transmitter at −inf dBm is absent (position ignored)."""
-        pos = np.asarray(tx_positions_m, dtype=float)
-        p = np.asarray(tx_powers_dbm, dtype=float)
-        if pos.shape[:-1] != p.shape or pos.ndim < 2 or pos.shape[-1] not in (2, 3):
-            raise ValueError(f"positions {pos.shape} and powers {p.shape} disagree: want (..., T, 2|3) and (..., T)")
-        if not (p < np.inf).all():  # NaN fails the comparison too
-            raise ValueError("transmit powers must be finite dBm (or -inf for an absent transmitter)")
-        if p.min(initial=0.0) == -np.inf:
-            absent = np.isneginf(p)
-            pos = pos.copy()
-            pos[absent, 0], pos[absent, 1] = np.asarray(self.plane.hall_xy_m) / 2.0  # any point: weight is zero
-        g_db = self.lookup(pos).gain_db  # (..., T, n_su)
-        rx_mw = np.power(10.0, (p[..., None] + g_db) * 0.1).sum(axis=-2) + self._noise_mw
-        return 10.0 * np.log10(rx_mw)
+        return received_power_dbm(lambda pos: self.lookup(pos).gain_db, tx_positions_m, tx_powers_dbm, self._noise_mw,
+                                  np.asarray(self.plane.hall_xy_m) / 2.0)  # fmt: skip
 
     def cell_gains(self) -> SurrogateCellGains:
         """Gain matrix (valid cells × SUs) from the model at the valid cell centres (computed once)."""
