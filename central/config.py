@@ -3,16 +3,16 @@
 Example (every key, with its default where it has one)::
 
     site = "factory-hall-a"                 # built-in site name, or a site file (relative: to this file)
-    data_dir = "/var/lib/rftwin-central"    # central.db and models/ live here (relative: to this file)
+    data_dir = "/var/lib/rftwin/central"    # central.db and models/ live here (relative: to this file)
     advertise = true                        # announce _rftwin._tcp.local. by zeroconf
 
     [listen]
     host = "0.0.0.0"
     port = 8080
 
-    [tls]                                   # optional: serve https (both or neither)
-    cert = "/etc/rftwin-central/cert.pem"
-    key = "/etc/rftwin-central/key.pem"
+    [tls]                                   # optional: serve https (both or neither); `rftwin-central tls init`
+    cert = "/var/lib/rftwin/central/tls/server.pem"
+    key = "/var/lib/rftwin/central/tls/server.key"
 
     [detection]
     window_s = 0.1                          # one snapshot per window
