@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses as dc
-import inspect
 import json
 import sys
 import time
@@ -42,8 +41,7 @@ from central.twin import Site, SolverSettings, Twin, resolve_site  # noqa: E402
 from central.twin.gain_maps import cache_key, default_cache_dir  # noqa: E402
 from evaluation.dataset import generate_dataset  # noqa: E402
 from evaluation.protocol import auc_score, evaluate, pd_at_far  # noqa: E402
-from models.detectors import base as det_base  # noqa: E402
-from models.detectors import detector_kinds, make_detector  # noqa: E402
+from models.detectors import constructor_params, detector_kinds, make_detector  # noqa: E402
 from models.surrogate import find_bundle  # noqa: E402
 
 SIGMAS = (0, 3, 6)
@@ -88,12 +86,9 @@ def maps_cached(site_ref: str | Site) -> bool:
 
 def detector_params(kind: str, twin: Twin) -> dict | None:
     """Constructor arguments a detector needs from the twin, by parameter name; None if unsatisfiable."""
-    cls = det_base._REGISTRY[kind]
     cg = None
     out = {}
-    for name, prm in inspect.signature(cls.__init__).parameters.items():
-        if name in ("self", "target_far", "name") or prm.kind in (prm.VAR_KEYWORD, prm.VAR_POSITIONAL):
-            continue
+    for name, required in constructor_params(kind).items():
         if name in ("cell_positions_m", "gain_lin", "gain_db", "cell_gains"):
             cg = cg or twin.predictor.cell_gains()
             out[name] = {"cell_positions_m": cg.positions_m, "gain_lin": cg.gain_lin, "gain_db": cg.gain_db,
@@ -102,7 +97,7 @@ def detector_params(kind: str, twin: Twin) -> dict | None:
             out[name] = twin.site.noise_floor_dbm
         elif name in ("predictor", "twin"):
             out[name] = twin.predictor if name == "predictor" else twin
-        elif prm.default is inspect.Parameter.empty:
+        elif required:
             return None
     return out
 
@@ -155,16 +150,16 @@ def unseen_jammers(
     types = {"10dbm": {"jammer_power_dbm": 10.0}, "duty30": {"jammer_duty": 0.3}}
     if twin_3m is not None:
         types["h3m"] = {"jammer_twin": twin_3m}
+    tests = {name: generate_dataset(twin, n, seed + 1, **kw) for name, kw in types.items()}
     figures, rows = {}, {}
-    for name, kw in types.items():
-        test = generate_dataset(twin, n, seed + 1, **kw)
-        on = test.jammer_on
-        for k in kinds:
-            params = detector_params(k, twin)
-            if params is None:
-                continue
-            for s in SIGMAS:
-                det = make_detector(k, **params).fit(train.delta_db(s), predicted_dbm=train.dt_dbm)
+    for k in kinds:
+        params = detector_params(k, twin)
+        if params is None:
+            continue
+        for s in SIGMAS:
+            det = make_detector(k, **params).fit(train.delta_db(s), predicted_dbm=train.dt_dbm)
+            for name, test in tests.items():
+                on = test.jammer_on
                 sc = det.score(test.delta_db(s), predicted_dbm=test.dt_dbm)
                 auc = auc_score(test.jammer, sc)
                 pd1 = pd_at_far(test.jammer, sc, 0.01)

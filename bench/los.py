@@ -33,9 +33,9 @@ from evaluation.protocol import auc_score  # noqa: E402
 from models.los.baselines import predict_proba, train_baseline  # noqa: E402
 from evaluation.los_dataset import generate_los_dataset  # noqa: E402
 from models.los.dataset import LosDatasetSettings, ls_estimate, split_by_position  # noqa: E402
-from models.los.features import handcrafted_features  # noqa: E402
+from models.los.features import handcrafted_features, network_input  # noqa: E402
 from models.los.onnx_model import LosOnnxModel  # noqa: E402
-from models.los.train import LosTrainSettings, export_onnx, network_input, predict_torch, train_resnet  # noqa: E402
+from models.los.train import LosTrainSettings, export_onnx, predict_torch, train_resnet  # noqa: E402
 
 SNRS_DB = (-15, 0, 15)
 BASELINES = ("svm_linear", "svm_rbf", "rf")
@@ -103,8 +103,9 @@ def main(argv=None) -> int:
     figures["train_s_baselines"] = round(time.perf_counter() - t, 1)
 
     rng = np.random.default_rng(args.seed + 1)
+    h_test = h[test]
     for snr in SNRS_DB:
-        h_est = ls_estimate(h[test], snr, rng)
+        h_est = ls_estimate(h_test, snr, rng)
         x = network_input(h_est, rows, cols)
         p_torch = predict_torch(model, x)
         p_ort = ort.predict_features(x)
@@ -119,12 +120,12 @@ def main(argv=None) -> int:
         print(f"  SNR {snr:+d} dB: " + ", ".join(f"{k} AUC {figures[f'auc_{k}_snr{snr}']:.4f}" for k in probs),
               file=sys.stderr, flush=True)  # fmt: skip
 
-    x1 = network_input(h[test][:1], rows, cols)
-    x256 = network_input(h[test][:256], rows, cols)
+    x1 = network_input(h_test[:1], rows, cols)
+    x256 = network_input(h_test[:256], rows, cols)
     ort.predict_features(x1)
     figures["ort_ms_b1"] = round(median_ms(lambda: ort.predict_features(x1), 50), 3)
     figures["ort_ms_per_sample_b256"] = round(median_ms(lambda: ort.predict_features(x256), 5) / len(x256), 4)
-    figures["feature_ms_per_sample"] = round(median_ms(lambda: network_input(h[test][:64], rows, cols), 5) / 64, 3)
+    figures["feature_ms_per_sample"] = round(median_ms(lambda: network_input(h_test[:64], rows, cols), 5) / 64, 3)
     (out_dir / "los.json").write_text(json.dumps({**figures, "history": history}, indent=1) + "\n")
     print(f"wrote {onnx_path} and {out_dir / 'los.json'}", file=sys.stderr)
     print(json.dumps(figures))

@@ -198,7 +198,7 @@ def fit_materials(
     for it in range(settings.iterations):
         t0 = time.perf_counter()
         mats = unpack(theta)
-        pred, backward = model.predict(mats, free=dict(zip(names, free[1::2])))
+        pred, backward = model.predict(mats)
         if before is None:
             before = pred.copy()
         resid = np.where(w_train, meas - pred, np.nan)
@@ -272,7 +272,7 @@ class RayTracedPowers:
         m = self.materials[name]
         return float(np.asarray(m.relative_permittivity).ravel()[0]), float(np.asarray(m.conductivity).ravel()[0])
 
-    def predict(self, materials: dict[str, tuple[float, float]], free: dict[str, bool] | None = None):
+    def predict(self, materials: dict[str, tuple[float, float]]):
         """(predicted dBm (P, n_su) without offsets, backward(d_pred) → dL/dθ) for ``materials``
         {name: (ε_r, σ)}; θ = (ln ε_r, ln σ) per material in the dict's order."""
         import drjit as dr

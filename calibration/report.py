@@ -21,11 +21,11 @@ def scatter_png(res: FitResult, path: Path) -> Path:
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.6), sharex=True, sharey=True)
     h = res.holdout
     meas = res.measured_dbm[h].ravel()
-    for ax, (title, pred) in zip(axes, (("before (twin as built)", res.predicted_before_dbm),
-                                        ("after (fitted materials + offsets)", res.predicted_after_dbm))):  # fmt: skip
+    for ax, (title, pred, after) in zip(axes, (("before (twin as built)", res.predicted_before_dbm, False),
+                                               ("after (fitted materials + offsets)", res.predicted_after_dbm, True))):  # fmt: skip
         p = pred[h].ravel()
         ok = np.isfinite(meas) & np.isfinite(p)
-        rmse = float(np.sqrt(np.mean((p[ok] - meas[ok]) ** 2)))
+        rmse = res.rmse_db("holdout", after=after)
         ax.scatter(meas[ok], p[ok], s=9, alpha=0.6)
         lo, hi = float(np.min(meas[ok])) - 3, float(np.max(meas[ok])) + 3
         ax.plot([lo, hi], [lo, hi], color="0.5", lw=0.8)

@@ -9,16 +9,15 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from models.los.dataset import LosDatasetSettings, ls_estimate, split_by_position  # noqa: E402
+from models.los.dataset import LosDatasetSettings, add_awgn, ls_estimate, split_by_position  # noqa: E402
+from models.los.features import network_input  # noqa: E402
 from models.los.onnx_model import LosModelError, LosOnnxModel  # noqa: E402
 from models.los.resnet import LosResNet, count_flops  # noqa: E402
 from models.los.train import (  # noqa: E402
     LosTrainSettings,
     export_onnx,
-    network_input,
     predict_torch,
     train_resnet,
-    with_awgn,
 )
 from tests.conftest import DATA  # noqa: E402
 
@@ -44,7 +43,7 @@ def test_flop_counter_reproduces_the_papers_resnet34_figure():
 def test_awgn_has_the_stated_snr():
     rng = np.random.default_rng(0)
     h = (rng.standard_normal((4, 32, 128)) + 1j * rng.standard_normal((4, 32, 128))).astype(np.complex64)
-    noisy = with_awgn(h, np.array([0.0, 10.0, np.inf, -10.0]), rng)
+    noisy = add_awgn(h, np.array([0.0, 10.0, np.inf, -10.0]), rng)
     snr = 10 * np.log10(np.mean(np.abs(h) ** 2, axis=(1, 2)) / np.mean(np.abs(noisy - h) ** 2, axis=(1, 2)).clip(1e-30))
     np.testing.assert_allclose(snr[[0, 1, 3]], [0.0, 10.0, -10.0], atol=0.1)
     assert np.array_equal(noisy[2], h[2])

@@ -61,15 +61,16 @@ def detector_kinds() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def constructor_params(kind: str) -> list[str]:
-    """Names of a kind's constructor parameters (besides target_far and name): a caller that holds the
-    twin fills e.g. ``cell_positions_m`` / ``gain_lin`` for the point-source detectors."""
+def constructor_params(kind: str) -> dict[str, bool]:
+    """A kind's constructor parameters (besides target_far and name), each mapped to whether it is
+    required (has no default): a caller that holds the twin fills e.g. ``cell_positions_m`` / ``gain_lin``
+    for the point-source detectors."""
     try:
         cls = _REGISTRY[ALIASES.get(kind, kind)]
     except KeyError:
         raise DetectorError(f"unknown detector kind {kind!r}; known: {detector_kinds()}") from None
-    return [p.name for p in inspect.signature(cls.__init__).parameters.values()
-            if p.name not in ("self", "target_far", "name") and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]  # fmt: skip
+    return {p.name: p.default is inspect.Parameter.empty for p in inspect.signature(cls.__init__).parameters.values()
+            if p.name not in ("self", "target_far", "name") and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}  # fmt: skip
 
 
 def make_detector(kind: str, **params: Any) -> ResidualDetector:

@@ -140,6 +140,12 @@ def log_normalise(x: np.ndarray, dynamic_range_db: float = 60.0) -> np.ndarray:
     return y[:, None].astype(np.float32)
 
 
+def network_input(h: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """(N, 1, 32, 128) float32 network input from channels h (N, rows·cols, n_sc): the ADCPM, max-pooled,
+    log-normalised. The one pipeline training, the benchmark and the served ONNX model all use."""
+    return log_normalise(downsample_max(adcpm(h, rows, cols)))
+
+
 def power_delay_profile(h: np.ndarray) -> np.ndarray:
     """PDP (N, n_sc): mean over antennas of |IDFT_k(h)|² with numpy's 1/K scaling, so that the bins sum
     to the mean per-entry power mean |h|² and an on-grid path of power |a|² fills one bin with |a|²."""

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.los.features import adcpm, downsample_max, log_normalise
+from models.los.features import network_input
 
 
 class LosModelError(ValueError):
@@ -59,4 +59,4 @@ class LosOnnxModel:
             raise LosModelError("channel estimate has non-finite entries")
         if not np.any(h):
             raise LosModelError("channel estimate is all zeros")
-        return self.predict_features(log_normalise(downsample_max(adcpm(h, self.rows, self.cols))))
+        return self.predict_features(network_input(h, self.rows, self.cols))

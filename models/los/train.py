@@ -4,7 +4,7 @@ Why AWGN augmentation: the twin's channels are noiseless, the base station's are
 pilots. Every batch draws a fresh SNR per sample (uniform in ``snr_db_range``, plus a share of clean
 channels) and adds white Gaussian noise to H before the features are computed, so the network learns
 the ADCPM's structure rather than the twin's noise-free texture. Tests then use least-squares estimates
-at fixed SNRs (:func:`models.los.dataset.ls_estimate`).
+at fixed SNRs (:func:`models.los.dataset.ls_estimate`). Noise: :func:`models.los.dataset.add_awgn`.
 
 torch only for training; the export is plain ONNX (opset 17) that :mod:`models.los.onnx_model` runs with
 onnxruntime.
@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from models.los.features import adcpm, downsample_max, log_normalise
+from models.los.dataset import add_awgn
+from models.los.features import network_input
 
 
 @dataclass(frozen=True)
@@ -34,20 +35,6 @@ class LosTrainSettings:
     clean_fraction: float = 0.1  # share of samples left noise-free
     seed: int = 0
     threads: int = 2
-
-
-def network_input(h: np.ndarray, rows: int, cols: int) -> np.ndarray:
-    """(N, 1, 32, 128) float32 network input from channels h (N, rows·cols, n_sc)."""
-    return log_normalise(downsample_max(adcpm(h, rows, cols)))
-
-
-def with_awgn(h: np.ndarray, snr_db: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """H + N per sample, N ~ CN(0, P/SNR) with P the sample's mean per-entry power (SNR as in
-    :func:`models.los.dataset.ls_estimate`); ``snr_db`` (N,), +inf = clean."""
-    p = np.mean(np.abs(h) ** 2, axis=(1, 2), keepdims=True)
-    var = np.where(np.isfinite(snr_db), 10.0 ** (-np.asarray(snr_db, float) / 10.0), 0.0)[:, None, None] * p
-    noise = rng.standard_normal(h.shape) + 1j * rng.standard_normal(h.shape)
-    return (h + np.sqrt(var / 2.0) * noise).astype(np.complex64)
 
 
 def train_resnet(
@@ -87,7 +74,7 @@ def train_resnet(
             idx = order[s : s + settings.batch_size]
             snr = rng.uniform(*settings.snr_db_range, size=idx.size)
             snr[rng.random(idx.size) < settings.clean_fraction] = np.inf
-            x = torch.from_numpy(network_input(with_awgn(h[idx], snr, rng), rows, cols))
+            x = torch.from_numpy(network_input(add_awgn(h[idx], snr, rng), rows, cols))
             y = torch.from_numpy(y_all[idx])
             loss = loss_fn(model(x), y)
             opt.zero_grad()
