@@ -182,6 +182,11 @@ def fit_materials(
     meas = np.where(usable, meas, np.nan)
     w_train = np.zeros_like(meas, dtype=bool)
     w_train[train] = usable[train]
+    if not usable[holdout].any():
+        raise FitError(f"none of the {len(holdout)} held-out points has a usable reading (all missing or within "
+                       f"{settings.floor_margin_db:g} dB of the noise floor): nothing to validate the fit on")  # fmt: skip
+    if not w_train.any():
+        raise FitError("no training point has a usable reading")
     if w_train.sum(axis=0).min() < 2 and settings.fit_offsets:
         raise FitError("every SU needs at least 2 training readings to estimate its offset")
 

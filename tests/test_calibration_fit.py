@@ -70,6 +70,11 @@ def test_fit_refuses_what_it_cannot_use(tiny_site, campaign):
         fit_materials(tiny_site, pts, 20.0, measured[:, :1], FAST)
     with pytest.raises(FitError, match="at least 5"):
         fit_materials(tiny_site, pts[:3], 20.0, measured[:3], FAST)
+    n_hold = round(FAST.holdout_fraction * len(pts))
+    silent = measured.copy()
+    silent[np.random.default_rng(FAST.seed).permutation(len(pts))[:n_hold]] = -99.0  # at the noise floor
+    with pytest.raises(FitError, match="held-out points has a usable reading"):
+        fit_materials(tiny_site, pts, 20.0, silent, FAST)
     with pytest.raises(FitError, match="not in the site"):
         fit_materials(tiny_site, pts, 20.0, measured, dc.replace(FAST, materials=("glass",)))
 
