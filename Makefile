@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 PIP := $(VENV)/bin/pip
 VPY := $(VENV)/bin/python
-# Debian packages the project needs at run time (ARCHITECTURE.md, "facts learned on these machines").
+# Debian packages the project needs at run time (docs/architecture.md, "platform facts").
 # libllvm19: Dr.Jit's LLVM backend (Sionna RT on CPU); older LLVMs crash in the path solver.
 # libiio0: the libiio 0.24 that pylibiio==0.25 (pyadi-iio, the Pluto backend) binds to.
 # python3-soapysdr: the SoapySDR binding (none on PyPI); linked into the venv by `soapy-link`.
@@ -26,12 +26,13 @@ VENV_SITE := $(VENV)/lib/python3.11/site-packages
 
 export DRJIT_LIBLLVM_PATH ?= /usr/lib/x86_64-linux-gnu/libLLVM.so.19.1
 
-.PHONY: help apt soapy-link install test demo bench lint clean
+.PHONY: help apt soapy-link install test demo bench results lint clean
 
 help:
 	@echo "make demo    run the main job (builds the default twin; see README)"
 	@echo "make test    install everything and run the test suite"
 	@echo "make bench   run the benchmarks under bench/ (figures as JSON on the last line)"
+	@echo "make results regenerate docs/results/ at this commit"
 
 apt:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -67,10 +68,19 @@ test: install
 	$(VPY) -m pytest -q
 
 demo: install
-	$(VPY) -m central.demo
+	$(VPY) -m sim.demo
 
 bench: install
-	@for b in bench/*.py; do echo "== $$b"; $(VPY) $$b || exit 1; done
+	@for b in bench/*.py; do [ "$$b" = bench/run_info.py ] && continue; echo "== $$b"; $(VPY) $$b || exit 1; done
+
+# Every file under docs/results/, regenerated at the checked-out commit (each names its command and commit).
+# Traces the full halls it needs (cold: tens of minutes on 2 cores); the RF surrogates go to out/surrogate.
+results: install
+	$(VPY) bench/detection.py --n 5000 --seed 0 --build
+	for s in factory-hall-a factory-hall-b; do $(VENV)/bin/rftwin-surrogate train --site $$s --kind rf --out out/surrogate/rf-$$s || exit 1; done
+	$(VPY) bench/detection.py --n 5000 --seed 0 --surrogate out/surrogate --only-surrogate
+	$(VPY) bench/calibration.py --points 40 --seed 0
+	$(VPY) bench/los.py
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -33,7 +33,8 @@ sys.path.insert(0, str(ROOT))
 from calibration.material_fit import FitSettings, fit_materials  # noqa: E402
 from calibration.report import write_report  # noqa: E402
 from central.twin import Twin, resolve_site  # noqa: E402
-from evaluation.dataset import sample_positions  # noqa: E402
+from central.twin.positions import sample_positions  # noqa: E402
+from run_info import run_info  # noqa: E402
 
 TRUE_EPS, TRUE_SIGMA = 7.0, 0.3
 
@@ -94,8 +95,10 @@ def main(argv=None) -> int:
         "heldout_rmse_after_all_db": round(res.rmse_db("holdout"), 3),
         "fit_s": round(fit_s, 1), "iterations": len(res.history), "stopped": res.stopped,
     }  # fmt: skip
+    info = out["run"] = run_info()
     paths = write_report(res, Path(args.out), "calibration", site, figures=out,
-                         command=f"python bench/calibration.py --points {args.points} --seed {args.seed}")  # fmt: skip
+                         command=info["command"],
+                         commit=info["commit"], dirty=info["dirty"])  # fmt: skip
     print(f"wrote {', '.join(str(p) for p in paths)}", file=sys.stderr)
     print(json.dumps(out))
     return 0

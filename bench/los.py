@@ -36,6 +36,7 @@ from models.los.dataset import LosDatasetSettings, ls_estimate, split_by_positio
 from models.los.features import handcrafted_features, network_input  # noqa: E402
 from models.los.onnx_model import LosOnnxModel  # noqa: E402
 from models.los.train import LosTrainSettings, export_onnx, predict_torch, train_resnet  # noqa: E402
+from run_info import run_info  # noqa: E402
 
 SNRS_DB = (-15, 0, 15)
 BASELINES = ("svm_linear", "svm_rbf", "rf")
@@ -126,6 +127,7 @@ def main(argv=None) -> int:
     figures["ort_ms_b1"] = round(median_ms(lambda: ort.predict_features(x1), 50), 3)
     figures["ort_ms_per_sample_b256"] = round(median_ms(lambda: ort.predict_features(x256), 5) / len(x256), 4)
     figures["feature_ms_per_sample"] = round(median_ms(lambda: network_input(h_test[:64], rows, cols), 5) / 64, 3)
+    figures["run"] = run_info()
     (out_dir / "los.json").write_text(json.dumps({**figures, "history": history}, indent=1) + "\n")
     print(f"wrote {onnx_path} and {out_dir / 'los.json'}", file=sys.stderr)
     print(json.dumps(figures))

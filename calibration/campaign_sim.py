@@ -3,12 +3,12 @@
 The same workflow as on site, with the site engineer replaced by a schedule: a scenario in which ONE
 reference transmitter visits N points in turn, each on air only during its own slot (no other
 transmitter in the scenario), is written into a simulated world (true materials + per-SU model
-error, :func:`central.sim.world.make_world`); a real central unit and one node process per SU run
-against it (:class:`central.sim.station.SimulatedStation`); then the campaign API is driven exactly
+error, :func:`sim.world_builder.make_world`); a real central unit and one node process per SU run
+against it (:class:`sim.station.SimulatedStation`); then the campaign API is driven exactly
 as ``campaign start`` / ``campaign point`` do, with each point's window set to its slot (less a guard
 at both ends, so no reading straddles two positions), and the points are exported to CSV.
 
-Points are uniform over the TX plane outside obstacles (:func:`evaluation.dataset.sample_positions`,
+Points are uniform over the TX plane outside obstacles (:func:`central.twin.positions.sample_positions`,
 seeded); the world checks them against its maps at load. Times are scenario seconds from the
 station's common start time; nodes stamp readings on the same clock as the scenario.
 """
@@ -62,7 +62,7 @@ class SimResult:
 
 def reference_positions(site: Site, n: int, seed: int) -> np.ndarray:
     """(n, 3) reference positions, m: uniform over the TX plane outside obstacles, seeded."""
-    from evaluation.dataset import sample_positions
+    from central.twin.positions import sample_positions
 
     return sample_positions(site, n, np.random.default_rng(seed))
 
@@ -98,8 +98,8 @@ def simulate_campaign(
     """
     import shutil
 
-    from central.sim.station import OPERATOR_TOKEN, SimulatedStation, StationSettings
-    from central.sim.world import make_world
+    from sim.station import OPERATOR_TOKEN, SimulatedStation, StationSettings  # simulation: imported lazily
+    from sim.world_builder import make_world
 
     say(f"simulated world ({truth.name}): loading or ray-tracing the true gain maps")
     positions = reference_positions(site, s.points, s.seed)

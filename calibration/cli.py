@@ -6,7 +6,6 @@
 - ``fit``: fit the site's materials and per-SU offsets to an exported campaign by differentiable ray
   tracing (:mod:`calibration.material_fit`); writes the calibrated site file and a report.
 - ``learn``: learn the normal residual statistics on the live system (``POST /api/v1/detector/learn``).
-- ``dataset``: a detection dataset from the twin (issue 5, :mod:`evaluation.dataset`).
 
 Talking to the central unit: ``--url`` (or ``$RFTWIN_CENTRAL_URL``, default http://127.0.0.1:8080),
 an operator token from ``--token-file`` (or ``$RFTWIN_OPERATOR_TOKEN``, or ``--token``, which other
@@ -29,7 +28,7 @@ from datetime import datetime
 from importlib.metadata import version
 from pathlib import Path
 
-from central.cli import position_arg
+from contracts.cli_args import position_arg
 
 URL_ENV = "RFTWIN_CENTRAL_URL"
 TOKEN_ENV = "RFTWIN_OPERATOR_TOKEN"
@@ -41,26 +40,6 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     v = sub.add_parser("version", help="print the installed rftwin version")
     v.set_defaults(func=lambda args: print(f"rftwin {version('rftwin')}") or 0)
-    d = sub.add_parser("dataset", help="generate a seeded detection dataset from the twin (issue 5)")
-    d.add_argument(
-        "--site", default="factory-hall-a", help="built-in site name or site file (default: %(default)s)"
-    )
-    d.add_argument("--n", type=int, default=5000, help="realisations (default: %(default)s)")
-    d.add_argument("--seed", type=int, default=0)
-    d.add_argument("--out", required=True, help="output .npz")
-    d.add_argument(
-        "--pt-site",
-        default=None,
-        help="site whose twin plays the physical world (e.g. factory-hall-a-truth); default: --site",
-    )
-    d.add_argument(
-        "--sigmas", default="0,3,6", help="model-error σ values in dB stored as Δ (default: %(default)s)"
-    )
-    d.add_argument("--loc-error-std", type=float, default=0.37, help="TX localisation error std, m")
-    d.add_argument(
-        "--jammer-power", type=float, default=None, help="jammer power in dBm (default: 20, as the TXs)"
-    )
-    d.set_defaults(func=_dataset)
     _campaign_parsers(sub)
     _fit_parser(sub)
     _learn_parser(sub)
@@ -308,7 +287,7 @@ def _campaign_close(args) -> int:
 
 def _campaign_simulate(args) -> int:
     from calibration.campaign_sim import SimSettings, simulate_campaign
-    from central.cli import tracing_progress_bar
+    from central.twin.progress import tracing_progress_bar
     from central.twin.site import BUILTIN_SITES, builtin_site_path, resolve_site
 
     if args.points < 1:
@@ -413,21 +392,6 @@ def _fit(args) -> int:
     print(f"held-out RMSE {res.rmse_db('holdout', False):.2f} → {res.rmse_db('holdout'):.2f} dB; {res.stopped}; "
           f"{res.fit_s:.1f} s\nwrote {out} and {', '.join(str(p) for p in paths)}\n"
           f"next: rftwin-central twin build --site {out}")  # fmt: skip
-    return 0
-
-
-def _dataset(args) -> int:
-    from central.twin import Twin
-    from evaluation.dataset import generate_dataset
-
-    twin = Twin.load(args.site)
-    pt_twin = Twin.load(args.pt_site) if args.pt_site else None
-    ds = generate_dataset(twin, args.n, args.seed, sigmas_db=[float(s) for s in args.sigmas.split(",")],
-                          loc_error_std_m=args.loc_error_std, jammer_power_dbm=args.jammer_power,
-                          pt_twin=pt_twin)  # fmt: skip
-    path = ds.save(args.out)
-    print(f"{path}: {ds.n} realisations ({int(ds.jammer.sum())} jammed), site {ds.site}, "
-          f"PT from {ds.meta['pt_site']}, seed {ds.seed}, sigmas {list(ds.sigmas_db)} dB")  # fmt: skip
     return 0
 
 

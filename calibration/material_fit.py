@@ -21,7 +21,7 @@ reverse (≈ 5 % of TX–SU pairs in the reference hall differ by tens of dB bet
 0.5 m cell). The offsets are profiled out: for given θ the best o_r is the median training residual of
 SU r (robust, closed form), so only θ is iterated; by the envelope theorem ∂L/∂θ at the profiled
 offsets needs no derivative through them. σ is weakly identifiable from received power at 3.7 GHz
-(ARCHITECTURE.md), hence the ridge λ towards the starting value (the ITU model's σ unless given).
+(docs/architecture.md), hence the ridge λ towards the starting value (the ITU model's σ unless given).
 
 Optimiser: Adam on θ with exponential learning-rate decay; a deterministic PathSolver (same paths every
 step, so the loss is a smooth function of θ); held-out points (seeded split) for validation and early

@@ -6,34 +6,12 @@ import argparse
 import sys
 from pathlib import Path
 
-
-def tracing_progress_bar():
-    """A tqdm bar over all SU × cell work; returns (callback, close)."""
-    from tqdm import tqdm
-
-    bar = None
-    seen: dict[str, int] = {}
-
-    def update(su_id: str, done: int, total: int) -> None:
-        nonlocal bar
-        if bar is None:  # created on first work, so a cache hit prints nothing
-            bar = tqdm(unit="cell", desc="tracing gain maps", file=sys.stderr, dynamic_ncols=True, total=0)
-        if su_id not in seen:
-            bar.total = (bar.total or 0) + total
-            seen[su_id] = 0
-        bar.set_postfix_str(su_id)
-        bar.update(done - seen[su_id])
-        seen[su_id] = done
-
-    def close() -> None:
-        if bar is not None:
-            bar.close()
-
-    return update, close
+from contracts.cli_args import position_arg, run_command
 
 
 def _load_twin(args, rebuild: bool = False):
     from central.twin import Twin
+    from central.twin.progress import tracing_progress_bar
 
     update, close = tracing_progress_bar()
     try:
@@ -55,22 +33,6 @@ def cmd_twin_build(args) -> int:
     return 0
 
 
-def cmd_sim_make_world(args) -> int:
-    from central.sim.world import make_world
-
-    update, close = tracing_progress_bar()
-    try:
-        files = make_world(args.out, args.site, model_error_db=args.model_error_db, seed=args.seed,
-                           jammer_start_s=args.jammer_at_s, jammer_position_m=tuple(args.jammer_at_m),
-                           scenario_toml=args.scenario.read_text() if args.scenario else None,
-                           progress=update)  # fmt: skip
-    finally:
-        close()
-    print(f"true gain maps (+ per-SU model error) in {files.maps_path}; scenario in {files.scenario_path}")
-    print("a simulated node reads them with [radio.args] world = ..., scenario = ..., su_id = ...")
-    return 0
-
-
 def cmd_twin_show(args) -> int:
     from central.twin.render import render_gain_map
 
@@ -85,19 +47,6 @@ def cmd_twin_show(args) -> int:
 
 CONFIG_ENV = "RFTWIN_CENTRAL_CONFIG"
 DEFAULT_CONFIG = Path("/etc/rftwin/central.toml")  # where systemd/install.sh central puts it
-
-
-def position_arg(text: str) -> tuple[float, float, float]:
-    """argparse type: ``x,y,z`` in metres, three finite numbers (also used by rftwin-calibrate)."""
-    import math
-
-    try:
-        values = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected x,y,z in metres, got {text!r}") from None
-    if len(values) != 3 or not all(math.isfinite(v) for v in values):
-        raise argparse.ArgumentTypeError(f"expected three finite numbers x,y,z (m), got {text!r}")
-    return values  # type: ignore[return-value]
 
 
 def _config(args):
@@ -116,10 +65,10 @@ def _store(cfg):
 
 
 def cmd_run(args) -> int:
-    from node.journal import setup_logging
+    from contracts.journal import setup_logging
 
     cfg = _config(args)
-    # Structured records to the journal under systemd, plain lines on a terminal (node/journal.py);
+    # Structured records to the journal under systemd, plain lines on a terminal (contracts/journal.py);
     # before the service's imports, so that no library's handler gets there first.
     setup_logging("rftwin-central", args.log_level, {"RFTWIN_SITE": cfg.site})
     from central.service import CentralService
@@ -284,19 +233,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", type=Path, default=Path("twin.png"), help="PNG path (default: twin.png)")
     s.set_defaults(func=cmd_twin_show)
 
-    sim = sub.add_parser("sim", help="the simulated plant: a physical twin for simulated nodes")
-    simsub = sim.add_subparsers(dest="sim_command", required=True)
-    mw = simsub.add_parser("make-world", help="trace the true-material world and write it with the demo scenario")
-    mw.add_argument("--site", default="factory-hall-a-truth", help="site with the *true* materials "
-                    "(default: factory-hall-a-truth, concrete eps_r 7.0, sigma 0.3 S/m)")  # fmt: skip
-    mw.add_argument("--out", type=Path, default=Path("world"), help="folder for world.npz and scenario.toml")
-    mw.add_argument("--model-error-db", type=float, default=1.0, help="per-SU gain offset std (dB)")
-    mw.add_argument("--seed", type=int, default=7)
-    mw.add_argument("--jammer-at-s", type=float, default=60.0, help="scenario time the jammer switches on")
-    mw.add_argument("--jammer-at-m", type=float, nargs=2, default=(36.0, 8.0), metavar=("X", "Y"))
-    mw.add_argument("--scenario", type=Path, help="scenario file to use instead of the demo's (AGVs + jammer)")
-    mw.set_defaults(func=cmd_sim_make_world)
-
     cfg = argparse.ArgumentParser(add_help=False)
     cfg.add_argument("--config", type=Path, default=None,
                      help=f"central config (TOML; default: ${CONFIG_ENV} or {DEFAULT_CONFIG})")  # fmt: skip
@@ -364,12 +300,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from central.twin.site import SiteError
 
-    args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except (SiteError, ValueError, OSError) as e:  # ConfigError and StoreError are ValueErrors
-        print(f"rftwin-central: error: {e}", file=sys.stderr)
-        return 2
+    # ConfigError and StoreError are ValueErrors
+    return run_command("rftwin-central", build_parser(), argv, (SiteError, ValueError, OSError))
 
 
 if __name__ == "__main__":

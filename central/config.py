@@ -57,8 +57,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from central.twin.site import BUILTIN_SITES, DEFAULT_SITE, Site, resolve_site
+from contracts.toml_fields import ConfigError, Fields, read_toml
 from node.protocol import MAX_BATCH_RECORDS
-from node.toml_fields import ConfigError, Fields, read_toml
 
 __all__ = ["CentralConfig", "ConfigError", "load_config", "parse_config", "TokenEntry"]
 

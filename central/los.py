@@ -10,7 +10,8 @@ interaction), so the two agree where the twin is right.
 The model file is ``<models_dir>/los.onnx`` (exported by ``bench/los.py`` / :mod:`models.los.train`);
 it is loaded on first use and reloaded when the file changes, so installing a new model needs no
 restart. The gNB position comes from the model's metadata (the twin dataset it was trained on) unless
-the request gives one.
+the request gives one; with no model installed, a position is still answered from the geometry (the
+gNB then defaults to the middle of the hall's ceiling).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import numpy as np
 from central.twin.site import Site
 
 MODEL_FILE = "los.onnx"
+DEFAULT_GNB_BELOW_CEILING_M = 0.2  # no model, no gNB given: the middle of the ceiling, this far below it
 
 
 class LosUnavailable(RuntimeError):
@@ -91,10 +93,18 @@ class LosService:
             return self._model
 
     def gnb_position(self, given) -> np.ndarray:
+        """The given gNB, else the installed model's (the twin dataset it was trained on), else, with
+        no usable model, the middle of the hall's ceiling (0.2 m below it): the geometric answer
+        needs no model."""
         if given is not None:
             return np.asarray(given, dtype=float)
         try:
-            return np.asarray(self.model().meta["gnb_position_m"], dtype=float)
+            meta = self.model().meta
+        except LosUnavailable:
+            x, y, z = self.site.hall_size_m
+            return np.array([x / 2.0, y / 2.0, z - DEFAULT_GNB_BELOW_CEILING_M])
+        try:
+            return np.asarray(meta["gnb_position_m"], dtype=float)
         except KeyError:
             raise LosInputError("give gnb_position_m: the installed model does not record its gNB") from None
 

@@ -3,14 +3,19 @@
 The ingest body is *documented* by :class:`IngestBatchModel` but validated by
 :meth:`node.protocol.IngestBatch.from_dict`, the one validator the node itself runs before spooling
 (same rules on both sides, and ~5 µs per record instead of pydantic's object construction on the
-hot path). The context body is validated here. Every model forbids unknown fields, NaN and infinity.
+hot path). The context body is validated here. Every request model is strict (a number is a JSON
+number, not ``"2"`` or ``true``; an integer is a number without a fractional part, as in JSON
+Schema: ``2`` or ``2.0``, not ``2.5``) and forbids unknown fields, NaN and
+infinity. Rules JSON Schema can say are in the models (``oneOf`` for "exactly one of"); rules it
+cannot (a record's node id equal to its batch's, timestamps against the server's clock, positions
+inside the hall) are in the field descriptions, and answered 422 with the reason.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict
 
 from node.protocol import (
     FREQUENCY_HZ_RANGE,
@@ -22,18 +27,41 @@ from node.protocol import (
 )
 
 STRICT = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
-I63 = Annotated[int, Field(ge=0, lt=2**63)]
+
+
+def _integral(v: object) -> object:
+    """A JSON number with no fractional part is an integer (JSON Schema's ``integer``): 2.0 as 2.
+    Anything else is left to the strict check (which refuses "2", true and 2.5)."""
+    return int(v) if isinstance(v, float) and v.is_integer() else v
+
+
+# An integer of a request body as JSON Schema has it (strict otherwise): Annotated[int, Field(bounds),
+# INTEGRAL], the bounds before the validator so that they show in the JSON Schema.
+INTEGRAL = BeforeValidator(_integral)
+I63 = Annotated[int, Field(ge=0, lt=2**63), INTEGRAL]
+T_NS = Annotated[int, Field(ge=1, lt=2**63), INTEGRAL]
+Count = Annotated[int, Field(ge=0, lt=2**31), INTEGRAL]
 Power = Annotated[float, Field(ge=POWER_DBM_RANGE[0], le=POWER_DBM_RANGE[1])]
-Vec3 = Annotated[list[float], Field(min_length=3, max_length=3)]
+EXAMPLE_T_NS = 1_764_000_000_000_000_000  # examples in the document (schemathesis builds its cases on them)
+EXAMPLE_POSITION = [1.0, 1.0, 1.5]  # near a corner of the hall, at the transmitter plane's height
+Vec3 = Annotated[list[float], Field(min_length=3, max_length=3, examples=[EXAMPLE_POSITION])]
 Vec2 = Annotated[list[float], Field(min_length=2, max_length=2)]
 ID_PATTERN = NODE_ID_RE.pattern
 MAX_CONTEXT_TXS = 1000
 
 
 class Problem(BaseModel):
-    """Every 4xx/5xx answer: what was wrong, in words."""
+    """Every 4xx/5xx answer, as ``application/problem+json`` (RFC 9457 problem details)."""
 
-    detail: str
+    type: str = Field("about:blank", description="about:blank: the status code says what kind of problem")
+    title: str = Field(description="the HTTP status phrase, e.g. 'Not Found'")
+    status: int = Field(ge=400, le=599, description="the HTTP status code of the answer")
+    detail: str = Field(description="what was wrong, in words (names the field, index or limit)")
+    reason: str = Field(description="machine-readable reason, also the label of rftwin_rejected_requests_total: "
+                        "invalid, future_timestamp, unauthorized, forbidden, not_found, conflict, refused, "
+                        "too_large, unsupported_media_type, rate_limited, unavailable, ...")  # fmt: skip
+
+    model_config = ConfigDict(json_schema_extra={"required": ["type", "title", "status", "detail", "reason"]})
 
 
 class Health(BaseModel):
@@ -47,13 +75,16 @@ class MeasurementModel(BaseModel):
     """One band-power reading (node.protocol.Measurement)."""
 
     model_config = STRICT
-    node_id: str = Field(pattern=ID_PATTERN)
-    seq: I63 = Field(description="per node, strictly increasing; (node_id, seq) makes uploads idempotent")
-    t_ns: Annotated[int, Field(ge=1, lt=2**63)] = Field(description="UTC ns since the epoch; at most "
-                                                        "limits.max_future_skew_s in the future")  # fmt: skip
-    f_center_hz: float = Field(ge=FREQUENCY_HZ_RANGE[0], le=FREQUENCY_HZ_RANGE[1])
-    bandwidth_hz: float = Field(ge=1.0, description="at most f_center_hz")
-    power_dbm: Power = Field(description="a lower bound when saturated")
+    node_id: str = Field(pattern=ID_PATTERN, description="must equal the batch's node_id (422 otherwise)",
+                         examples=["su01"])  # fmt: skip
+    seq: I63 = Field(description="per node, strictly increasing; (node_id, seq) makes uploads idempotent",
+                     examples=[0])  # fmt: skip
+    t_ns: T_NS = Field(description="UTC ns since the epoch; at most "
+                                                        "limits.max_future_skew_s in the future",
+                                                        examples=[EXAMPLE_T_NS])  # fmt: skip
+    f_center_hz: float = Field(ge=FREQUENCY_HZ_RANGE[0], le=FREQUENCY_HZ_RANGE[1], examples=[3.7e9])
+    bandwidth_hz: float = Field(ge=1.0, description="at most f_center_hz", examples=[20e6])
+    power_dbm: Power = Field(description="a lower bound when saturated", examples=[-70.0])
     subband_powers_dbm: list[Power] = Field(default_factory=list, max_length=64)
     saturated: bool = False
     clip_fraction: float = Field(default=0.0, ge=0.0, le=1.0)
@@ -61,12 +92,18 @@ class MeasurementModel(BaseModel):
 
 
 class IngestBatchModel(BaseModel):
-    """One upload: 1..max_batch_records records of one node (the token's node), in sequence order."""
+    """One upload: 1..max_batch_records records of one node (the token's node), in sequence order.
+
+    Rules JSON Schema cannot express, answered as noted: ``node_id`` is the token's node (403); every
+    record's ``node_id`` equals the batch's (422); no record's ``t_ns`` is more than
+    ``[limits] max_future_skew_s`` (default 60 s) ahead of the central unit's clock (422,
+    reason ``future_timestamp``); more records than ``[limits] max_batch_records`` answer 413."""
 
     model_config = STRICT
     protocol: Literal[PROTOCOL_VERSION]  # type: ignore[valid-type]
-    node_id: str = Field(pattern=ID_PATTERN)
-    records: list[MeasurementModel] = Field(min_length=1, max_length=MAX_BATCH_RECORDS)
+    node_id: str = Field(pattern=ID_PATTERN, description="the token's node (403 otherwise)", examples=["su01"])
+    records: list[MeasurementModel] = Field(min_length=1, max_length=MAX_BATCH_RECORDS,
+                                            description="each with this node_id; at most [limits] max_batch_records")  # fmt: skip
 
 
 class IngestAckModel(BaseModel):
@@ -80,12 +117,15 @@ class IngestAckModel(BaseModel):
 
 
 class TxContextIn(BaseModel):
-    """A legitimate transmitter as the context feed estimates it."""
+    """A legitimate transmitter as the context feed estimates it. Checked against the site and the
+    clock (422): ``t_ns`` at most ``[limits] max_future_skew_s`` ahead, ``position_m`` inside the hall,
+    ``bandwidth_hz`` at most ``f_center_hz`` (when that is given)."""
 
     model_config = STRICT
-    tx_id: str = Field(pattern=ID_PATTERN)
-    t_ns: Annotated[int, Field(ge=1, lt=2**63)] = Field(description="time of the estimate, UTC ns")
-    position_m: Vec3 = Field(description="hall coordinates [x, y, z] in m; must be inside the hall")
+    tx_id: str = Field(pattern=ID_PATTERN, examples=["ue1"])
+    t_ns: T_NS = Field(description="time of the estimate, UTC ns",
+                                                        examples=[EXAMPLE_T_NS])  # fmt: skip
+    position_m: Vec3 = Field(description="hall coordinates [x, y, z] in m, inside the hall")
     power_dbm: Power
     f_center_hz: float = Field(default=0.0, ge=0.0, le=FREQUENCY_HZ_RANGE[1], description="0: the site's band")
     bandwidth_hz: float = Field(default=0.0, ge=0.0, le=FREQUENCY_HZ_RANGE[1], description="0: unknown")
@@ -189,10 +229,10 @@ class SiteOut(BaseModel):
 class LearnRequest(BaseModel):
     """Learn normal residual statistics from a period of normal operation (default: the last 60 s)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
     duration_s: float | None = Field(None, gt=0, le=86_400, description="window ending now (or at until_ns)")
-    since_ns: int | None = Field(None, ge=0, lt=2**63)
-    until_ns: int | None = Field(None, ge=0, lt=2**63)
+    since_ns: I63 | None = None
+    until_ns: I63 | None = None
     detector: str | None = Field(None, description="detector kind (default: the config's)")
     target_far: float | None = Field(None, gt=0, lt=0.5, description="false-alarm rate per snapshot")
     contamination: float = Field(0.0, ge=0, lt=0.5, description="fraction of training outliers to drop")
@@ -220,7 +260,7 @@ class ModelOut(BaseModel):
 
 # --------------------------------------------------------------------------------------- campaigns
 
-BODY = ConfigDict(extra="forbid", allow_inf_nan=False)
+BODY = STRICT
 CampaignName = Annotated[str, Field(pattern=ID_PATTERN, description="1-64 of letters, digits, '-', '_', '.'")]
 RefPower = Annotated[float, Field(ge=-50.0, le=60.0, description="reference transmitter EIRP, dBm")]
 MAX_IMPORT_POINTS = 10_000
@@ -230,7 +270,7 @@ class CampaignStart(BaseModel):
     """Start a calibration campaign (only one is open at a time; names are never reused)."""
 
     model_config = BODY
-    name: CampaignName
+    name: CampaignName = Field(examples=["survey-1"])
     description: str = Field("", max_length=500)
 
 
@@ -252,27 +292,37 @@ class PointRequest(BaseModel):
     """The reference transmitter is in place: gather the nodes' readings over a window and store the
     point. Give ``dwell_s`` (window [now, now + dwell_s] on the central unit's clock) or an explicit
     ``since_ns``/``until_ns`` window (e.g. a scheduled slot); the request answers once the window has
-    ended and the nodes' uploads have caught up (at most ``settle_s`` later)."""
+    ended and the nodes' uploads have caught up (at most ``settle_s`` later).
 
-    model_config = BODY
+    Exactly one of ``dwell_s`` or the pair ``since_ns``/``until_ns`` (the schema's ``oneOf``; null
+    counts as absent). Checked in code (422): ``until_ns`` after ``since_ns``, the window at most 600 s
+    long and ending at most 600 s from now, ``position_m`` inside the hall and outside every obstacle."""
+
+    model_config = ConfigDict(**BODY, json_schema_extra={"oneOf": [
+        {"required": ["dwell_s"], "properties": {"dwell_s": {"type": "number"}, "since_ns": {"type": "null"},
+                                                 "until_ns": {"type": "null"}}},
+        {"required": ["since_ns", "until_ns"], "properties": {"dwell_s": {"type": "null"},
+                                                              "since_ns": {"type": "integer"},
+                                                              "until_ns": {"type": "integer"}}},
+    ]})  # fmt: skip
     position_m: Vec3 = Field(description="reference antenna [x, y, z] in hall coordinates, m")
     power_dbm: RefPower
     dwell_s: float | None = Field(None, gt=0, le=600, description="window length, s, from now")
-    since_ns: int | None = Field(None, ge=1, lt=2**63)
-    until_ns: int | None = Field(None, ge=1, lt=2**63)
+    since_ns: T_NS | None = None
+    until_ns: T_NS | None = None
     settle_s: float = Field(2.0, ge=0, le=60, description="extra wait for late uploads after the window, s")
-    min_count: int = Field(1, ge=1, le=100_000, description="readings an SU needs, or the point is rejected")
+    min_count: Annotated[int, Field(ge=1, le=100_000), INTEGRAL] = Field(1, description="readings an SU needs, or the point is rejected")
 
 
 class SuReadingIO(BaseModel):
     """One SU at one point: mean power (dBm, averaged in mW), spread (dB), readings, saturated readings."""
 
     model_config = BODY
-    su_id: str = Field(pattern=ID_PATTERN)
-    mean_dbm: Power | None = None
+    su_id: str = Field(pattern=ID_PATTERN, examples=["su01"])
+    mean_dbm: Power | None = Field(None, examples=[-60.0])
     std_db: float | None = Field(None, ge=0, le=100)
-    count: int = Field(ge=0, lt=2**31)
-    saturated: int = Field(0, ge=0, lt=2**31)
+    count: Count = Field(examples=[10])
+    saturated: Count = 0
 
 
 class PointOut(BaseModel):
@@ -294,7 +344,9 @@ class CampaignDetail(CampaignOut):
 
 
 class ImportedPoint(BaseModel):
-    """A point measured elsewhere (positions logged by a robot or a total station)."""
+    """A point measured elsewhere (positions logged by a robot or a total station). Checked in code
+    (422, naming ``points[i]``): the position inside the hall and outside every obstacle, sensing units
+    of the campaign each at most once, no ``count`` without a ``mean_dbm``, ``saturated`` at most ``count``."""
 
     model_config = BODY
     position_m: Vec3
@@ -317,25 +369,33 @@ class ImportOut(BaseModel):
 
 # ---------------------------------------------------------------------------------- LoS / NLoS
 
-Vec3 = tuple[float, float, float]
+# JSON arrays for tuples (Strict(False) on the container only: the items stay strict numbers).
+Point3 = Annotated[tuple[float, float, float], Strict(False), Field(examples=[EXAMPLE_POSITION])]
 
 
 class ChannelEstimate(BaseModel):
-    """An uplink channel estimate: antennas × subcarriers complex64, little-endian, row-major, base64."""
+    """An uplink channel estimate: antennas × subcarriers complex64, little-endian, row-major, base64.
+    The shape must be the installed model's (422 otherwise)."""
 
-    model_config = ConfigDict(extra="forbid")
-    shape: tuple[Annotated[int, Field(gt=0, le=4096)], Annotated[int, Field(gt=0, le=8192)]]
+    model_config = STRICT
+    shape: Annotated[tuple[Annotated[int, Field(gt=0, le=4096), INTEGRAL],
+                           Annotated[int, Field(gt=0, le=8192), INTEGRAL]], Strict(False)]  # fmt: skip
     data_b64: str = Field(..., min_length=1, description="8 bytes per entry (float32 real, float32 imaginary)")
 
 
 class LosRequest(BaseModel):
-    """Either a channel estimate (answered by the ONNX classifier) or a UE position (answered from the
-    twin's geometry); not both."""
+    """Either a channel estimate (answered by the ONNX classifier, 503 while none is installed) or a UE
+    position (answered from the twin's geometry, no model needed); exactly one of them (the schema's
+    ``oneOf``; null counts as absent). Positions must be inside the hall and outside every obstacle (422)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(**STRICT, json_schema_extra={"oneOf": [
+        {"required": ["channel"], "properties": {"channel": {"type": "object"}, "position_m": {"type": "null"}}},
+        {"required": ["position_m"], "properties": {"position_m": {"type": "array"}, "channel": {"type": "null"}}},
+    ]})  # fmt: skip
     channel: ChannelEstimate | None = None
-    position_m: Vec3 | None = Field(None, description="UE position, m")
-    gnb_position_m: Vec3 | None = Field(None, description="gNB position, m (default: the model's)")
+    position_m: Point3 | None = Field(None, description="UE position, m")
+    gnb_position_m: Point3 | None = Field(None, description="gNB position, m (default: the installed model's, "
+                                          "else the middle of the hall's ceiling, 0.2 m below it)")  # fmt: skip
 
 
 class LosOut(BaseModel):

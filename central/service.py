@@ -37,7 +37,7 @@ from central.config import CentralConfig
 from central.enrolment import assign_missing_sus
 from central.events import EventBus
 from central.store import Store
-from node.sd_notify import Notifier, watchdog_interval_s
+from contracts.sd_notify import Notifier, watchdog_interval_s
 
 log = logging.getLogger("rftwin.central")
 
@@ -117,7 +117,7 @@ class CentralService:
         host = self.config.listen.host
         shown = self.url
         if host in ("0.0.0.0", "::", ""):
-            from node.discovery import host_ipv4_addresses
+            from contracts.discovery import host_ipv4_addresses
 
             shown = f"{self.config.scheme}://{host_ipv4_addresses()[0]}:{self.port}"
         log.info("central unit for site %s: API at %s%s, docs at %s/docs", self.site.name, shown, API_PREFIX, shown)
@@ -189,7 +189,7 @@ class CentralService:
             await asyncio.sleep(timeout_s / 3.0)
 
     async def _advertise(self):
-        from node.discovery import Advertisement
+        from contracts.discovery import Advertisement
 
         try:
             adv = Advertisement(self.port, scheme=self.config.scheme, path="/", allow_name_change=True)

@@ -1,6 +1,6 @@
 """Offline evaluation of jammer detection on the twin (issue 5): datasets and the paper's protocol.
 
-Depends on ``central`` (the twin) and ``models`` (the detectors); nothing at runtime imports it.
+Depends on ``central.twin`` (the twin) and ``models`` (the detectors); nothing at runtime imports it.
 scikit-learn is not needed (ROC/AUC are computed here in numpy).
 """
 

@@ -1,4 +1,4 @@
-"""Detection datasets from the twin: the paper's reference scenario (ARCHITECTURE.md, issue 5).
+"""Detection datasets from the twin: the paper's reference scenario (docs/architecture.md, issue 5).
 
 One *realisation* = 3 legitimate transmitters uniform over the TX plane outside obstacles (20 dBm), plus
 with probability 0.5 a jammer with the same properties. Per realisation:
@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from central.twin.positions import sample_positions
 from central.twin.site import Site
 
 DEFAULT_SIGMAS_DB = (0.0, 3.0, 6.0)
@@ -111,32 +112,6 @@ def load_dataset(path: str | Path) -> DetectionDataset:
         loc_error_std_m=meta["loc_error_std_m"], noise_floor_dbm=meta["noise_floor_dbm"],
         meta={k: v for k, v in meta.items() if k not in known},
     )  # fmt: skip
-
-
-def free_mask(site: Site, xy: np.ndarray, height_m: float) -> np.ndarray:
-    """(M,) True where the point (x, y, height) is inside no obstacle (vectorised ``Site.obstacle_at``)."""
-    free = np.ones(xy.shape[0], dtype=bool)
-    for ob in site.obstacles:
-        lo, hi = np.asarray(ob.min_m), np.asarray(ob.max_m)
-        if not lo[2] <= height_m <= hi[2]:
-            continue
-        inside = (xy[:, 0] >= lo[0]) & (xy[:, 0] <= hi[0]) & (xy[:, 1] >= lo[1]) & (xy[:, 1] <= hi[1])
-        free &= ~inside
-    return free
-
-
-def sample_positions(site: Site, n: int, rng: np.random.Generator) -> np.ndarray:
-    """(n, 3) positions uniform over the TX plane outside obstacles (vectorised rejection sampling;
-    same distribution as ``central.twin.verify.sample_tx_positions``)."""
-    L, W, _ = site.hall_size_m
-    h = site.tx_plane.height_m
-    out = np.empty((0, 2))
-    while out.shape[0] < n:
-        m = max(16, int(1.3 * (n - out.shape[0])))
-        xy = rng.uniform((0.0, 0.0), (L, W), size=(m, 2))
-        out = np.concatenate([out, xy[free_mask(site, xy, h)]])
-    out = out[:n]
-    return np.column_stack([out, np.full(n, h)])
 
 
 def perturb_positions(site: Site, pos: np.ndarray, std_m: float, rng: np.random.Generator) -> np.ndarray:

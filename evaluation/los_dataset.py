@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from central.twin.positions import free_mask
 from central.twin.site import Site, resolve_site
-from evaluation.dataset import free_mask
 from models.los.dataset import (
     LosDataset,
     LosDatasetSettings,
@@ -88,7 +88,7 @@ def trace_channels(
     ``progress(ues_done, ues_total)`` after every PathSolver call.
     """
     from central.twin.rt_runtime import load_rt_scene, sionna_rt
-    from central.twin.solvers import _chain_hash_table
+    from central.twin.solvers import chain_hash_table
 
     rt = sionna_rt()
     _check_gnb(site, settings)
@@ -111,7 +111,7 @@ def trace_channels(
         scene.add(rt.Transmitter("gnb", position=list(s.gnb_position_m), orientation=list(s.gnb_orientation_rad)))
         for k, p in enumerate(chunk):
             scene.add(rt.Receiver(f"ue{k}", position=[float(c) for c in p]))
-        with _chain_hash_table(s.chain_hash_slots_per_ue * len(chunk)):
+        with chain_hash_table(s.chain_hash_slots_per_ue * len(chunk)):
             paths = solver(scene, max_depth=s.max_depth, max_num_paths_per_src=s.max_paths_per_ue * len(chunk),
                            samples_per_src=s.samples_per_src, synthetic_array=True,
                            specular_reflection=s.specular_reflection, refraction=s.refraction,

@@ -1,4 +1,4 @@
 """rftwin learned models: residual anomaly detectors, path-loss surrogate, LoS/NLoS classifier.
 
-Imports nothing from ``node``, ``central`` or ``calibration`` (ARCHITECTURE.md).
+Imports nothing from ``node``, ``central`` or ``calibration`` (docs/architecture.md).
 """

@@ -27,8 +27,8 @@ from dataclasses import asdict, dataclass, field
 
 from node.config import NodeConfig
 from node.measure import Measurer, Reading
-from node.protocol import ProtocolError
-from node.sd_notify import Notifier, watchdog_interval_s
+from node.protocol import Measurement, ProtocolError
+from contracts.sd_notify import Notifier, watchdog_interval_s
 from node.sdr.base import SdrBackend
 from node.sigmf import prune, write_capture
 from node.spool import Spool, SpoolFull
@@ -198,7 +198,7 @@ class Agent:
         st.readings += 1
         st.last_power_dbm = stored.power_dbm
         st.saturated_readings += stored.saturated
-        self._maybe_capture(reading, stored.saturated)
+        self._maybe_capture(reading, stored)
         return True
 
     def _close_radio(self) -> None:
@@ -210,7 +210,10 @@ class Agent:
             self._measurer = None
             self.status.radio_open = False
 
-    def _maybe_capture(self, reading: Reading, saturated: bool) -> None:
+    def _maybe_capture(self, reading: Reading, stored: Measurement) -> None:
+        """IQ of this reading to SigMF, on demand or on saturation; the recording carries the record as
+        the spool stored it (its ``seq`` is the one the central unit will see)."""
+        saturated = stored.saturated
         sig = self.cfg.sigmf
         on_demand = self._capture_requested.is_set()
         now = time.monotonic()
@@ -220,7 +223,7 @@ class Agent:
         self._capture_requested.clear()
         self._last_capture_mono = now
         try:
-            path = write_capture(sig.directory, reading.buffer, reading.measurement, self.cfg.position_m,
+            path = write_capture(sig.directory, reading.buffer, stored, self.cfg.position_m,
                                  "on demand" if on_demand else "saturated", self.cfg.radio.backend)  # fmt: skip
             prune(sig.directory, sig.max_captures)
             self.status.captures += 1

@@ -6,6 +6,7 @@ Exit codes: 0 fine, 1 a check failed, 2 bad configuration or usage, 70 the watch
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -18,8 +19,8 @@ from node.config import ConfigError, NodeConfig, load_config, parse_config
 
 
 def _setup_logging(verbose: bool, node_id: str | None = None) -> None:
-    """Structured records to the journal under systemd, plain lines on a terminal (node/journal.py)."""
-    from node.journal import setup_logging
+    """Structured records to the journal under systemd, plain lines on a terminal (contracts/journal.py)."""
+    from contracts.journal import setup_logging
 
     setup_logging("rftwin-node", logging.DEBUG if verbose else logging.INFO,
                   {"RFTWIN_NODE_ID": node_id} if node_id else None)  # fmt: skip
@@ -69,11 +70,12 @@ def cmd_measure(args) -> int:
         measurer = Measurer(cfg.node_id, radio, cfg.band, calibration_for(cfg), cfg.radio.samples_per_reading)
         for i in range(1 if args.once else args.count):
             reading = measurer.read()
-            print(json.dumps(reading.measurement.to_dict()), flush=True)
+            measurement = dataclasses.replace(reading.measurement, seq=i)  # each reading its own number
+            print(json.dumps(measurement.to_dict()), flush=True)
             if args.sigmf:
                 from node.sigmf import write_capture
 
-                path = write_capture(Path(args.sigmf), reading.buffer, reading.measurement, cfg.position_m,
+                path = write_capture(Path(args.sigmf), reading.buffer, measurement, cfg.position_m,
                                      "rftwin-node measure", cfg.radio.backend)  # fmt: skip
                 print(f"IQ written to {path}", file=sys.stderr)
             if not args.once and i + 1 < args.count:

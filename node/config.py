@@ -56,10 +56,10 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from contracts.toml_fields import ConfigError, Fields, read_toml
 from node.calibration_table import CalibrationTable
 from node.dsp import Band, BandPowerConfig
 from node.protocol import MAX_BATCH_RECORDS, NODE_ID_RE
-from node.toml_fields import ConfigError, Fields, read_toml
 
 BACKENDS = ("pluto", "soapy", "simulated")
 __all__ = ["ConfigError", "NodeConfig", "load_config", "parse_config"]

@@ -5,7 +5,8 @@ wideband noise jammer). The node keeps a bounded number of captures: on demand, 
 saturates, rate-limited so that a jammer parked next to a node does not fill its disk.
 
 Format: SigMF 1.0 core namespace, ``cf32_le`` samples (full scale 1.0, as the backends deliver),
-one capture segment, one annotation carrying the reading (namespace ``rftwin:``).
+one capture segment, one annotation carrying the reading (namespace ``rftwin:``, declared as an
+optional extension in ``core:extensions``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ from node.protocol import Measurement
 from node.sdr.base import IQBuffer
 
 SIGMF_VERSION = "1.0.0"
+# The ``rftwin:`` keys are an extension namespace of our own; SigMF requires it declared in
+# ``core:extensions`` (optional: a reader that does not know it loses nothing of the core recording).
+EXTENSION = {"name": "rftwin", "version": "1.0.0", "optional": True}
 
 
 def write_capture(directory: Path, buf: IQBuffer, m: Measurement, position_m: tuple[float, float, float],
@@ -39,6 +43,7 @@ def write_capture(directory: Path, buf: IQBuffer, m: Measurement, position_m: tu
             "core:version": SIGMF_VERSION,
             "core:hw": hardware,
             "core:recorder": "rftwin-node",
+            "core:extensions": [EXTENSION],
             "core:description": f"rftwin node {m.node_id}: {reason}",
             "rftwin:node_id": m.node_id,
             "rftwin:position_m": list(position_m),  # hall coordinates, not GeoJSON core:geolocation

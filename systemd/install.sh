@@ -174,7 +174,7 @@ ensure_link() {  # ensure_link TARGET LINK
 
 # ------------------------------------------------------------------------------------- the venv
 src_digest() {  # what pip would install: the packages and the project metadata
-  (cd "$SRC" && find pyproject.toml node central calibration models evaluation -type f \
+  (cd "$SRC" && find pyproject.toml contracts node central calibration models evaluation sim -type f \
     \( -name '*.py' -o -name '*.toml' -o -name '*.js' -o -name '*.html' -o -name '*.css' \) 2>/dev/null \
     | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -d' ' -f1)
 }
@@ -202,7 +202,7 @@ ensure_venv() {  # sets CHANGED=1 when it installed something
   act "$VENV/bin/pip" install -q "${find_links[@]}" "${SRC}[$EXTRAS]"
   act "$VENV/bin/pip" install -q --no-deps --force-reinstall "$SRC"  # this tree's code, same version or not
   if [ "$ROLE" = node ] && ! installed central && [ "$DRY" = 0 ]; then
-    # ARCHITECTURE.md: a node install must not pull sionna, torch or scikit-learn.
+    # docs/architecture.md: a node install must not pull sionna, torch or scikit-learn.
     "$VENV/bin/python" -c 'import importlib.util as u, sys
 bad = [m for m in ("torch", "sionna", "sklearn") if u.find_spec(m)]
 sys.exit(f"node venv contains {bad}: a node install must not pull them" if bad else 0)'

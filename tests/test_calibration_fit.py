@@ -15,7 +15,7 @@ import pytest
 from calibration.material_fit import FitError, FitSettings, RayTracedPowers, fit_materials
 from calibration.points import CampaignPoint, measurement_matrix, read_points_csv, write_points_csv
 from central.twin.site import load_site, site_to_toml
-from evaluation.dataset import sample_positions
+from central.twin.positions import sample_positions
 
 FAST = FitSettings(iterations=60, samples_per_src=5_000, patience=15, seed=1)
 

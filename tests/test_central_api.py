@@ -83,10 +83,16 @@ def central(tmp_path):
     c.close()
 
 
+PROBLEM_FIELDS = {"type", "title", "status", "detail", "reason"}
+
+
 def refused(r: httpx.Response, status: int, *fragments: str) -> str:
+    """An RFC 9457 problem (application/problem+json) of ``status`` whose detail has the fragments."""
     assert r.status_code == status, (r.status_code, r.text)
+    assert r.headers["content-type"] == "application/problem+json", r.headers
     body = r.json()
-    assert set(body) == {"detail"} and isinstance(body["detail"], str), body
+    assert set(body) == PROBLEM_FIELDS and isinstance(body["detail"], str), body
+    assert body["status"] == status and body["type"] == "about:blank" and isinstance(body["reason"], str), body
     for f in fragments:
         assert f in body["detail"], (f, body["detail"])
     return body["detail"]
@@ -405,6 +411,91 @@ def test_site_for_the_dashboard(central):
 def test_unknown_paths_and_methods_answer_with_a_detail(central):
     refused(central.client.get("/api/v1/nope"), 404, "Not Found")
     refused(central.client.get(INGEST_PATH), 405, "Method Not Allowed")
+
+
+@pytest.mark.parametrize(("path", "allow"), [("/api/v1/campaigns", "GET, POST"), ("/api/v1/context", "GET, POST"),
+                                             (INGEST_PATH, "POST"), ("/api/v1/alarms", "GET")])  # fmt: skip
+def test_405_allow_lists_every_method_the_path_serves(central, path, allow):
+    """Found by schemathesis: Starlette's Allow named only the first route's method (POST), though
+    GET /campaigns and GET /context are served too."""
+    for method in ("DELETE", "PUT", "PATCH", "OPTIONS"):
+        r = central.client.request(method, path)
+        refused(r, 405, "Method Not Allowed")
+        assert r.headers["allow"] == allow, (method, path, r.headers)
+
+
+@pytest.mark.parametrize("path", ["/api/v1/alarms?state=AAA", "/api/v1/snapshots?since_ns=9223372036854775808",
+                                  "/api/v1/snapshots?limit=0", "/api/v1/models/x", "/api/v1/campaigns?state=x"])  # fmt: skip
+def test_invalid_parameters_answer_a_problem_not_fastapis_validation_error(central, path):
+    refused(central.client.get(path), 422)
+
+
+def test_request_bodies_are_strictly_typed(central):
+    """Found by schemathesis: campaign import stored "power_dbm": "20" and position_m [2, 2, true].
+    A number is a JSON number (an integer may be written 2.0, as JSON Schema has it), never a string
+    or a boolean."""
+    op = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+    assert central.client.post("/api/v1/campaigns", json={"name": "strict"}, headers=op).status_code == 201
+    point = {"position_m": [2.0, 2.0, 1.5], "power_dbm": 20.0, "readings": [{"su_id": "su01", "mean_dbm": -60.0,
+                                                                             "count": 3}]}  # fmt: skip
+    for bad, where in [({"power_dbm": "20"}, "points[0].power_dbm"), ({"position_m": [2, 2, True]}, "points[0].position_m[2]"),
+                       ({"readings": [{"su_id": "su01", "count": "3"}]}, "points[0].readings[0].count"),
+                       ({"readings": [{"su_id": "su01", "count": 2.5, "mean_dbm": -60.0}]}, "count")]:  # fmt: skip
+        r = central.client.post("/api/v1/campaigns/strict/import", json={"points": [{**point, **bad}]}, headers=op)
+        refused(r, 422, where)
+    assert central.store.count("campaign_points") == 0
+    integral = {**point, "readings": [{"su_id": "su01", "mean_dbm": -60.0, "count": 3.0}]}  # 3.0 is an integer
+    r = central.client.post("/api/v1/campaigns/strict/import", json={"points": [point, integral]}, headers=op)
+    assert r.status_code == 200 and r.json()["imported"] == 2, r.text
+    assert [p["readings"][0]["count"] for p in r.json()["points"]] == [3, 3]
+    learn = central.client.post("/api/v1/detector/learn", json={"duration_s": "60"}, headers=op)
+    refused(learn, 422, "duration_s")
+
+
+def test_openapi_documents_problems_and_bearer_security(central):
+    doc = central.client.get("/openapi.json").json()
+    assert "HTTPValidationError" not in doc["components"]["schemas"]
+    assert doc["components"]["securitySchemes"] == {
+        name: {"type": "http", "scheme": "bearer", "bearerFormat": fmt, "description": doc["components"]
+               ["securitySchemes"][name]["description"]}
+        for name, fmt in (("NodeToken", "rtn_…"), ("IntegrationToken", "rti_…"), ("OperatorToken", "rto_…"))}  # fmt: skip
+    wants = {}
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            wants[method.upper(), path] = [k for req in op.get("security", ()) for k in req]
+            for code, response in op["responses"].items():
+                if code >= "400":
+                    assert response["content"] == {"application/problem+json": {"schema": {
+                        "$ref": "#/components/schemas/Problem"}}}, (method, path, code)  # fmt: skip
+    assert wants["POST", INGEST_PATH] == ["NodeToken"] and wants["POST", "/api/v1/context"] == ["IntegrationToken"]
+    for op in [("POST", "/api/v1/alarms/{alarm_id}/ack"), ("POST", "/api/v1/detector/learn"), ("POST", "/api/v1/campaigns"),
+               ("POST", "/api/v1/campaigns/{name}/points"), ("POST", "/api/v1/campaigns/{name}/import"),
+               ("POST", "/api/v1/campaigns/{name}/close")]:  # fmt: skip
+        assert wants[op] == ["OperatorToken"], op
+    assert all(not kinds for (method, _), kinds in wants.items() if method == "GET")  # reads are open
+    assert wants["POST", "/api/v1/los"] == []
+    assert {"413", "415", "422", "503"} <= set(doc["paths"]["/api/v1/los"]["post"]["responses"])
+    assert set(doc["components"]["schemas"]["Problem"]["required"]) == PROBLEM_FIELDS
+
+
+def test_a_resource_router_is_testable_alone(central):
+    """Each module of central.api serves its resource on its own: here the alarms router on a bare
+    app (the AppState on app.state.rftwin, the problem handlers, nothing else)."""
+    from fastapi import FastAPI
+
+    from central.api import alarms, problems
+
+    app = FastAPI()
+    app.state.rftwin = central.state
+    problems.install_error_handlers(app)
+    app.include_router(alarms.router, prefix="/api/v1")
+    alarm = central.store.open_alarm("residual", 1000, 5.0, ["su01"], (20.0, 10.0))
+    with TestClient(app) as client:
+        assert [a["id"] for a in client.get("/api/v1/alarms").json()] == [alarm.id]
+        refused(client.post(f"/api/v1/alarms/{alarm.id}/ack"), 401, "operator token")
+        r = client.post(f"/api/v1/alarms/{alarm.id}/ack", headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"})
+        assert r.status_code == 200 and r.json()["acknowledged_by"] == "shift-lead", r.text
+        refused(client.get("/api/v1/nodes"), 404)  # not this module's
 
 
 def test_openapi_lists_every_endpoint_with_its_models(central):

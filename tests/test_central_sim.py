@@ -1,12 +1,12 @@
-"""``rftwin-central sim make-world``: the physical twin the simulated nodes sense, and its scenario."""
+"""``rftwin-sim make-world``: the physical twin the simulated nodes sense, and its scenario."""
 
 from __future__ import annotations
 
 import pytest
 
-from central.cli import main
-from node.gain_lookup import GainMapFile
-from node.simworld import World
+from contracts.gain_maps import GainMapFile
+from sim.cli import main
+from sim.world import World
 from tests.conftest import DATA
 
 SCENARIO = """
@@ -23,7 +23,7 @@ def test_make_world_writes_true_maps_with_model_error_and_a_checked_scenario(tmp
     monkeypatch.setenv("RFTWIN_CACHE_DIR", str(tmp_path / "cache"))
     (tmp_path / "s.toml").write_text(SCENARIO)
     site = str(DATA / "tiny_hall.toml")
-    assert main(["sim", "make-world", "--site", site, "--out", str(tmp_path / "w"), "--scenario",
+    assert main(["make-world", "--site", site, "--out", str(tmp_path / "w"), "--scenario",
                  str(tmp_path / "s.toml"), "--model-error-db", "2.0"]) == 0  # fmt: skip
     maps = GainMapFile.load(tmp_path / "w" / "world.npz")
     offsets = maps.meta["su_gain_offsets_db"]
@@ -31,5 +31,5 @@ def test_make_world_writes_true_maps_with_model_error_and_a_checked_scenario(tmp
     world = World.load(tmp_path / "w" / "world.npz", tmp_path / "w" / "scenario.toml")
     assert world.gain_offset_db("low") == offsets["low"]
     # the demo scenario (AGVs in the paper's 40 m hall) does not fit the tiny hall: said at once
-    assert main(["sim", "make-world", "--site", site, "--out", str(tmp_path / "w2")]) == 2
+    assert main(["make-world", "--site", site, "--out", str(tmp_path / "w2")]) == 2
     assert "emitter 'agv-1'" in capsys.readouterr().err

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from node.gain_lookup import GainMapFile
+from contracts.gain_maps import GainMapFile
 
 DATA = Path(__file__).parent / "data"
 

@@ -31,6 +31,7 @@ from tests.node_configs import simulated_node_toml, write_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = str(Path(sys.executable).with_name("rftwin-central"))
+TINY_3SU = ROOT / "tests" / "data" / "tiny_hall_3su.toml"
 
 
 def free_port() -> int:
@@ -48,7 +49,8 @@ class CentralProcess:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.config = workdir / "central.toml"
-        self.config.write_text('site = "factory-hall-a"\ndata_dir = "data"\nadvertise = false\n'
+        # the tiny hall with su01..su03: the service traces its site at start (seconds here, cold)
+        self.config.write_text(f'site = "{TINY_3SU}"\ndata_dir = "data"\nadvertise = false\n'
                                f'[listen]\nhost = "127.0.0.1"\nport = {self.port}\n')  # fmt: skip
         cfg = load_config(self.config)
         self.db_path = cfg.db_path
@@ -276,8 +278,13 @@ def test_real_agents_replay_their_spools_after_a_central_crash_and_an_agent_cras
         agents[victim].send_signal(signal.SIGKILL)  # mid-upload: it uploads continuously
         agents[victim].wait(timeout=10)
         assert_acknowledged_are_stored(central, {victim: spools[victim]}, "agent killed")
+        last_before_kill = spool_state(spools[victim])[0]
         agents[victim] = _agent(configs[victim])
-        time.sleep(2.0)
+        # the restarted agent is up (its signal handlers too) once it has delivered a reading of its own
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and max(central.stored().get(victim, [-1])) <= last_before_kill:
+            time.sleep(0.2)
+        assert max(central.stored()[victim]) > last_before_kill, "the restarted agent delivered nothing"
     finally:
         for p in agents.values():
             if p.poll() is None:

@@ -121,9 +121,8 @@ def test_heartbeat_comment_when_idle(site):
         with httpx.stream("GET", f"{srv.url}/api/v1/events", timeout=TIMEOUT) as resp:
             stream = sse_events(resp.iter_lines())
             assert next(stream)["event"] == "hello"
-            t = time.monotonic()
+            # Idle: the next thing on the wire is a keepalive comment, not an event (how often lives in bench/).
             assert next(stream) == {"comment": "keepalive"}
-            assert 0.2 < time.monotonic() - t < 3.0
             bus.publish("nodes", nodes(site, time.time_ns()))
             assert next(e for e in stream if "comment" not in e)["event"] == "nodes"
 

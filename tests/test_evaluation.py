@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from evaluation.dataset import free_mask, generate_dataset, load_dataset
+from central.twin.positions import free_mask
+from evaluation.dataset import generate_dataset, load_dataset
 from evaluation.protocol import auc_score, cv_folds, evaluate, evaluate_arrays, pd_at_far, roc_curve
 
 
@@ -99,8 +100,8 @@ def test_unseen_jammer_types_keep_the_scenario_draws(tiny_twin, tiny_ds, tmp_pat
 
 
 def test_cli_writes_dataset(tiny_site, tiny_twin, tmp_path, monkeypatch):
-    from calibration import cli
     from central import twin as twin_mod
+    from evaluation import cli
 
     monkeypatch.setattr(twin_mod.Twin, "load", classmethod(lambda cls, *a, **k: tiny_twin))
     out = tmp_path / "d.npz"

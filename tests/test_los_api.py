@@ -65,14 +65,32 @@ def test_position_is_answered_from_the_twin_geometry(api):
         ({}, 422, "exactly one of channel or position_m"),
         ({"position_m": [5.0, 3.0, 1.5], "channel": {"shape": [2, 2], "data_b64": "AAAA"}}, 422, "exactly one"),
         ({"position_m": [5.0, 3.0, 1.5], "colour": "red"}, 422, "colour"),
-        ({"position_m": [5.0, 3.0, 1.5]}, 503, "no LoS model installed"),  # the gNB comes from the model
         ({"channel": {"shape": [128, 512], "data_b64": "AAAA"}}, 503, "no LoS model installed"),
+        # strict types (found by schemathesis: true and "2" were taken for numbers)
+        ({"position_m": [5.0, 3.0, True], "gnb_position_m": GNB}, 422, "position_m[2]: Input should be a valid number"),
+        ({"position_m": [5.0, "2", 1.5], "gnb_position_m": GNB}, 422, "position_m[1]: Input should be a valid number"),
+        ({"position_m": [5.0, 3.0, 1.5], "gnb_position_m": [20.0, 20.0, "4.9"]}, 422, "gnb_position_m[2]"),
+        ({"channel": {"shape": [True, 512], "data_b64": "AAAA"}}, 422, "channel.shape[0]: Input should be a valid integer"),
+        ({"channel": {"shape": [128.5, 512], "data_b64": "AAAA"}}, 422, "channel.shape[0]: Input should be a valid integer"),
+        ({"channel": {"shape": [128.0, 512], "data_b64": "AAAA"}}, 503, "no LoS model installed"),  # 128.0 is an integer
+        ({"position_m": None, "channel": None}, 422, "exactly one"),
     ],
 )
 def test_refusals_carry_their_reason(api, body, status, reason):
     client, _ = api
     r = post(client, body)
     assert r.status_code == status and reason in r.json()["detail"], r.text
+    assert r.headers["content-type"] == "application/problem+json" and r.json()["status"] == status
+
+
+def test_a_position_needs_no_model(api):
+    """Without an installed model (and no gNB given) the geometry still answers: the gNB is then the
+    middle of the hall's ceiling, 0.2 m below it (factory-hall-a: 20, 20, 4.8)."""
+    client, _ = api
+    r = post(client, {"position_m": [20.0, 37.0, 1.5]})  # behind line-2, low
+    assert r.status_code == 200 and r.json()["blocked_by"] == "line-2" and r.json()["source"] == "geometry", r.text
+    r = post(client, {"position_m": [15.0, 20.0, 1.5], "channel": None})  # null counts as absent
+    assert r.status_code == 200 and r.json()["los"] is True, r.text
 
 
 def test_malformed_json_is_a_422_not_a_500(api):

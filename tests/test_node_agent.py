@@ -22,6 +22,7 @@ from node.agent import EXIT_WATCHDOG, Agent
 from node.config import load_config
 from node.sdr.open import open_backend
 from node.sigmf import read_capture
+from tests.sigmf_check import assert_valid_sigmf
 from node.spool import Spool
 from tests.ingest_server import IngestServer, IngestStore
 from tests.node_configs import simulated_node_toml, write_config
@@ -171,6 +172,8 @@ def test_saturated_readings_are_flagged_and_their_iq_captured_to_sigmf(tmp_path,
     assert samples.size == cfg.radio.samples_per_reading == meta["annotations"][0]["core:sample_count"]
     assert meta["annotations"][0]["rftwin:measurement"]["saturated"] is True
     assert (samples.real.min(), samples.real.max()) == (-1.0, 2047 / 2048)  # the ADC's rails are in the file
+    seqs = [assert_valid_sigmf(m).get_annotations()[0]["rftwin:measurement"]["seq"] for m in metas]
+    assert len(set(seqs)) == 2 and set(seqs) <= set(server.store.seqs(cfg.node_id)), seqs  # the spooled records
 
 
 def _agent_process(config: Path, *args: str, env=None) -> subprocess.Popen:

@@ -13,6 +13,7 @@ import pytest
 from node.cli import main
 from tests.ingest_server import IngestServer
 from tests.node_configs import simulated_node_toml, write_config
+from tests.sigmf_check import assert_valid_sigmf
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,12 +27,17 @@ def test_measure_once_prints_one_calibrated_reading_as_json():
     assert m["power_dbm"] == pytest.approx(-174 + 7 + 10 * math.log10(10e6), abs=0.2)  # thermal noise at NF
 
 
-def test_measure_can_write_the_buffer_as_sigmf(tmp_path, capsys):
+def test_measure_can_write_the_buffer_as_valid_sigmf_one_recording_per_reading(tmp_path, capsys):
     cfg = write_config(tmp_path, simulated_node_toml())
     assert main(["measure", "--config", str(cfg), "--count", "2", "--sigmf", str(tmp_path / "iq")]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 2 and json.loads(lines[1])["power_dbm"] == pytest.approx(-60.0, abs=0.3)
-    assert len(list((tmp_path / "iq").glob("*.sigmf-meta"))) == 2
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(lines) == 2 and lines[1]["power_dbm"] == pytest.approx(-60.0, abs=0.3)
+    assert [m["seq"] for m in lines] == [0, 1]  # each reading is its own
+    metas = sorted((tmp_path / "iq").glob("*.sigmf-meta"))
+    assert len(metas) == 2
+    recordings = [assert_valid_sigmf(meta) for meta in metas]
+    assert [r.get_annotations()[0]["rftwin:measurement"]["seq"] for r in recordings] == [0, 1]
+    assert recordings[0].get_global_field("core:extensions") == [{"name": "rftwin", "version": "1.0.0", "optional": True}]
 
 
 def test_measure_rejects_a_bad_backend_argument(capsys):

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from node.dsp import Band, BandPowerConfig, measure_band_power
-from node.gain_lookup import GAIN_FLOOR_DB, GainMapFile
+from contracts.gain_maps import GAIN_FLOOR_DB, GainMapFile
 from node.sdr.simulated import THERMAL_DBM_PER_HZ
-from node.simworld import ScenarioError, SimulatedWorldSdr, World, load_scenario, scenario_from_dict
+from sim.world import ScenarioError, SimulatedWorldSdr, World, load_scenario, scenario_from_dict
 from tests.test_node_simulated_sdr import CFG, FS, RX, expected_dbm, measure_dbm
 
 # Synthetic world: 10 m x 8 m at 1 m cells, an obstacle over x 4..6, y 3..5, and two SUs whose gain is

@@ -10,7 +10,7 @@ import ssl
 import pytest
 
 from node.protocol import IngestAck, Measurement
-from node.sd_notify import Notifier, watchdog_interval_s
+from contracts.sd_notify import Notifier, watchdog_interval_s
 from node.uplink import Backoff, CentralLocator, Uplink, UplinkAuthError, UplinkError
 from tests.ingest_server import IngestServer
 from tests.pki import make_site_pki

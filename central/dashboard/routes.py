@@ -41,6 +41,15 @@ from central.twin.site import Site
 log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).parent / "static"
 _NO_CACHE = {"Cache-Control": "no-cache"}
+# The stream's media type for the OpenAPI document; the schema is that of one event (OpenAPI 3.1 use,
+# what 3.2 calls itemSchema), as an EventSource client sees it.
+EVENTS_RESPONSES: dict = {200: {"description": "an endless text/event-stream: hello first, then snapshot, "
+                                "alarm and nodes events (data: JSON), keepalive comments when idle",
+                                "content": {"text/event-stream": {"schema": {
+                                    "type": "object", "required": ["event", "data"], "properties": {
+                                        "event": {"enum": ["hello", "snapshot", "alarm", "nodes"]},
+                                        "data": {"type": "string", "contentMediaType": "application/json"},
+                                        "id": {"type": "string"}, "retry": {"type": "integer", "minimum": 0}}}}}}}  # fmt: skip
 
 
 def site_json(site: Site) -> dict:
@@ -214,7 +223,7 @@ def dashboard_router(bus: EventBus, site: Site, heartbeat_s: float = 15.0,
         return plan
 
     @router.get("/api/v1/events", summary="Live snapshots, alarms and node health (Server-Sent Events)",
-                response_class=StreamingResponse)  # fmt: skip
+                response_class=StreamingResponse, responses=EVENTS_RESPONSES)  # fmt: skip
     async def events(request: Request) -> StreamingResponse:
         return StreamingResponse(
             _sse_stream(request, bus, recorder, site, heartbeat_s, poll_s=min(1.0, heartbeat_s)),

@@ -6,7 +6,7 @@ Any transmitter position is then an interpolated lookup (:mod:`central.twin.pred
 cell is a candidate jammer position for localisation.
 
 Maps are cached as ``<cache_dir>/<key>.npz`` where the key hashes the site's geometry and materials,
-the solver settings, the Sionna RT version and the file format version (:mod:`node.gain_lookup`, which
+the solver settings, the Sionna RT version and the file format version (:mod:`contracts.gain_maps`, which
 owns the format so the simulated world can read maps without the twin): change any and the maps are
 rebuilt; nothing else invalidates them.
 """
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 import zipfile
 from collections.abc import Callable
@@ -25,11 +24,12 @@ from pathlib import Path
 import numpy as np
 
 from central.twin.grid import PlaneGrid
+from contracts.cache import cache_dir
 from central.twin.site import Site
 from central.twin.solvers import SolverSettings
-from node.gain_lookup import GAIN_FLOOR_DB, GAIN_MAP_FORMAT, GainMapFile
+from contracts.gain_maps import GAIN_FLOOR_DB, GAIN_MAP_FORMAT, GainMapFile
 
-# The file format (and the no-path gain floor) belong to node.gain_lookup, which the simulated world
+# The file format (and the no-path gain floor) belong to contracts.gain_maps, which the simulated world
 # reads without the twin; the format version is part of the cache key.
 FORMAT_VERSION = GAIN_MAP_FORMAT
 
@@ -96,8 +96,8 @@ def cache_key(site: Site, settings: SolverSettings, rt_version: str) -> str:
 
 
 def default_cache_dir() -> Path:
-    env = os.environ.get("RFTWIN_CACHE_DIR")
-    return Path(env) / "gain-maps" if env else Path.home() / ".cache" / "rftwin" / "gain-maps"
+    """``gain-maps`` under the cache root (:func:`contracts.cache.cache_root`)."""
+    return cache_dir("gain-maps")
 
 
 def build_gain_maps(
@@ -109,7 +109,9 @@ def build_gain_maps(
 
     The PathSolver puts receivers at the valid cell centres (needed when the SU is in or near the
     plane); the RadioMapSolver averages over each cell (cheap when the SU is well above the plane).
-    ``progress(su_id, cells_done, cells_total)`` is called as work completes.
+    ``progress(su_id, cells_done, cells_total)`` is called as work completes, counted over the whole
+    build (every SU's cells), so that the total is known before the first cell is traced and a bar
+    over it only ever moves forward; ``su_id`` is the SU being traced.
     """
     from central.twin.rt_runtime import load_rt_scene, sionna_version
     from central.twin.solvers import path_gain_matrix, radio_map_gain
@@ -121,11 +123,15 @@ def build_gain_maps(
     flat_valid = grid.valid.ravel()
     gains = np.full((len(site.sensing_units), grid.ny, grid.nx), np.nan, dtype=np.float32)
     methods = []
+    total = len(site.sensing_units) * len(targets)  # every SU's map covers the same valid cells
+    if progress:
+        progress(site.sensing_units[0].id, 0, total)
     for j, su in enumerate(site.sensing_units):
         method = settings.method_for(su.position_m[2], grid.height_m)
         methods.append(method)
+        before = j * len(targets)
         if method == "paths":
-            report = (lambda done, total, su_id=su.id: progress(su_id, done, total)) if progress else None
+            report = (lambda done, _, su_id=su.id, before=before: progress(su_id, before + done, total)) if progress else None
             lin = path_gain_matrix(scene, [su.position_m], targets, settings, report)[0]
             flat = np.full(grid.ny * grid.nx, np.nan)
             flat[flat_valid] = lin
@@ -133,7 +139,7 @@ def build_gain_maps(
         else:
             lin_map = radio_map_gain(scene, su.position_m, grid, settings)
             if progress:
-                progress(su.id, len(targets), len(targets))
+                progress(su.id, before + len(targets), total)
         with np.errstate(divide="ignore"):
             db = 10.0 * np.log10(lin_map)
         db = np.maximum(db, GAIN_FLOOR_DB)

@@ -6,7 +6,7 @@ with P_t the transmit power (dBm), G_j(x) the SU-j gain map (dB) bilinearly inte
 transmitter position x, and N the noise floor (dBm). Powers add in mW, never in dB.
 
 The gain lookup (bilinear in dB over valid cells, nearest-valid fallback for positions deep inside
-obstacles, flagged in :meth:`Predictor.lookup`'s ``fallback`` mask) is :class:`node.gain_lookup.GainLookup`,
+obstacles, flagged in :meth:`Predictor.lookup`'s ``fallback`` mask) is :class:`contracts.gain_maps.GainLookup`,
 shared with the simulated world that reads the "true" maps in node processes.
 """
 
@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from central.twin.gain_maps import GainMaps
+from contracts.gain_maps import GainLookup, Lookup
 from models.power_sum import received_power_dbm
-from node.gain_lookup import GainLookup, Lookup
 
 __all__ = ["CellGains", "Lookup", "Predictor", "dbm_to_mw"]
 

@@ -2,7 +2,7 @@
 
 Importing Sionna is slow and touches global state (the Mitsuba variant, Dr.Jit's LLVM), so it
 happens here, once, and only when ray tracing is really wanted. Facts behind the defaults are in
-ARCHITECTURE.md: LLVM 19 is the oldest that survives the path solver on CPU.
+docs/architecture.md: LLVM 19 is the oldest that survives the path solver on CPU.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 
 from central.twin.scene_export import export_scene
+from contracts.cache import cache_dir
 from central.twin.site import Site
 
 LLVM_CANDIDATES = (
@@ -38,7 +39,7 @@ def sionna_rt():
                 "Sionna RT on CPU needs LLVM 19: `apt-get install libllvm19` (or set DRJIT_LIBLLVM_PATH)"
             )
         os.environ["DRJIT_LIBLLVM_PATH"] = found
-    os.environ.setdefault("DRJIT_CACHE_DIR", str(Path.home() / ".cache" / "rftwin" / "drjit"))
+    os.environ.setdefault("DRJIT_CACHE_DIR", str(cache_dir("drjit")))
     import mitsuba as mi
 
     if mi.variant() is None:

@@ -8,7 +8,7 @@ the path gain is Σ over paths of |a|² (linear, no phase). Two Sionna RT solver
   correct when a source lies in the plane of its targets.
 * :func:`radio_map_gain` — RadioMapSolver over a plane. Much cheaper for thousands of cells, but it
   only counts rays that *cross* the plane, so it reads several dB low for a source in (or near)
-  that plane: in-plane LoS and wall reflections never cross it (ARCHITECTURE.md).
+  that plane: in-plane LoS and wall reflections never cross it (docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ class SolverSettings:
     path_samples_per_src: int = 10_000
     max_paths_per_target: int = 200
     targets_per_call: int = 1000
-    # Slots per target in the PathSolver's specular-chain hash table (see _chain_hash_table).
+    # Slots per target in the PathSolver's specular-chain hash table (see chain_hash_table).
     chain_hash_slots_per_target: int = 30_000
     # RadioMapSolver: rays per source; per-cell noise falls as 1/sqrt(samples) (1e7: ≈0.3 dB median).
     radiomap_samples_per_src: int = 10_000_000
@@ -59,7 +59,7 @@ class SolverSettings:
 
 
 @contextmanager
-def _chain_hash_table(slots_per_source: int):
+def chain_hash_table(slots_per_source: int):
     """Size the PathSolver's specular-chain hash table for this call.
 
     The shooting-and-bouncing stage deduplicates (chain, target) pairs in a hash table of
@@ -116,7 +116,7 @@ def path_gain_matrix(
             scene.add(rt.Transmitter(f"src{i}", position=[float(c) for c in p]))
         for k, p in enumerate(chunk):
             scene.add(rt.Receiver(f"tgt{k}", position=[float(c) for c in p]))
-        with _chain_hash_table(settings.chain_hash_slots_per_target * len(chunk)):
+        with chain_hash_table(settings.chain_hash_slots_per_target * len(chunk)):
             paths = solver(
                 scene,
                 max_depth=settings.max_depth,

@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import math
 import os
 import time
 from abc import ABC, abstractmethod
@@ -96,15 +97,35 @@ def as_matrix(x, n_su: int | None = None, what: str = "residuals_db") -> np.ndar
     return a
 
 
+# Below this many expected exceedances the empirical quantile is not an estimate of the tail (below).
+MIN_TAIL_EXCEEDANCES = 10
+TAIL_FRACTION = 0.2  # the upper fraction of the scores the tail model is fitted to
+
+
 def quantile_threshold(normal_scores, target_far: float) -> float:
-    """Threshold with a fraction ``target_far`` of these normal scores above it (the (1−far) quantile)."""
+    """Threshold with a fraction ``target_far`` of normal scores above it (the (1−far) quantile).
+
+    With N scores the empirical quantile is only an estimate while ``far·N`` is well above one: when
+    an operator learns 0.1 % from 70 snapshots it is little more than the largest of them, and new
+    normal snapshots exceed it about 1/(N+1) of the time (1.4 %), whatever was asked. So below
+    :data:`MIN_TAIL_EXCEEDANCES` expected exceedances the tail is extrapolated instead (peaks over a
+    threshold with an exponential excess): u = the (1 − 0.2) quantile, β = the mean excess of the scores
+    above u, threshold = u + β·ln(0.2 / far). An exponential tail is heavier than a Gaussian one, so for
+    Gaussian-like scores this errs on the side of fewer false alarms. With enough scores (far·N ≥ 10,
+    e.g. the paper's 5 % from thousands) it is the plain empirical quantile."""
     s = np.asarray(normal_scores, dtype=np.float64)
     s = s[np.isfinite(s)]
     if s.size == 0:
         raise DetectorError("no finite normal scores to set a threshold from")
     if not 0.0 < target_far < 1.0:
         raise DetectorError(f"target_far must be in (0, 1), got {target_far}")
-    return float(np.quantile(s, 1.0 - target_far))
+    if target_far * s.size >= MIN_TAIL_EXCEEDANCES or target_far >= TAIL_FRACTION:
+        return float(np.quantile(s, 1.0 - target_far))
+    u = float(np.quantile(s, 1.0 - TAIL_FRACTION))
+    excess = s[s > u] - u
+    if excess.size == 0:  # (nearly) constant scores: nothing to extrapolate from
+        return float(s.max())
+    return u + float(excess.mean()) * math.log(TAIL_FRACTION / target_far)
 
 
 class ResidualDetector(ABC):

@@ -30,11 +30,12 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
+
+from contracts.cache import cache_dir
 
 FORMAT_VERSION = 1
 SPEED_OF_LIGHT = 299_792_458.0
@@ -207,9 +208,8 @@ def los_cache_key(settings: LosDatasetSettings, site_hash: str, rt_version: str)
 
 
 def default_cache_dir() -> Path:
-    """``$RFTWIN_CACHE_DIR/los``, else ``~/.cache/rftwin/los``."""
-    env = os.environ.get("RFTWIN_CACHE_DIR")
-    return Path(env) / "los" if env else Path.home() / ".cache" / "rftwin" / "los"
+    """``los`` under the cache root (:func:`contracts.cache.cache_root`)."""
+    return cache_dir("los")
 
 
 def save_los_dataset(ds: LosDataset, path: str | Path) -> Path:

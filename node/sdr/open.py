@@ -7,10 +7,10 @@ the rest of the config file.
 
 from __future__ import annotations
 
+from contracts.toml_fields import Fields
 from node.calibration_table import CalibrationTable
 from node.config import NodeConfig
 from node.sdr.base import SdrBackend
-from node.toml_fields import Fields
 
 
 def open_backend(cfg: NodeConfig) -> SdrBackend:
@@ -63,7 +63,7 @@ def _simulated(cfg: NodeConfig, args: Fields) -> SdrBackend:
     receiver = _receiver(args)
     seed = args.integer("seed", 0, 2**63 - 1, default=0) if args.has("seed") else args.raw("seed")
     if args.has("world") or args.has("scenario"):
-        from node.simworld import SimulatedWorldSdr, World
+        from sim.world import SimulatedWorldSdr, World  # simulation: only for a radio with a world
 
         world = World.load(args.path("world"), args.path("scenario"))
         return SimulatedWorldSdr(

@@ -1,6 +1,6 @@
 """ADALM-Pluto through pyadi-iio (``adi.Pluto``), hardened for unattended operation.
 
-Facts this encodes (ARCHITECTURE.md): samples are 12-bit codes in int16 (full scale ±2048) that
+Facts this encodes (docs/architecture.md): samples are 12-bit codes in int16 (full scale ±2048) that
 ``rx()`` returns as complex128; the gain setter is ignored unless ``gain_control_mode_chan0`` is
 "manual"; the first buffers after a retune still hold samples from before the LO settled, so they
 are discarded; a Pluto that drops off USB or the network raises OSError from ``rx()``, and the

@@ -1,6 +1,6 @@
 """Any SoapySDR device (RTL-SDR, HackRF, LimeSDR, USRP, an audio card...) through Debian's binding.
 
-Facts this encodes (ARCHITECTURE.md): SoapySDR has no PyPI binding, so ``import SoapySDR`` is lazy
+Facts this encodes (docs/architecture.md): SoapySDR has no PyPI binding, so ``import SoapySDR`` is lazy
 and only nodes with ``python3-soapysdr`` linked into the venv pay for it; the module is injectable
 for tests. Samples are read as CF32, which SoapySDR normalises so that the device's full scale (the
 ``fullScale`` of its native format) is 1.0 on I and on Q: exactly the convention of base.py, so no

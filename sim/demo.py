@@ -10,7 +10,7 @@
 4. Online phase: a 20 dBm noise jammer switches on; the alarm is raised, located and shown on the
    dashboard (a screenshot is saved when headless chromium is available).
 
-``python -m central.demo [--keep-running]``; the console says where the dashboard is.
+``python -m sim.demo [--keep-running]``; the console says where the dashboard is.
 """
 
 from __future__ import annotations
@@ -22,11 +22,11 @@ import sys
 import time
 from pathlib import Path
 
-from central.cli import tracing_progress_bar
-from central.sim.station import SimulatedStation, StationSettings, summary
-from central.sim.world import TRUTH_SITE, make_world
 from central.twin import Twin
+from central.twin.progress import tracing_progress_bar
 from central.twin.site import DEFAULT_SITE, builtin_site_path, resolve_site
+from sim.station import SimulatedStation, StationSettings, summary
+from sim.world_builder import TRUTH_SITE, make_world
 
 OUT = Path("out")
 NORMAL_S = 75.0  # offline phase: normal operation before learning
@@ -61,7 +61,7 @@ def screenshot(url: str, path: Path) -> Path | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m central.demo", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m sim.demo", description=__doc__.splitlines()[0])
     p.add_argument("--keep-running", action="store_true", help="stay up after the alarm until Ctrl-C")
     p.add_argument("--workdir", type=Path, default=OUT / "demo")
     args = p.parse_args(argv)

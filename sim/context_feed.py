@@ -18,7 +18,7 @@ import httpx
 import numpy as np
 
 from central.live import TxContext
-from node.simworld import World
+from sim.world import World
 
 log = logging.getLogger(__name__)
 CONTEXT_PATH = "/api/v1/context"

@@ -55,10 +55,10 @@ from typing import get_args
 
 import numpy as np
 
-from node.gain_lookup import GAIN_FLOOR_DB, GainMapFile
+from contracts.gain_maps import GAIN_FLOOR_DB, GainMapFile
+from contracts.toml_fields import ConfigError, Fields
 from node.sdr.base import IQBuffer
 from node.sdr.simulated import Emitter, ReceiverModel, SimulatedSdr, Waveform
-from node.toml_fields import ConfigError, Fields
 
 ROLES = ("legitimate", "jammer")
 WAVEFORMS: tuple[str, ...] = get_args(Waveform)
@@ -276,7 +276,7 @@ class World:
 
     def gain_offset_db(self, su_id: str) -> float:
         """The world's own per-SU model error (``meta["su_gain_offsets_db"]``, written by
-        ``rftwin-central sim make-world``): a loss the twin and the node's calibration do not know."""
+        ``rftwin-sim make-world``): a loss the twin and the node's calibration do not know."""
         self.su_index(su_id)
         return float(self.maps.meta.get("su_gain_offsets_db", {}).get(su_id, 0.0))
 

@@ -3,7 +3,7 @@
 ``make_world`` traces the hall with the *true* materials (``factory-hall-a-truth``: concrete ε_r 7.0,
 σ 0.3 S/m, where the twin assumes ITU concrete), adds a per-SU model error (a gain offset the twin
 does not know: cable loss, antenna pattern) and writes one gain-map file the simulated nodes read
-with numpy alone (:class:`node.gain_lookup.GainMapFile`, offsets in ``meta["su_gain_offsets_db"]``).
+with numpy alone (:class:`contracts.gain_maps.GainMapFile`, offsets in ``meta["su_gain_offsets_db"]``).
 
 The demo scenario: three AGVs carry the legitimate transmitters along the aisles between the
 production lines; a wideband noise jammer switches on at a scripted time.
@@ -20,8 +20,8 @@ import numpy as np
 from central.twin import Twin
 from central.twin.site import Site, resolve_site
 from central.twin.solvers import SolverSettings
-from node.gain_lookup import GainMapFile
-from node.simworld import World
+from contracts.gain_maps import GainMapFile
+from sim.world import World
 
 TRUTH_SITE = "factory-hall-a-truth"
 
@@ -38,7 +38,7 @@ def make_world(out_dir: Path, site: Site | str = TRUTH_SITE, model_error_db: flo
                scenario_toml: str | None = None) -> WorldFiles:  # fmt: skip
     """Write ``world.npz`` (true maps + per-SU offsets ~ N(0, model_error_db)) and ``scenario.toml``
     (``scenario_toml``, or the demo scenario of the paper's hall), and check that they fit together
-    (:class:`node.simworld.ScenarioError` names the emitter that does not)."""
+    (:class:`sim.world.ScenarioError` names the emitter that does not)."""
     site = site if isinstance(site, Site) else resolve_site(site)
     out_dir.mkdir(parents=True, exist_ok=True)
     twin = Twin.load(site, settings, progress=progress)  # cached by the gain-map cache

@@ -1,9 +1,9 @@
 """Per-SU gain maps as a lookup table: path gain (dB) from any transmitter-plane position to every SU.
 
 Two sides read gain maps: the central twin's predictor (maps traced with the twin's materials), and
-the simulated world that feeds the simulated SDR (maps traced with the "true" materials). The world
-runs in node processes, which must not import the twin (ARCHITECTURE.md: central → node, never the
-other way), so the lookup math and the file format live here, on numpy and scipy alone, once.
+the simulated world that feeds the simulated SDR (maps traced with the "true" materials, :mod:`sim.world`).
+The world runs in node processes, which must not import the twin (docs/architecture.md), so the lookup
+math and the file format are a contract of their own, here, on numpy and scipy alone, once.
 
 Interpolation is in dB (gain falls roughly log-linearly with distance, so dB is the smoother
 quantity), over the four surrounding cell centres, using only valid cells with renormalised weights.

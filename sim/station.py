@@ -24,10 +24,10 @@ from pathlib import Path
 import httpx
 
 from central.auth import hash_token
-from central.sim.context_feed import ContextFeed, run_feed
 from central.store import Store
 from central.twin.site import Site
-from node.simworld import World
+from sim.context_feed import ContextFeed, run_feed
+from sim.world import World
 
 log = logging.getLogger("rftwin.station")
 INTEGRATION_TOKEN = "rti_simulated-context-feed"  # a simulation's own token, hashed into its config
@@ -229,7 +229,9 @@ def _wait_healthy(url: str, proc: subprocess.Popen, timeout_s: float, log_path: 
 def summary(alarm: dict) -> str:
     pos = alarm.get("suspected_position_m")
     where = f"suspected at ({pos[0]:.1f}, {pos[1]:.1f}) m" if pos else "position unknown"
+    peak = alarm.get("peak_score")
+    score = "no score" if peak is None else f"peak score {peak:.2f}"  # the detector's score, ~0.01 resolution
     return (f"alarm {alarm['id']} [{alarm['kind']}, {alarm['state']}]: SUs {', '.join(alarm['affected_sus'])}; "
-            f"{where}; peak score {alarm['peak_score']}")  # fmt: skip
+            f"{where}; {score}")  # fmt: skip
 
 
