@@ -19,6 +19,7 @@ from models.los.train import (  # noqa: E402
     predict_torch,
     train_resnet,
 )
+from evaluation.protocol import auc_score  # noqa: E402
 from tests.conftest import DATA  # noqa: E402
 
 GNB = (4.0, 3.0, 3.8)
@@ -53,10 +54,15 @@ def test_tiny_dataset_trains_exports_and_onnxruntime_agrees_with_torch(tiny, tmp
     s, ds = tiny
     assert ds.h.shape[1:] == (32, 128) and 0.1 < ds.los.mean() < 0.9
     train, test = split_by_position(ds.ue_positions_m, 0.3, 0, labels=ds.los, block_m=2.0)
-    settings = LosTrainSettings(depth=18, width=8, epochs=6, batch_size=32, seed=0, threads=1)
+    # 20 epochs (~4 s): with AWGN augmentation the per-epoch loss is noisy, and in 6 epochs some seeds
+    # had not yet separated the classes (the last epoch's loss above the first's)
+    settings = LosTrainSettings(depth=18, width=8, epochs=20, batch_size=32, seed=0, threads=1)
     epochs = []
     model, history = train_resnet(ds.h[train], ds.los[train], s.rows, s.cols, settings, progress=epochs.append)
-    assert len(history) == len(epochs) == 6 and history[-1]["loss"] < history[0]["loss"]
+    assert len(history) == len(epochs) == 20
+    assert np.mean([e["loss"] for e in history[-5:]]) < history[0]["loss"]
+    # it learned: the clean training channels are separated (an untrained network gives about 0.5)
+    assert auc_score(ds.los[train], predict_torch(model, network_input(ds.h[train], s.rows, s.cols))) > 0.95
     x = network_input(ls_estimate(ds.h[test], 15.0, np.random.default_rng(1)), s.rows, s.cols)
     p_torch = predict_torch(model, x)
     meta = {"rows": s.rows, "cols": s.cols, "num_subcarriers": s.num_subcarriers, "gnb_position_m": list(GNB)}
