@@ -427,4 +427,6 @@ def test_simulated_campaign_on_the_tiny_hall(tmp_path, tiny_site, monkeypatch):
     pos, power, meas = measurement_matrix(points, ["low", "high"])
     assert np.isfinite(meas).all() and (power == 20.0).all()
     assert ((meas > -100) & (meas < 0)).all()  # a 20 dBm reference a few metres away, above the noise
-    assert all(p.count.min() >= 2 for p in points if p.usable)  # 0.6 s windows, a reading every 0.2 s
+    # every usable point has readings of every SU in its window (how many, in a 0.6 s window with a reading
+    # every 0.2 s, depends on how busy the machine is: a loaded CI host delivered one)
+    assert all(p.count.min() >= 1 for p in points if p.usable)
