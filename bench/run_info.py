@@ -21,12 +21,14 @@ def _git(*args: str) -> str:
 
 
 def run_info() -> dict:
-    """{"command", "commit", "dirty", "generated_utc"} of this run (commit "" outside a git checkout)."""
+    """{"command", "commit", "dirty", "generated_utc"} of this run (commit "" outside a git checkout; dirty:
+    tracked code or data outside docs/ and *.md files differs from that commit)."""
     return {
         "command": "python " + shlex.join([str(Path(sys.argv[0]).resolve().relative_to(ROOT)), *sys.argv[1:]])
         if Path(sys.argv[0]).resolve().is_relative_to(ROOT) else shlex.join(sys.argv),
         "commit": _git("rev-parse", "HEAD"),
-        "dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        # code the benchmark may run differs from the commit (docs and results, its own outputs, do not count)
+        "dirty": bool(_git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!docs", ":!*.md")),
         "generated_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
 

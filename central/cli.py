@@ -183,8 +183,7 @@ def cmd_tls_init(args) -> int:
 
     cfg = _config(args)
     ca = SiteCa(_tls_dir(args, cfg))
-    ca.create(force=args.force)
-    cert, key = ca.issue_server(args.name, args.days)
+    cert, key = ca.init(args.name, args.days, force=args.force)
     print(f"site CA {ca.ca_cert} (copy it to every node as its ca_file; keep {ca.ca_key} offline if you can)\n"
           f"server certificate {cert} for {', '.join(ca.last_names)}\n"
           f"add to {cfg.source or 'the central config'}:\n  [tls]\n  cert = \"{cert}\"\n  key = \"{key}\"")  # fmt: skip

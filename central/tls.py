@@ -50,20 +50,26 @@ def san_entries(names: list[str]) -> list[str]:
 
 class SiteCa:
     def __init__(self, directory: Path):
-        self.dir = Path(directory)
+        # resolved once: openssl runs in a temporary folder, where a relative path would point elsewhere
+        self.dir = Path(directory).resolve()
         self.ca_cert, self.ca_key = self.dir / "ca.pem", self.dir / "ca.key"
         self.server_cert, self.server_key = self.dir / "server.pem", self.dir / "server.key"
         self.last_names: list[str] = []
 
-    def create(self, force: bool = False) -> None:
-        """The CA key and self-signed certificate. Refuses to replace an existing CA unless ``force``:
-        every node pins it, replacing it cuts them all off until they get the new one."""
+    def init(self, names: list[str], days: int = 825, force: bool = False) -> tuple[Path, Path]:
+        """A new CA and a server certificate signed by it (``tls init``), all or nothing: both are built
+        in a temporary folder and moved into place only once complete, so a failure (a bad name, a
+        missing openssl) leaves no half-built CA that a second run would then refuse to replace.
+        Refuses to replace an existing CA unless ``force``: every node pins it, replacing it cuts them
+        all off until they get the new one."""
         if self.ca_cert.exists() and not force:
             raise TlsError(f"{self.ca_cert} exists: every node pins it; use `tls renew` for a new server "
                            "certificate, or --force to start a new CA (then re-pin every node)")  # fmt: skip
+        _check_days(days)
+        san = san_entries(names)
         self.dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.dir, 0o700)
-        with tempfile.TemporaryDirectory(dir=self.dir) as tmp:
+        with tempfile.TemporaryDirectory(dir=self.dir, prefix=".init-") as tmp:
             t = Path(tmp)
             _openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "ca.key", cwd=t)
             (t / "ca.cnf").write_text("[req]\ndistinguished_name=dn\n[dn]\n[v3_ca]\nbasicConstraints=critical,CA:true,"
@@ -72,27 +78,39 @@ class SiteCa:
                      f"/CN=rftwin site CA {socket.gethostname()}", "-config", "ca.cnf", "-extensions", "v3_ca",
                      "-out", "ca.pem", cwd=t)  # fmt: skip
             os.chmod(t / "ca.key", 0o600)
-            os.replace(t / "ca.key", self.ca_key)
-            os.replace(t / "ca.pem", self.ca_cert)
+            _sign_server(t, t / "ca.pem", t / "ca.key", t / "ca.srl", san, days)
+            for name in ("ca.key", "ca.pem", "ca.srl", "server.key", "server.pem"):  # all built: move in
+                os.replace(t / name, self.dir / name)
+        self.last_names = [s.split(":", 1)[1] for s in san]
+        return self.server_cert, self.server_key
 
     def issue_server(self, names: list[str], days: int = 825) -> tuple[Path, Path]:
-        """A new server key and certificate signed by the CA, for ``names`` (DNS names / IPs)."""
+        """A new server key and certificate signed by the existing CA, for ``names`` (DNS names / IPs)."""
         if not (self.ca_cert.exists() and self.ca_key.exists()):
             raise TlsError(f"no site CA in {self.dir}: run `rftwin-central tls init` first")
-        if not 1 <= days <= 3650:
-            raise TlsError(f"days must be within 1..3650, got {days}")
+        _check_days(days)
         san = san_entries(names)
-        with tempfile.TemporaryDirectory(dir=self.dir) as tmp:
+        with tempfile.TemporaryDirectory(dir=self.dir, prefix=".renew-") as tmp:
             t = Path(tmp)
-            (t / "ext.cnf").write_text(f"subjectAltName={','.join(san)}\nbasicConstraints=critical,CA:false\n"
-                                       "keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n")  # fmt: skip
-            _openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "server.key", cwd=t)
-            _openssl("req", "-new", "-key", "server.key", "-subj", "/CN=rftwin central", "-out", "server.csr", cwd=t)
-            _openssl("x509", "-req", "-in", "server.csr", "-CA", str(self.ca_cert), "-CAkey", str(self.ca_key),
-                     "-CAcreateserial", "-CAserial", str(self.dir / "ca.srl"), "-sha256", "-days", str(days),
-                     "-extfile", "ext.cnf", "-out", "server.pem", cwd=t)  # fmt: skip
-            os.chmod(t / "server.key", 0o600)
+            _sign_server(t, self.ca_cert, self.ca_key, self.dir / "ca.srl", san, days)
             os.replace(t / "server.key", self.server_key)
             os.replace(t / "server.pem", self.server_cert)
         self.last_names = [s.split(":", 1)[1] for s in san]
         return self.server_cert, self.server_key
+
+
+def _check_days(days: int) -> None:
+    if not 1 <= days <= 3650:
+        raise TlsError(f"days must be within 1..3650, got {days}")
+
+
+def _sign_server(t: Path, ca_cert: Path, ca_key: Path, serial: Path, san: list[str], days: int) -> None:
+    """``server.key`` (0600) and ``server.pem`` in folder ``t``, signed by the CA (absolute paths)."""
+    (t / "ext.cnf").write_text(f"subjectAltName={','.join(san)}\nbasicConstraints=critical,CA:false\n"
+                               "keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n")  # fmt: skip
+    _openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "server.key", cwd=t)
+    _openssl("req", "-new", "-key", "server.key", "-subj", "/CN=rftwin central", "-out", "server.csr", cwd=t)
+    _openssl("x509", "-req", "-in", "server.csr", "-CA", str(ca_cert), "-CAkey", str(ca_key),
+             "-CAcreateserial", "-CAserial", str(serial), "-sha256", "-days", str(days),
+             "-extfile", "ext.cnf", "-out", "server.pem", cwd=t)  # fmt: skip
+    os.chmod(t / "server.key", 0o600)

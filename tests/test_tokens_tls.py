@@ -15,7 +15,7 @@ from central.store import Store, StoreError
 from central.tls import SiteCa, TlsError, san_entries
 from tests.central_helpers import batch_dict
 from tests.test_central_api import NODE_TOKENS, Central
-from tests.test_central_cli import cli, config  # noqa: F401 (fixture)
+from tests.test_central_cli import SCRIPT, cli, config  # noqa: F401 (fixture)
 
 
 def test_rotating_a_node_token_refuses_the_old_one_at_once(tmp_path):
@@ -81,6 +81,20 @@ def test_tls_init_makes_a_ca_the_nodes_can_pin(config):  # noqa: F811
     before = (d / "server.pem").read_bytes()
     assert cli("tls", "renew", "--config", config, "--name", "127.0.0.1").returncode == 0
     assert (d / "server.pem").read_bytes() != before
+    _handshake(d)
+
+
+def test_tls_init_into_a_relative_folder_is_all_or_nothing(config):  # noqa: F811
+    """``--out tls`` is relative to where the command runs; a failed init leaves no half-built CA behind."""
+    run = lambda *a: subprocess.run([SCRIPT, "tls", "init", "--config", str(config), "--out", "tls", *a],  # noqa: E731
+                                    capture_output=True, text=True, cwd=config.parent)  # fmt: skip
+    d = config.parent / "tls"
+    bad = run("--name", "not a name")
+    assert bad.returncode == 2 and "not a DNS name or IP address" in bad.stderr
+    assert not d.exists() or list(d.iterdir()) == []  # nothing a second run would refuse to replace
+    good = run("--name", "127.0.0.1")
+    assert good.returncode == 0, good.stderr
+    assert sorted(p.name for p in d.iterdir()) == ["ca.key", "ca.pem", "ca.srl", "server.key", "server.pem"]
     _handshake(d)
 
 
