@@ -35,7 +35,6 @@ and moves a future window into the past (keeping the request valid) before it is
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -45,6 +44,7 @@ from openapi_spec_validator import validate as validate_spec
 from schemathesis.config import SchemathesisConfig
 
 from central.dashboard import mount
+from central.detection.live import LearnResult
 from central.live import TxContext
 from central.service import CentralService
 from tests.central_helpers import INTEGRATION_TOKEN, OPERATOR_TOKEN, batch_dict, central_config
@@ -89,21 +89,11 @@ checks.not_a_server_error.expected-statuses = ["2xx", "3xx", "4xx", "503"]
 """  # fmt: skip
 
 
-@dataclass
-class Learned:  # what the live engine's learn() returns (central.detection.live.LearnResult)
-    model_id: int
-    detector: str
-    threshold: float
-    n_snapshots: int
-    since_ns: int
-    until_ns: int
-
-
-def learn(since_ns: int, until_ns: int, detector, target_far, contamination) -> Learned:
+def learn(since_ns: int, until_ns: int, detector, target_far, contamination) -> LearnResult:
     """A stand-in for the live engine: learns from any window that ends after it starts."""
     if until_ns <= since_ns:
         raise ValueError(f"the window [{since_ns}, {until_ns}] is empty")
-    return Learned(1, detector or "energy", 3.0, 50, since_ns, until_ns)
+    return LearnResult(1, detector or "energy", 3.0, 50, since_ns, until_ns)
 
 
 @pytest.fixture(scope="module")
