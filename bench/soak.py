@@ -5,7 +5,7 @@ Usage: python bench/soak.py [--seconds 120] [--nodes 12] [--rate-hz 10] [--sampl
 Real processes: ``rftwin-central run`` (uvicorn, SQLite WAL, live detection, dashboard) and one
 ``rftwin-node run`` per node with the simulated radio (IQ synthesised, then the full DSP chain,
 spool, HTTP uplink). Every second the central unit's resident memory (psutil, else
-/proc/PID/status) and CPU time are sampled, with what it has stored (``/metrics``) and the nodes'
+/proc/PID/status) and CPU time are sampled, with what it has stored (``/metrics``, with a scraper token: every read is authenticated) and the nodes'
 backlogs (their status files). At the end the agents get SIGTERM (each drains its spool before it
 exits) and the central database is compared with the nodes' spools: every sequence number a node
 allocated must be stored exactly once.
@@ -77,10 +77,13 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def metric(url: str, name: str) -> float:
+def metric(url: str, scraper_token: str, name: str) -> float:
+    """One sample of the unit's /metrics, read as Prometheus does: with a scraper token."""
     import httpx
 
-    for line in httpx.get(url + "/api/v1/metrics", timeout=5).text.splitlines():
+    r = httpx.get(url + "/api/v1/metrics", timeout=5, headers={"Authorization": f"Bearer {scraper_token}"})
+    r.raise_for_status()
+    for line in r.text.splitlines():
         if line.startswith(name + " "):
             return float(line.split()[1])
     return 0.0
@@ -164,6 +167,7 @@ def main() -> int:
     sus = site.sensing_units[: args.nodes]
     store = Store(cfg.db_path)
     tokens = {u.id: store.add_node(u.id, u.position_m, su_id=u.id) for u in sus}
+    scraper = store.add_credential("scraper", "soak")
     store.close()
 
     def say(msg: str) -> None:
@@ -221,7 +225,7 @@ def main() -> int:
                     pending += json.loads((work / "nodes" / u.id / "state" / "status.json").read_text())["pending"]
                 except (OSError, ValueError, KeyError):
                     pass
-            samples.append((now - t0, rss_mb(central.pid), metric(url, "rftwin_ingest_records_total"), pending))
+            samples.append((now - t0, rss_mb(central.pid), metric(url, scraper, "rftwin_ingest_records_total"), pending))
             if len(samples) % 15 == 1:
                 t, r, n, p = samples[-1]
                 say(f"t={t:5.0f} s  rss={r:6.1f} MB  stored={n:8.0f}  pending at nodes={p}")
@@ -248,7 +252,7 @@ def main() -> int:
             say(f"records left spooled after SIGTERM: {left}; replaying them as the next start would")
             drain(spools, tokens, url)
         rss_end = rss_mb(central.pid)
-        resends = metric(url, "rftwin_ingest_duplicates_total")
+        resends = metric(url, scraper, "rftwin_ingest_duplicates_total")
     finally:
         for p in agents.values():
             if p.poll() is None:

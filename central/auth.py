@@ -19,7 +19,12 @@ from typing import TypeVar
 
 T = TypeVar("T")
 
-PREFIXES = {"node": "rtn_", "integration": "rti_", "operator": "rto_"}
+PREFIXES = {"node": "rtn_", "integration": "rti_", "operator": "rto_", "viewer": "rtv_", "scraper": "rts_"}
+# The named (non-node) credential kinds and their store tables. What each may do: an integration
+# reports context; an operator reads everything and acknowledges, learns and runs campaigns; a viewer
+# reads (the API, the event stream, the dashboard); a scraper reads /metrics only.
+CREDENTIAL_TABLES = {"integration": "integrations", "operator": "operators", "viewer": "viewers",
+                     "scraper": "scrapers"}  # fmt: skip
 
 
 def new_token(kind: str) -> str:

@@ -1,4 +1,27 @@
-"""``rftwin-central``: the central unit's command line. Subcommands import their heavy parts lazily."""
+"""``rftwin-central``: the central unit's command line. Subcommands import their heavy parts lazily.
+
+An expected failure is one line on stderr, ``rftwin-central: error: FILE: reason``, never a traceback,
+and its kind is the exit status (sysexits.h; docs/operations.md, "Start-up failures"):
+
+====  ==============  =====================================================================================
+code  name            when
+====  ==============  =====================================================================================
+0                     done (``run``: stopped by SIGTERM/SIGINT)
+1                     ``status``: the service does not answer
+2                     bad arguments, the config or site file (missing, unreadable, an invalid key), a
+                      refused request (``node add`` of an enrolled id, ...)
+65    EX_DATAERR      ``central.db`` is not a database (garbage, truncated), is corrupt beyond opening, or
+                      fails its integrity check where a migration or a backup needs it sound; written by
+                      newer software. (One that only fails ``quick_check`` makes ``run`` start degraded.)
+66    EX_NOINPUT      ``central.db`` exists but cannot be read (permissions)
+69    EX_UNAVAILABLE  the listen address cannot be bound (not an address of this host, ...)
+73    EX_CANTCREAT    the data directory cannot be created or written, ``central.db`` cannot be written;
+                      ``backup``: the output exists (without ``--force``) or cannot be written
+74    EX_IOERR        a disk I/O error, or a full disk, while opening the database or writing a backup
+75    EX_TEMPFAIL     the port is in use (another instance?); the database is locked by another process
+77    EX_NOPERM       the port needs privileges this user lacks (below 1024)
+====  ==============  =====================================================================================
+"""
 
 from __future__ import annotations
 
@@ -59,9 +82,39 @@ def _config(args):
 
 
 def _store(cfg):
-    from central.store import Store
+    import sqlite3
 
-    return Store(cfg.db_path)
+    from central.store import Store
+    from central.store.integrity import open_error
+
+    try:
+        return Store(cfg.db_path)
+    except sqlite3.Error as e:  # not a database, not writable, locked: one line and its exit status
+        raise open_error(e, cfg.db_path) from None
+
+
+def cmd_backup(args) -> int:
+    """A consistent copy of the database while the service runs and writes (SQLite's online backup)."""
+    from central.store.integrity import backup
+
+    cfg = _config(args)
+    tty = sys.stderr.isatty()
+    shown = [-1]
+
+    def progress(done: int, total: int) -> None:
+        pct = 100 * done // max(total, 1)
+        if pct // 10 != shown[0] // 10:  # every 10 % (100 % at the end)
+            shown[0] = pct
+            print(("\r" if tty else "") + f"backup: {done}/{total} pages ({pct} %)", end="" if tty else "\n",
+                  file=sys.stderr, flush=True)  # fmt: skip
+
+    result = backup(cfg.db_path, args.out, force=args.force, pages_per_step=args.pages, progress=progress)
+    if tty:
+        print(file=sys.stderr)
+    counts = ", ".join(f"{v} {k}" for k, v in result.counts.items())
+    print(f"backed up {cfg.db_path} to {result.path}: {result.pages} pages, {result.bytes} bytes ({counts}); "
+          f"{result.check.summary()}")  # fmt: skip
+    return 0
 
 
 def cmd_run(args) -> int:
@@ -137,11 +190,11 @@ def cmd_credential_add(args) -> int:
     if not NAME_RE.match(args.name):
         raise ValueError(f"name must be 1-64 of letters, digits, '-', '_', '.', '@', got {args.name!r}")
     cfg = _config(args)
-    in_config = {e.name for e in (cfg.integrations if args.kind == "integration" else cfg.operators)}
+    in_config = {e.name for e in cfg.configured(args.kind)}
     if args.name in in_config:
         raise ValueError(f"{args.kind} {args.name!r} is already defined in {cfg.source}")
     with _store(cfg) as store:
-        token = (store.add_integration if args.kind == "integration" else store.add_operator)(args.name)
+        token = store.add_credential(args.kind, args.name)
     print(f"created {args.kind} {args.name}; its token (shown only now):", file=sys.stderr)
     print(token)
     return 0
@@ -203,7 +256,7 @@ def cmd_credential_list(args) -> int:
     cfg = _config(args)
     with _store(cfg) as store:
         enrolled = store.credential_names(args.table)
-    configured = [e.name for e in (cfg.integrations if args.kind == "integration" else cfg.operators)]
+    configured = [e.name for e in cfg.configured(args.kind)]
     for name in configured:
         print(f"{name}  (config file)")
     for name in enrolled:
@@ -247,6 +300,13 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--json", action="store_true", help="the same as JSON")
     st.set_defaults(func=cmd_status)
 
+    bk = sub.add_parser("backup", parents=[cfg], help="a consistent copy of the database, also while the service "
+                        "runs and writes (checked with quick_check; mode 0600)")  # fmt: skip
+    bk.add_argument("--out", required=True, type=Path, help="the copy (written to a temporary file, then renamed)")
+    bk.add_argument("--force", action="store_true", help="replace an existing --out")
+    bk.add_argument("--pages", type=int, default=1024, help="pages copied per step (default: %(default)s)")
+    bk.set_defaults(func=cmd_backup)
+
     node = sub.add_parser("node", help="enrol, revoke and list nodes (sensing-unit agents)")
     nsub = node.add_subparsers(dest="node_command", required=True)
     a = nsub.add_parser("add", parents=[cfg], help="enrol a node and print its token (shown once)")
@@ -264,7 +324,9 @@ def build_parser() -> argparse.ArgumentParser:
     ls.set_defaults(func=cmd_node_list)
 
     for kind, table, what in (("integration", "integrations", "a context feed (POST /api/v1/context)"),
-                              ("operator", "operators", "an operator (acknowledges alarms)")):  # fmt: skip
+                              ("operator", "operators", "an operator (reads; acknowledges alarms, learns)"),
+                              ("viewer", "viewers", "a viewer (reads the API, the event stream, the dashboard)"),
+                              ("scraper", "scrapers", "a metrics scraper (GET /api/v1/metrics only)")):  # fmt: skip
         k = sub.add_parser(kind, help=f"tokens for {what}")
         ksub = k.add_subparsers(dest=f"{kind}_command", required=True)
         ka = ksub.add_parser("add", parents=[cfg], help=f"create {what} and print its token (shown once)")
@@ -297,10 +359,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import sqlite3
+
     from central.twin.site import SiteError
 
-    # ConfigError and StoreError are ValueErrors
-    return run_command("rftwin-central", build_parser(), argv, (SiteError, ValueError, OSError))
+    # ConfigError, StoreError and StoreFileError are ValueErrors; StoreCorrupt is an sqlite3.Error; the
+    # store's and the service's errors carry their exit status (the table above)
+    return run_command("rftwin-central", build_parser(), argv, (SiteError, ValueError, OSError, sqlite3.Error))
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ Example (every key, with its default where it has one)::
     advertise = true                        # announce _rftwin._tcp.local. by zeroconf
 
     [listen]
-    host = "0.0.0.0"
+    host = "127.0.0.1"                      # loopback only; "0.0.0.0" serves the plant network
     port = 8080
 
     [tls]                                   # optional: serve https (both or neither); `rftwin-central tls init`
@@ -31,12 +31,25 @@ Example (every key, with its default where it has one)::
     measurements_days = 7.0                 # measurements and context older than this are purged
     snapshots_days = 30.0                   # snapshots older than this are purged (alarms are kept)
 
+    [store]
+    integrity_check_startup_s = 5.0         # PRAGMA quick_check at start-up for at most this long; if
+                                            # not finished, it runs to the end in the background
+    integrity_check_period_s = 3600.0       # then again this often while running; 0: only at start-up.
+                                            # A failed check makes every write (ingest too) answer 503
+                                            # database_corrupt and /health "failing" (docs/operations.md)
+
     [limits]
     max_batch_records = 1000                # node.protocol.MAX_BATCH_RECORDS at most
     max_body_bytes = 4194304                # request bodies above this get 413
     max_future_skew_s = 60.0                # t_ns further than this in the future gets 422
-    requests_per_s = 50.0                   # per credential (node, integration, operator); 0: no limit
+    requests_per_s = 50.0                   # per credential (node, integration, operator, …); 0: no limit
     request_burst = 500                     # requests a credential may make at once before 429
+    header_timeout_s = 10.0                 # a request head not complete this long after the connection
+                                            # opened (or its first byte, between requests) closes it
+    body_timeout_s = 30.0                   # a request body not complete this long after its head: 408
+    max_connections = 500                   # open connections at most; beyond: 503 and closed at once
+    failed_auth_per_s = 1.0                 # failed authentications per client address; 0: no limit
+    failed_auth_burst = 20                  # ... at once, before every request from there gets 429
 
     [[integrations]]                        # context feeds (POST /api/v1/context); also `integration add`
     name = "ran-scheduler"
@@ -46,6 +59,16 @@ Example (every key, with its default where it has one)::
     name = "shift-lead"
     token_sha256 = "<64 hex digits>"
 
+    [[viewers]]                             # who may read (API, event stream, dashboard); also `viewer add`
+    name = "control-room"
+    token_sha256 = "<64 hex digits>"
+
+    [[scrapers]]                            # Prometheus: GET /api/v1/metrics only; also `scraper add`
+    name = "prometheus"
+    token_sha256 = "<64 hex digits>"
+
+Every read but ``/api/v1/health`` needs a credential: a viewer or operator token (or the dashboard's
+session cookie, from logging in with one), a scraper token for ``/metrics``.
 ``[operators]`` may also be a single table (``[operators] token_sha256 = "…"``, name "operator").
 Unknown keys are errors: a typo must fail at start-up, not be a silently ignored setting.
 """
@@ -68,7 +91,10 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 
 @dataclass(frozen=True)
 class ListenConfig:
-    host: str = "0.0.0.0"
+    """Loopback by default: serving the plant network is a decision the config file states
+    (``host = "0.0.0.0"``, as ``systemd/install.sh central`` writes it)."""
+
+    host: str = "127.0.0.1"
     port: int = 8080
 
 
@@ -106,12 +132,25 @@ class RetentionConfig:
 
 
 @dataclass(frozen=True)
+class StoreConfig:
+    """``[store]``: the database's integrity checks (:meth:`central.store.Store.check_integrity`)."""
+
+    integrity_check_startup_s: float = 5.0
+    integrity_check_period_s: float = 3600.0  # 0: no periodic check
+
+
+@dataclass(frozen=True)
 class LimitsConfig:
     max_batch_records: int = MAX_BATCH_RECORDS
     max_body_bytes: int = 4 << 20
     max_future_skew_s: float = 60.0
     requests_per_s: float = 50.0  # token bucket per credential; 0 disables it
     request_burst: int = 500
+    header_timeout_s: float = 10.0  # slow clients (slowloris): see central.http_limits
+    body_timeout_s: float = 30.0
+    max_connections: int = 500
+    failed_auth_per_s: float = 1.0  # token bucket per client address, for 401s; 0 disables it
+    failed_auth_burst: int = 20
 
     @property
     def max_future_skew_ns(self) -> int:
@@ -139,7 +178,15 @@ class CentralConfig:
     integrations: tuple[TokenEntry, ...] = ()
     operators: tuple[TokenEntry, ...] = ()
     source: str = "<config>"
+    viewers: tuple[TokenEntry, ...] = ()
+    scrapers: tuple[TokenEntry, ...] = ()
     twin: TwinConfig = field(default_factory=TwinConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+
+    def configured(self, kind: str) -> tuple[TokenEntry, ...]:
+        """The credentials of ``kind`` (integration, operator, viewer, scraper) given in the file."""
+        return {"integration": self.integrations, "operator": self.operators, "viewer": self.viewers,
+                "scraper": self.scrapers}[kind]  # fmt: skip
 
     @property
     def db_path(self) -> Path:
@@ -175,7 +222,7 @@ def parse_config(data: dict, source: str = "<config>", base_dir: Path | None = N
     advertise = top.boolean("advertise", True)
 
     lf = top.sub("listen")
-    listen = ListenConfig(lf.string("host", "0.0.0.0"), lf.integer("port", 0, 65535, default=8080))
+    listen = ListenConfig(lf.string("host", ListenConfig.host), lf.integer("port", 0, 65535, default=8080))
     lf.reject_unknown()
 
     tls = None
@@ -222,6 +269,15 @@ def parse_config(data: dict, source: str = "<config>", base_dir: Path | None = N
     )
     rf.reject_unknown()
 
+    sf = top.sub("store")
+    store = StoreConfig(
+        integrity_check_startup_s=sf.real("integrity_check_startup_s", 0.0, 3600.0, default=5.0),
+        integrity_check_period_s=sf.real("integrity_check_period_s", 0.0, 30 * 86_400.0, default=3600.0),
+    )
+    if 0.0 < store.integrity_check_period_s < 1.0:
+        raise sf.error("integrity_check_period_s", "at least 1 s (or 0: no periodic check)")
+    sf.reject_unknown()
+
     mf = top.sub("limits")
     limits = LimitsConfig(
         max_batch_records=mf.integer("max_batch_records", 1, MAX_BATCH_RECORDS, default=MAX_BATCH_RECORDS),
@@ -229,6 +285,11 @@ def parse_config(data: dict, source: str = "<config>", base_dir: Path | None = N
         max_future_skew_s=mf.real("max_future_skew_s", 0.0, 86_400.0, default=60.0),
         requests_per_s=mf.real("requests_per_s", 0.0, 1e6, default=50.0),
         request_burst=mf.integer("request_burst", 1, 1_000_000, default=500),
+        header_timeout_s=mf.real("header_timeout_s", 0.01, 3600.0, default=10.0),
+        body_timeout_s=mf.real("body_timeout_s", 0.01, 3600.0, default=30.0),
+        max_connections=mf.integer("max_connections", 1, 1_000_000, default=500),
+        failed_auth_per_s=mf.real("failed_auth_per_s", 0.0, 1e6, default=1.0),
+        failed_auth_burst=mf.integer("failed_auth_burst", 1, 1_000_000, default=20),
     )
     mf.reject_unknown()
 
@@ -239,14 +300,18 @@ def parse_config(data: dict, source: str = "<config>", base_dir: Path | None = N
         of.reject_unknown()
     else:
         operators = tuple(_token_entry(f) for f in top.subs("operators"))
-    for kind, entries in (("integrations", integrations), ("operators", operators)):
+    viewers = tuple(_token_entry(f) for f in top.subs("viewers"))
+    scrapers = tuple(_token_entry(f) for f in top.subs("scrapers"))
+    for kind, entries in (("integrations", integrations), ("operators", operators), ("viewers", viewers),
+                          ("scrapers", scrapers)):  # fmt: skip
         names = [e.name for e in entries]
         dup = next((n for n in names if names.count(n) > 1), None)
         if dup:
             raise top.error(kind, f"duplicate name {dup!r}")
     top.reject_unknown()
     return CentralConfig(site, data_dir, listen, advertise, tls, detection, retention, limits,
-                         integrations, operators, source, twin=twin)  # fmt: skip
+                         integrations, operators, source, twin=twin, viewers=viewers, scrapers=scrapers,
+                         store=store)  # fmt: skip
 
 
 def _twin_config(f: Fields, site: str) -> TwinConfig:

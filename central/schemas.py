@@ -21,6 +21,7 @@ from node.protocol import (
     FREQUENCY_HZ_RANGE,
     GAIN_DB_RANGE,
     MAX_BATCH_RECORDS,
+    MIN_T_NS,
     NODE_ID_RE,
     POWER_DBM_RANGE,
     PROTOCOL_VERSION,
@@ -39,7 +40,7 @@ def _integral(v: object) -> object:
 # INTEGRAL], the bounds before the validator so that they show in the JSON Schema.
 INTEGRAL = BeforeValidator(_integral)
 I63 = Annotated[int, Field(ge=0, lt=2**63), INTEGRAL]
-T_NS = Annotated[int, Field(ge=1, lt=2**63), INTEGRAL]
+T_NS = Annotated[int, Field(ge=MIN_T_NS, lt=2**63), INTEGRAL]  # from 2020: 1970 is a node with no clock
 Count = Annotated[int, Field(ge=0, lt=2**31), INTEGRAL]
 Power = Annotated[float, Field(ge=POWER_DBM_RANGE[0], le=POWER_DBM_RANGE[1])]
 EXAMPLE_T_NS = 1_764_000_000_000_000_000  # examples in the document (schemathesis builds its cases on them)
@@ -59,13 +60,30 @@ class Problem(BaseModel):
     detail: str = Field(description="what was wrong, in words (names the field, index or limit)")
     reason: str = Field(description="machine-readable reason, also the label of rftwin_rejected_requests_total: "
                         "invalid, future_timestamp, unauthorized, forbidden, not_found, conflict, refused, "
-                        "too_large, unsupported_media_type, rate_limited, unavailable, ...")  # fmt: skip
+                        "too_large, unsupported_media_type, rate_limited, timeout, unavailable, ...")  # fmt: skip
 
     model_config = ConfigDict(json_schema_extra={"required": ["type", "title", "status", "detail", "reason"]})
 
 
+class HealthCheck(BaseModel):
+    """One check that is not ok."""
+
+    status: Literal["degraded", "failing"]
+    reason: str = Field(description="database_corrupt (failing: writes, ingest included, get 503); disk_full, "
+                        "disk_io_error (degraded: the last write failed, the next may succeed); "
+                        "integrity_check_error (degraded: the check could not run)", examples=["disk_full"])  # fmt: skip
+    detail: str
+
+
 class Health(BaseModel):
-    status: Literal["ok"] = "ok"
+    """``ok``: every check passes (the body is just that). ``degraded`` (still 200): the service serves
+    but something needs a look, e.g. the last write failed for a full disk. ``failing`` is a 503
+    problem (reason database_corrupt) with the members ``health: "failing"`` and ``checks`` as here:
+    the database failed its integrity check and nothing is acknowledged; see docs/operations.md."""
+
+    status: Literal["ok", "degraded"] = "ok"
+    checks: dict[str, HealthCheck] | None = Field(None, description="the checks that are not ok, by name "
+                                                  "(database, store_write); absent when status is ok")  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------ ingest
@@ -91,19 +109,33 @@ class MeasurementModel(BaseModel):
     gain_db: float = Field(default=0.0, ge=GAIN_DB_RANGE[0], le=GAIN_DB_RANGE[1])
 
 
+class SpoolStateModel(BaseModel):
+    """A node's spool when it sent the batch (node.protocol.SpoolState): is it losing readings to a
+    full disk, and how many so far."""
+
+    model_config = STRICT
+    full: bool = Field(description="the spool had no room for the node's latest reading")
+    dropped: I63 = Field(description="records the drop_oldest policy deleted unsent, since the spool was created")
+    refused: I63 = Field(description="readings not stored because the spool was full, since the agent started")
+    free_bytes: I63 = Field(description="free space on the filesystem of the node's spool")
+
+
 class IngestBatchModel(BaseModel):
     """One upload: 1..max_batch_records records of one node (the token's node), in sequence order.
 
     Rules JSON Schema cannot express, answered as noted: ``node_id`` is the token's node (403); every
     record's ``node_id`` equals the batch's (422); no record's ``t_ns`` is more than
     ``[limits] max_future_skew_s`` (default 60 s) ahead of the central unit's clock (422,
-    reason ``future_timestamp``); more records than ``[limits] max_batch_records`` answer 413."""
+    reason ``future_timestamp``); more records than ``[limits] max_batch_records`` answer 413.
+    ``spool`` is optional (nodes before it do not send it); the latest per node is served by
+    ``GET /nodes``."""
 
     model_config = STRICT
     protocol: Literal[PROTOCOL_VERSION]  # type: ignore[valid-type]
     node_id: str = Field(pattern=ID_PATTERN, description="the token's node (403 otherwise)", examples=["su01"])
     records: list[MeasurementModel] = Field(min_length=1, max_length=MAX_BATCH_RECORDS,
                                             description="each with this node_id; at most [limits] max_batch_records")  # fmt: skip
+    spool: SpoolStateModel | None = Field(None, description="the node's spool when it sent the batch")
 
 
 class IngestAckModel(BaseModel):
@@ -165,6 +197,8 @@ class NodeHealthOut(BaseModel):
     healthy: bool = Field(description="seen within detection.stale_s and not saturated")
     detail: str = ""
     extra: dict = Field(default_factory=dict, description="su_id, revoked, enrolled_ns, last_seq")
+    spool: SpoolStateModel | None = Field(None, description="the node's spool as its latest batch that carried "
+                                          "one reported it; null when none did since the central unit started")  # fmt: skip
 
 
 class SuStateOut(BaseModel):
@@ -404,3 +438,23 @@ class LosOut(BaseModel):
     source: Literal["model", "geometry"]
     blocked_by: str | None = None
     model: str | None = None
+
+
+# ----------------------------------------------------------------------------- dashboard session
+
+
+class LoginRequest(BaseModel):
+    """A viewer or operator token, exchanged for the dashboard's session cookie."""
+
+    model_config = STRICT
+    token: str = Field(min_length=1, max_length=512, description="a viewer (rtv_…) or operator (rto_…) token")
+
+
+class SessionOut(BaseModel):
+    """The session the cookie stands for; ``csrf_token`` goes into ``X-CSRF-Token`` of every request
+    that changes something."""
+
+    name: str
+    role: Literal["viewer", "operator"]
+    csrf_token: str
+    expires_in_s: float

@@ -7,6 +7,16 @@ old data on a timer, and shuts down gracefully on SIGTERM/SIGINT: uvicorn stops 
 finishes the requests in flight (an ingest that was stored is acknowledged), then the advertisement
 says goodbye, the live engine stops and the store is closed.
 
+Start-up checks, each failure one line and an exit status of its own (:mod:`central.cli`): the data
+directory and ``central.db`` before SQLite opens them (:func:`central.store.integrity.preflight`: not
+writable, not readable, not a database, truncated; too wide modes are narrowed with a warning), the
+port, then ``PRAGMA quick_check`` for at most ``[store] integrity_check_startup_s``; one that does not
+finish goes on in the background, and the check is repeated every ``integrity_check_period_s``. A
+database that *fails* it is not refused: the service starts **degraded**, serving reads and
+``/health`` (``failing``) while every write answers 503 ``database_corrupt`` (the nodes keep their
+spools), so that the operator sees why in the dashboard, ``rftwin-central status`` and the journal
+(docs/operations.md); it is not migrated, so one that would need a migration is refused (exit 65).
+
 Plug-in points (other parts of the central unit, looked up at start so this module does not depend
 on them):
 
@@ -22,10 +32,12 @@ on them):
 from __future__ import annotations
 
 import asyncio
+import errno
 import importlib
 import logging
 import signal
 import socket
+import sqlite3
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -36,7 +48,9 @@ from central.api import API_PREFIX, AppState, create_app
 from central.config import CentralConfig
 from central.enrolment import assign_missing_sus
 from central.events import EventBus
-from central.store import Store
+from central.http_limits import uvicorn_limits
+from central.store import SCHEMA_VERSION, Store, StoreError, StoreFileError
+from central.store.integrity import EX_CANTCREAT, EX_DATAERR, EX_TEMPFAIL, open_error, preflight
 from contracts.sd_notify import Notifier, watchdog_interval_s
 
 log = logging.getLogger("rftwin.central")
@@ -68,17 +82,23 @@ class CentralService:
                  use_default_plugins: bool = True, log_level: str = "info"):  # fmt: skip
         self.config = config
         self.site = config.load_site()
-        config.data_dir.mkdir(parents=True, exist_ok=True)
-        config.models_dir.mkdir(parents=True, exist_ok=True)
-        self.sock = _bind(config.listen.host, config.listen.port)  # first: a busy port fails fast
+        mode_warnings = preflight(config.db_path)  # the data dir and central.db: unusable is one line and exit
+        try:
+            config.models_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as e:
+            raise StoreFileError(f"{config.models_dir}: cannot create: {e.strerror or e}", EX_CANTCREAT) from None
+        self.sock = _bind(config.listen.host, config.listen.port)  # before the store: a busy port fails fast
         self.port: int = self.sock.getsockname()[1]
         try:
-            self.store = Store(config.db_path)
+            self.store = _open_store(config)
         except BaseException:
             self.sock.close()
             raise
-        for w in assign_missing_sus(self.store, self.site):
+        for w in mode_warnings:  # now: a start-up that fails says only why
             log.warning("%s", w)
+        if self.store.corrupt is None:  # it writes; a corrupt store refuses that
+            for w in assign_missing_sus(self.store, self.site):
+                log.warning("%s", w)
         self.bus = EventBus()
         self.state = AppState(config, self.store, self.bus, self.site)
         factory = engine_factory or (_optional(ENGINE_FACTORY) if use_default_plugins else None)
@@ -93,7 +113,8 @@ class CentralService:
         if mount:
             mount(self.app, self.state)
         self._uvicorn = uvicorn.Server(uvicorn.Config(
-            self.app, ssl_certfile=str(config.tls.cert) if config.tls else None,
+            **uvicorn_limits(self.app, config.limits),  # the app behind a body timeout; header timeout, cap
+            ssl_certfile=str(config.tls.cert) if config.tls else None,
             ssl_keyfile=str(config.tls.key) if config.tls else None, log_level=log_level, access_log=False,
             log_config=None,  # uvicorn logs through the root logger, in the service's format
             lifespan="off", timeout_graceful_shutdown=10, server_header=False,
@@ -125,7 +146,11 @@ class CentralService:
             log.info("dashboard at %s/", shown)
         else:
             log.info("no dashboard installed (central.dashboard)")
-        log.info("store %s (schema v%d)", self.config.db_path, self.store.schema_version)
+        if self.store.corrupt is None:
+            log.info("store %s (schema v%d)", self.config.db_path, self.store.schema_version)
+        else:  # the critical record came at start-up; this is where a reader of the log's tail looks
+            log.warning("store %s: DEGRADED, writes (ingest included) are refused: %s; see docs/operations.md",
+                        self.config.db_path, self.store.corrupt)  # fmt: skip
         if self.engine is None:
             log.warning("no live detection engine (%s not found): measurements are stored, no alarms are raised",
                         ENGINE_FACTORY)  # fmt: skip
@@ -141,6 +166,7 @@ class CentralService:
         server = self._uvicorn
         task = asyncio.create_task(server.serve(sockets=[self.sock]))
         purge = None
+        integrity = None
         adv = None
         watchdog = None
         notifier = Notifier()  # systemd Type=notify; a no-op outside systemd
@@ -152,6 +178,7 @@ class CentralService:
                 raise RuntimeError("the HTTP server did not start")
             self._announce()
             purge = asyncio.create_task(self._purge_loop())
+            integrity = asyncio.create_task(self._integrity_loop())
             if cfg.advertise:
                 adv = await self._advertise()
             self._ready.set()
@@ -166,6 +193,8 @@ class CentralService:
                 watchdog.cancel()
             if purge is not None:
                 purge.cancel()
+            if integrity is not None:
+                integrity.cancel()
             if adv is not None:
                 try:
                     await adv.async_close()
@@ -200,9 +229,29 @@ class CentralService:
         log.info("advertised as %s (%s)", adv.info.name, adv.url)
         return adv
 
+    async def _integrity_loop(self) -> None:
+        """``quick_check`` in a worker thread: at once if the start-up check did not finish, then every
+        ``[store] integrity_check_period_s`` (0: never again)."""
+        period = self.config.store.integrity_check_period_s
+        last = self.store.last_integrity_check
+        now = last is None or last.status == "not_finished"
+        while now or period:
+            if not now:
+                await asyncio.sleep(period)
+            now = False
+            try:
+                result = await asyncio.to_thread(self.store.check_integrity)
+                log.log(logging.INFO if result.status in ("ok", "not_finished") else logging.ERROR,
+                        "store integrity check: %s (%.1f s)", result.summary(), result.duration_s)  # fmt: skip
+            except Exception:
+                log.exception("store integrity check failed to run")
+
     async def _purge_loop(self) -> None:
         r = self.config.retention
         while True:
+            if self.store.corrupt is not None:  # it would only be refused, every hour, with a traceback
+                await asyncio.sleep(PURGE_PERIOD_S)
+                continue
             try:
                 n = await asyncio.to_thread(self.store.purge, r.measurements_days, r.snapshots_days)
                 if any(n.values()):
@@ -251,6 +300,54 @@ class CentralService:
             self._thread.join(timeout_s)
 
 
+def _open_store(config: CentralConfig) -> Store:
+    """Open the database, ``quick_check`` it for at most ``integrity_check_startup_s``, migrate it if it
+    did not fail. What SQLite says while opening becomes one line and an exit status (StoreFileError)."""
+    path = config.db_path
+    try:
+        store = Store(path, migrate=False)
+    except sqlite3.Error as e:
+        raise open_error(e, path) from None
+    try:
+        version = store.schema_version  # reads the schema: a file whose schema is unreadable stops here
+        if version > SCHEMA_VERSION:
+            raise StoreError(f"{path}: schema version {version} is newer than this software's ({SCHEMA_VERSION}); "
+                             "upgrade rftwin")  # fmt: skip
+        budget = config.store.integrity_check_startup_s
+        result = store.check_integrity(budget)
+        if result.failed:  # logged critical by the store; served degraded, read-only
+            if version != SCHEMA_VERSION:
+                raise StoreFileError(f"{path}: fails its integrity check ({result.summary()}) and needs a "
+                                     "migration, which is not run on a damaged database; restore a backup "
+                                     "(docs/operations.md)", EX_DATAERR)  # fmt: skip
+        else:
+            store.migrate()
+        if result.status == "ok":
+            log.info("store %s: quick_check ok (%.1f s)", path, result.duration_s)
+        elif result.status == "not_finished":
+            log.warning("store %s: quick_check not finished within %g s ([store] integrity_check_startup_s); "
+                        "it goes on in the background", path, budget)  # fmt: skip
+    except sqlite3.Error as e:
+        store.close()
+        raise open_error(e, path) from None
+    except StoreError as e:  # written by newer software
+        store.close()
+        raise StoreFileError(str(e), EX_DATAERR) from None
+    except BaseException:
+        store.close()
+        raise
+    return store
+
+
+class ListenError(OSError):
+    """The listening socket could not be bound; ``exit_code`` 75 (EX_TEMPFAIL) for a port in use,
+    77 (EX_NOPERM) for one this user may not bind, 69 (EX_UNAVAILABLE) otherwise (central.cli)."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
 def _bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -259,7 +356,8 @@ def _bind(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as e:
         sock.close()
-        raise OSError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+        code = {errno.EADDRINUSE: EX_TEMPFAIL, errno.EACCES: 77}.get(e.errno, 69)
+        raise ListenError(f"cannot listen on {host}:{port}: {e.strerror or e}", code) from None
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock

@@ -1,9 +1,15 @@
 """``rftwin-central status``: the central unit at a glance, for a person at the console.
 
-Asks the running service over its API on loopback (``/health``, ``/nodes``, ``/alarms?state=active``);
-when it does not answer, reads the same from the database **read-only** and says so. The active
-detector model and the database size always come from the database and the data directory (no API
-serves them). Every section names its source (``api`` or ``database``).
+Asks the running service whether it is up (``/health`` on loopback, the one open operation: every
+other read needs a viewer's credential, which a console command on the unit's own host has no need
+for) and reads nodes, active alarms, the active detector model and the database size from the
+database **read-only** and the data directory. Every section names its source (``api`` or
+``database``).
+
+The database's health: what the service's ``/health`` says (a ``failing`` one is a 503 that still
+answers: the service is up but refuses writes, e.g. a database that failed its integrity check), or,
+when it does not answer, ``PRAGMA quick_check`` on the read-only connection for at most ``--timeout``
+seconds.
 
 Read-only for real: the database is opened with ``mode=ro`` only while its ``-wal`` and ``-shm`` files
 exist (the service is running, or stopped uncleanly), else with ``immutable=1`` (a clean shutdown
@@ -25,7 +31,6 @@ from node.protocol import HEALTH_PATH
 
 DETECTOR_KIND = "detector"  # central.detection.live.MODEL_KIND (not imported: that pulls in the twin)
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
-API_PREFIX = HEALTH_PATH.rsplit("/", 1)[0]  # /api/v1 (central.api imports FastAPI: not needed here)
 
 
 class ReadOnlyStore(Store):
@@ -45,6 +50,7 @@ class ReadOnlyStore(Store):
             self._uri = f"{self.path.resolve().as_uri()}?immutable=1"
         self._busy_timeout_s = busy_timeout_s
         self._wlock = threading.RLock()
+        self._init_health()
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
@@ -73,12 +79,6 @@ def api_root(cfg: CentralConfig) -> str:
     return f"{cfg.scheme}://{f'[{host}]' if ':' in host else host}:{cfg.listen.port}"
 
 
-def _get(client, url: str) -> Any:
-    r = client.get(url)
-    r.raise_for_status()
-    return r.json()
-
-
 def gather(cfg: CentralConfig, url: str | None = None, timeout_s: float = 3.0) -> dict:
     """Everything ``status`` shows, as a dict (``--json`` prints it as is)."""
     import httpx
@@ -87,26 +87,30 @@ def gather(cfg: CentralConfig, url: str | None = None, timeout_s: float = 3.0) -
     host = httpx.URL(url).host
     out: dict[str, Any] = {"config": cfg.source, "site": cfg.site, "time_ns": time.time_ns(),
                            "service": {"url": url, "reachable": False, "detail": ""}}  # fmt: skip
-    # No credentials are sent (these endpoints are public), so on loopback the server's name need not
-    # match its certificate; anywhere else the certificate is checked as usual.
+    # No credentials are sent (/health is open), so on loopback the server's name need not match its
+    # certificate; anywhere else the certificate is checked as usual.
     verify = host not in LOOPBACK
     try:
         with httpx.Client(timeout=timeout_s, verify=verify) as client:
             t0 = time.perf_counter()
-            _get(client, url + HEALTH_PATH)
+            r = client.get(url + HEALTH_PATH)
+            if r.status_code != 503:  # 503: up, but failing (a problem body with health and checks)
+                r.raise_for_status()
+            health = r.json()
+            state = health.get("status", "ok") if r.status_code == 200 else health.get("health", "failing")
             out["service"].update(reachable=True, latency_ms=round((time.perf_counter() - t0) * 1e3, 1),
-                                  detail="health ok")  # fmt: skip
-            out["nodes"] = {"source": "api", "items": _get(client, url + API_PREFIX + "/nodes")}
-            out["alarms"] = {"source": "api", "active": _get(client, url + API_PREFIX + "/alarms?state=active")}
+                                  detail=f"health {state}", health=state, checks=health.get("checks") or {})  # fmt: skip
     except (httpx.HTTPError, ValueError) as e:
-        out["service"]["detail"] = f"{type(e).__name__}: {e}"
+        why = f"{type(e).__name__}: " + (str(e).splitlines() or [""])[0]
+        out["service"]["detail"] = f"{out['service']['detail']}; {why}" if out["service"]["reachable"] else why
     store = None
     db_error = None
     try:
         store = ReadOnlyStore(cfg.db_path)
-        if "nodes" not in out:
-            out["nodes"] = {"source": "database", "items": [h.to_dict() for h in store.node_health(cfg.detection.stale_s)]}
-            out["alarms"] = {"source": "database", "active": [a.to_dict() for a in store.alarms("active", 1000)]}
+        out["nodes"] = {"source": "database", "items": [h.to_dict() for h in store.node_health(cfg.detection.stale_s)]}
+        out["alarms"] = {"source": "database", "active": [a.to_dict() for a in store.alarms("active", 1000)]}
+        if not out["service"]["reachable"]:
+            out["integrity"] = _offline_check(store, timeout_s)
         model = store.active_model(DETECTOR_KIND)
         out["detector"] = {"source": "database", "configured": cfg.detection.detector,
                            "model": model.to_dict() if model else None}  # fmt: skip
@@ -128,6 +132,21 @@ def gather(cfg: CentralConfig, url: str | None = None, timeout_s: float = 3.0) -
             pass
     out["database"] = {"path": str(cfg.db_path), **sizes, **({"error": db_error} if db_error else {})}
     return out
+
+
+def _offline_check(store: ReadOnlyStore, budget_s: float) -> dict:
+    """``quick_check`` of the database the service is not serving, bounded (not through the store's
+    check_integrity: that would log, and this command prints)."""
+    from central.store.integrity import IntegrityResult, quick_check
+
+    try:
+        c = store._connect()
+    except sqlite3.Error as e:
+        return IntegrityResult("error", (str(e),), time.time_ns()).to_dict()
+    try:
+        return quick_check(c, budget_s).to_dict()
+    finally:
+        c.close()
 
 
 def _size(n: int) -> str:
@@ -155,6 +174,10 @@ def render(st: dict) -> str:
     lines = [f"rftwin central unit, site {st['site']} ({st['config']})"]
     if svc["reachable"]:
         lines.append(f"service   up: {svc['url']} answers ({svc['detail']}, {svc.get('latency_ms')} ms)")
+        for name, c in (svc.get("checks") or {}).items():
+            lines.append(f"  {c['status'].upper()} {name}: {c['reason']}: {c['detail']}")
+        if svc.get("health") == "failing":
+            lines.append("          nothing is acknowledged; the nodes keep their spools: see docs/operations.md")
     else:
         lines.append(f"service   DOWN: {svc['url']} does not answer ({svc['detail']})")
         lines.append("          showing the database (read-only); see: systemctl status rftwin-central, "
@@ -209,4 +232,14 @@ def render(st: dict) -> str:
     if "db_bytes" in db:
         size = _size(db["db_bytes"]) + (f" + {_size(db['wal_bytes'])} WAL" if db.get("wal_bytes") else "")
     lines.append(f"database  {db['path']}: " + "; ".join(x for x in (size, db.get("error")) if x))
+    integrity = st.get("integrity")
+    if integrity is not None:
+        bad = integrity["status"] == "failed"
+        lines.append(f"          integrity [from the database]: {'CORRUPT: ' if bad else ''}{integrity['summary']}"
+                     + ("; restore a backup or recover it (docs/operations.md)" if bad else ""))  # fmt: skip
+    elif svc["reachable"] and svc.get("health"):
+        checks = svc.get("checks") or {}
+        db_check = checks.get("database")
+        lines.append("          integrity [from the API]: " + (f"{db_check['status'].upper()}: {db_check['detail']}"
+                     if db_check else "no problem reported"))  # fmt: skip
     return "\n".join(lines)

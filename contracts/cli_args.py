@@ -13,13 +13,15 @@ def run_command(prog: str, parser: argparse.ArgumentParser, argv: Sequence[str] 
                 expected: tuple[type[BaseException], ...]) -> int:  # fmt: skip
     """Parse ``argv``, run the subcommand's ``func(args)`` and return its exit status; an ``expected``
     failure (bad input, a file that cannot be read) is one line ``PROG: error: …`` and exit status 2,
-    not a traceback."""
+    not a traceback; an exception with an ``exit_code`` attribute exits with that status instead
+    (sysexits.h: ``rftwin-central run`` tells a corrupt database from a busy port that way)."""
     args = parser.parse_args(argv)
     try:
         return args.func(args)
     except expected as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
-        return 2
+        print(f"{prog}: error: " + " ".join(str(e).splitlines()), file=sys.stderr)  # one line, always
+        code = getattr(e, "exit_code", 2)
+        return code if isinstance(code, int) else 2
 
 
 def position_arg(text: str) -> tuple[float, float, float]:

@@ -10,6 +10,13 @@ Two threads, each with one job and its own SQLite connection to the spool:
 
 Nothing here may kill the agent: SDR read errors are logged, counted, reported in the status and
 retried (the radio is reopened when its backend gives up); upload failures only delay delivery.
+A full spool (its disk full, or ``max_records``; :mod:`node.spool`) neither: the loop keeps its
+heartbeat, the spool policy applies (``drop_oldest``: each new reading replaces the oldest;
+``refuse``: the radio is left alone, and the spool looked at again every ``SPOOL_RETRY_S``), the
+state goes to the status (file, systemd STATUS=) and to the central unit in every batch's header,
+and the journal gets one line when the spool fills and one when it has room again: not one per
+reading, for a condition that may last days. Room comes back by itself (acks free pages in the
+file, or someone frees disk space) and the agent carries on without a restart.
 Only a *stuck* measurement loop ends the process, on purpose: the watchdog thread stops pinging
 systemd and exits non-zero, so systemd restarts a fresh process.
 """
@@ -27,7 +34,7 @@ from dataclasses import asdict, dataclass, field
 
 from node.config import NodeConfig
 from node.measure import Measurer, Reading
-from node.protocol import Measurement, ProtocolError
+from node.protocol import Measurement, ProtocolError, SpoolState
 from contracts.sd_notify import Notifier, watchdog_interval_s
 from node.sdr.base import SdrBackend
 from node.sigmf import prune, write_capture
@@ -37,6 +44,9 @@ from node.uplink import Backoff, CentralLocator, Uplink, UplinkAuthError, Uplink
 log = logging.getLogger(__name__)
 EXIT_WATCHDOG = 70  # EX_SOFTWARE: the measurement loop hung
 STATUS_PERIOD_S = 1.0
+# A full spool is looked at again this often when nothing could be stored (policy "refuse", or a disk
+# so full that not even drop_oldest could write): the radio is left alone in between.
+SPOOL_RETRY_S = 1.0
 
 
 @dataclass
@@ -57,12 +67,22 @@ class AgentStatus:
     last_upload_unix_s: float | None = None
     central_url: str | None = None
     pending: int = 0
-    dropped: int = 0
-    refused: int = 0  # readings the spool refused (policy "refuse" and full)
+    dropped: int = 0  # records the drop_oldest policy deleted unsent (since the spool was created)
+    refused: int = 0  # measurement intervals with no stored reading because the spool was full
     captures: int = 0
+    spool_full: bool = False  # the spool had no room for the latest reading (spool_full_reason says why)
+    spool_full_reason: str = ""
+    spool_full_since_unix_s: float | None = None
+    spool_free_bytes: int | None = None  # free space on the spool's filesystem, at the last report
+    measuring_paused: bool = False  # the spool is full and nothing can be stored: the radio is left alone
 
     def summary(self) -> str:
         parts = [f"{self.readings} readings", f"{self.pending} pending", f"{self.uploaded} uploaded"]
+        if self.spool_full:  # first: systemctl status may cut the line short
+            action = "not measuring" if self.measuring_paused else "dropping the oldest"
+            parts.insert(0, f"SPOOL FULL, {action} ({self.spool_full_reason})")
+        if self.dropped or self.refused:
+            parts.append(f"{self.dropped} dropped, {self.refused} refused")
         if self.last_power_dbm is not None:
             parts.append(f"last {self.last_power_dbm:.1f} dBm")
         if self.read_errors:
@@ -91,6 +111,8 @@ class Agent:
         # systemd's watchdog when it watches us; else our own, generous enough for a slow radio.
         self.watchdog_s = watchdog_s or watchdog_interval_s() or max(30.0, 20 * cfg.interval_s)
         self._last_capture_mono = -float("inf")
+        self._spool_retry_mono: float | None = None  # set while nothing can be stored: when to look again
+        self._status_write_failed = False
         self.spool: Spool | None = None  # opened by run(): an SQLite connection belongs to its thread
         c = cfg.central
         self.uplink = uplink or Uplink(cfg.node_id, c.token, CentralLocator(c.url, c.discovery_timeout_s),
@@ -139,7 +161,8 @@ class Agent:
         return 0
 
     def _open_spool(self) -> Spool:
-        return Spool(self.cfg.spool.path, self.cfg.spool.max_records, self.cfg.spool.policy)  # type: ignore[arg-type]
+        sp = self.cfg.spool
+        return Spool(sp.path, sp.max_records, sp.policy, sp.reserve_bytes)  # type: ignore[arg-type]
 
     # -- measurement ---------------------------------------------------------------------------
 
@@ -170,6 +193,9 @@ class Agent:
 
     def _measure_once(self) -> bool:
         st = self.status
+        if self._spool_paused():
+            st.refused += 1  # an interval without a reading: counted, so that the gap is known
+            return True
         try:
             if self._measurer is None:
                 self._measurer = Measurer(self.cfg.node_id, self._open_radio(self.cfg), self.cfg.band,
@@ -185,21 +211,61 @@ class Agent:
             return False
         try:
             stored = self.spool.append(reading.measurement)
-        except SpoolFull as e:
+        except SpoolFull as e:  # nothing stored, no seq used: leave the radio alone for a while
             st.refused += 1
-            log.error("%s; reading dropped (spool policy 'refuse')", e)
+            self._spool_retry_mono = time.monotonic() + SPOOL_RETRY_S
+            st.measuring_paused = True
+            self._note_spool(e.reason, str(e))
             return True
         except ProtocolError as e:  # a reading no central unit would accept: a bug, say so loudly
             st.read_errors += 1
             st.last_read_error = f"invalid reading: {e}"
             log.error("invalid reading not spooled: %s", e)
             return True
+        self._note_spool(self.spool.full_reason)
         self._wake_uplink.set()
         st.readings += 1
         st.last_power_dbm = stored.power_dbm
         st.saturated_readings += stored.saturated
         self._maybe_capture(reading, stored)
         return True
+
+    def _spool_paused(self) -> bool:
+        """True while a full spool can store nothing and the radio is to be left alone. Every
+        SPOOL_RETRY_S: policy ``refuse`` looks at the spool (a statvfs and a count; no reading), so
+        the radio stays off until there is room; ``drop_oldest`` just tries a reading again (for it,
+        a spool short of space is normal work, and only a write can tell whether a ring step fits)."""
+        if self._spool_retry_mono is None:
+            return False
+        now = time.monotonic()
+        if now < self._spool_retry_mono:
+            return True
+        if self.cfg.spool.policy == "refuse" and self.spool.room():
+            self._spool_retry_mono = now + SPOOL_RETRY_S
+            return True
+        self._spool_retry_mono = None
+        self.status.measuring_paused = False
+        return False
+
+    def _note_spool(self, reason: str, detail: str = "") -> None:
+        """Follow the spool's full / not full state (``reason`` "" = the reading had room): the status
+        says it all the time, the journal once per change."""
+        st = self.status
+        if reason and not st.spool_full:
+            st.spool_full, st.spool_full_since_unix_s = True, time.time()
+            st.spool_full_reason = detail or self.spool.describe(reason)
+            if self.cfg.spool.policy == "refuse":
+                action = f"not measuring until it has room again (looking every {SPOOL_RETRY_S:g} s)"
+            else:
+                action = "each new reading replaces the oldest unsent one (counted as dropped)"
+            log.warning("spool full: %s; policy %s: %s", st.spool_full_reason, self.cfg.spool.policy, action)
+        elif not reason and st.spool_full:
+            full_s = time.time() - (st.spool_full_since_unix_s or time.time())
+            log.warning("spool has room again after %.0f s full (%d records dropped, %d readings refused so far): "
+                        "measuring normally", full_s, self.spool.dropped, st.refused)  # fmt: skip
+            st.spool_full, st.spool_full_reason, st.spool_full_since_unix_s = False, "", None
+        elif reason and detail:
+            st.spool_full_reason = detail
 
     def _close_radio(self) -> None:
         if self._measurer is not None:
@@ -250,7 +316,7 @@ class Agent:
                     self._wake_uplink.clear()
                     continue
                 try:
-                    ack = self.uplink.send(batch)
+                    ack = self.uplink.send(batch, self._spool_header(spool))
                 except Exception as e:  # UplinkError is expected; anything else must not end uploads
                     if not isinstance(e, UplinkError):
                         log.exception("unexpected uplink failure")
@@ -264,7 +330,9 @@ class Agent:
                     if self._stop.wait(backoff.next_delay_s()):
                         return  # stopping: what is unsent stays spooled for the next start
                     continue
-                removed = spool.ack(list(ack.acked))
+                removed = self._forget(spool, list(ack.acked))
+                if removed is None:
+                    return  # stopping on a full disk: the next start sends those again (harmless)
                 failures = 0
                 backoff.reset()
                 st = self.status
@@ -274,6 +342,29 @@ class Agent:
                 st.central_url = self.uplink.locator.url()
         finally:
             spool.close()
+
+    def _spool_header(self, spool: Spool) -> SpoolState:
+        """The spool's state for the batch header (the measurement loop says whether it is full)."""
+        st = self.status
+        return SpoolState(st.spool_full, spool.dropped, st.refused, spool.free_bytes())
+
+    def _forget(self, spool: Spool, seqs: list[int]) -> int | None:
+        """Delete what the central unit acknowledged. On a disk so full that not even a delete fits,
+        keep trying (with backoff) instead of sending anything else: the acknowledged records would
+        only go out again. None when the agent stops first."""
+        backoff = Backoff(min(1.0, SPOOL_RETRY_S), 30.0)
+        while True:
+            try:
+                removed = spool.ack(seqs)
+            except SpoolFull as e:
+                if backoff.attempt == 0:
+                    log.warning("%s; trying again", e)
+                if self._stop.wait(backoff.next_delay_s()):
+                    return None
+                continue
+            if backoff.attempt:
+                log.warning("acknowledged records removed from the spool after %d attempts", backoff.attempt + 1)
+            return removed
 
     # -- health --------------------------------------------------------------------------------
 
@@ -294,15 +385,28 @@ class Agent:
         st = self.status
         st.pending = len(self.spool)
         st.dropped = self.spool.dropped
+        st.spool_free_bytes = self.spool.free_bytes()
         self.notifier.status(st.summary())
         self._write_status()
 
     def _write_status(self) -> None:
+        """status.json, replaced whole (a reader never sees half of it). It shares the spool's disk: on
+        a full one the write fails, which is logged once (not every second) and survived."""
         path = self.cfg.status_path
+        tmp = path.with_name(f"{path.name}.{threading.get_ident()}.tmp")  # two threads may write
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f"{path.name}.{threading.get_ident()}.tmp")  # two threads may write
             tmp.write_text(json.dumps({**asdict(self.status), "written_unix_s": time.time()}, indent=1))
             os.replace(tmp, path)
         except OSError as e:
-            log.warning("cannot write status file %s: %s", path, e)
+            try:
+                tmp.unlink(missing_ok=True)  # a truncated temporary file would only take more space
+            except OSError:
+                pass
+            if not self._status_write_failed:
+                log.warning("cannot write status file %s: %s (logged once until it works again)", path, e)
+            self._status_write_failed = True
+            return
+        if self._status_write_failed:
+            log.warning("status file %s written again", path)
+            self._status_write_failed = False

@@ -131,8 +131,11 @@ def cmd_check(args) -> int:
     if cfg.spool.path.exists():
         from node.spool import Spool
 
-        spool = Spool(cfg.spool.path, cfg.spool.max_records, cfg.spool.policy)  # type: ignore[arg-type]
-        report("spool", True, f"{cfg.spool.path}: {len(spool)} pending, {spool.dropped} dropped by policy")
+        sp = cfg.spool
+        spool = Spool(sp.path, sp.max_records, sp.policy, sp.reserve_bytes)  # type: ignore[arg-type]
+        full = spool.room()
+        room = f"FULL: {spool.describe(full)}" if full else f"{spool.free_bytes()} bytes free"
+        report("spool", True, f"{sp.path}: {len(spool)} pending, {spool.dropped} dropped by policy, {room}")
         spool.close()
     return 0 if ok else 1
 
@@ -149,11 +152,16 @@ def cmd_status(args) -> int:
         print(json.dumps(st, indent=1))
         return 0
     age = time.time() - st.get("written_unix_s", 0)
-    stale = "; STALE: is the agent running? systemctl status rftwin-node" if age > 10 else ""
+    stale = ("; STALE: is the agent running? systemctl status rftwin-node; or is its disk too full for this file? "
+             "df " + str(cfg.status_path.parent)) if age > 10 else ""  # fmt: skip
     print(f"node {st['node_id']} (status written {age:.0f} s ago{stale})")
+    if st.get("spool_full"):
+        action = "NOT MEASURING" if st.get("measuring_paused") else "dropping the oldest unsent readings"
+        print(f"  SPOOL FULL since {time.ctime(st.get('spool_full_since_unix_s') or 0)}, {action}: "
+              f"{st.get('spool_full_reason')}")  # fmt: skip
     for key in ("readings", "last_power_dbm", "saturated_readings", "read_errors", "last_read_error", "radio_open",
-                "uploaded", "pending", "dropped", "refused", "upload_failures", "last_upload_error", "central_url",
-                "captures"):  # fmt: skip
+                "uploaded", "pending", "dropped", "refused", "spool_full", "spool_free_bytes", "measuring_paused",
+                "upload_failures", "last_upload_error", "central_url", "captures"):  # fmt: skip
         print(f"  {key:20s} {st.get(key)}")
     return 0
 

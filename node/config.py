@@ -41,6 +41,9 @@ Example (every key, with its default where it has one)::
     [spool]
     max_records = 1000000
     policy = "drop_oldest"                  # or "refuse"
+    reserve_bytes = 67108864                # free space the spool leaves on its filesystem, for the
+                                            # status file and its own WAL (default: 1/16 of the
+                                            # filesystem, at most 64 MiB; node/spool.py says why)
 
     [sigmf]
     on_saturation = true                    # capture the IQ of saturated readings
@@ -92,6 +95,7 @@ class SpoolConfig:
     path: Path
     max_records: int
     policy: str
+    reserve_bytes: int | None = None  # None: scaled to the filesystem (node.spool.Spool)
 
 
 @dataclass(frozen=True)
@@ -146,6 +150,7 @@ def parse_config(data: dict, source: str = "<config>", base_dir: Path | None = N
         path=state_dir / "spool.db",
         max_records=spool_f.integer("max_records", 1, 100_000_000, default=1_000_000),
         policy=spool_f.string("policy", "drop_oldest", choices=("drop_oldest", "refuse")),
+        reserve_bytes=spool_f.integer("reserve_bytes", 0, 2**62) if spool_f.has("reserve_bytes") else None,
     )
     spool_f.reject_unknown()
     sig_f = top.sub("sigmf")

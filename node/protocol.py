@@ -21,10 +21,26 @@ NODE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 POWER_DBM_RANGE = (-200.0, 60.0)
 FREQUENCY_HZ_RANGE = (1e6, 1e11)
 GAIN_DB_RANGE = (-50.0, 120.0)
+MIN_T_NS = 1_577_836_800_000_000_000  # 2020-01-01T00:00:00Z in ns since the epoch
+"""The earliest ``t_ns`` a reading (or a context estimate) may carry. A node that booted without a
+clock (an ADALM-Pluto has no RTC; a Pi without network time) stamps its readings in 1970, and such a
+reading can never be placed against context, snapshots or alarms: it is refused (the node's spool
+validates before storing, so it never blocks the replay queue), as a ``t_ns`` too far in the future is
+refused by the central unit (``[limits] max_future_skew_s``)."""
 
 
 class ProtocolError(ValueError):
     """A record that cannot be a measurement; the message names the field."""
+
+
+def check_keys(d: object, what: str, allowed: set[str], required: set[str], prefix: str = "") -> None:
+    """``d`` is a JSON object with only ``allowed`` and all ``required`` keys (ProtocolError otherwise)."""
+    if not isinstance(d, dict):
+        raise ProtocolError(f"{what} must be an object, got {type(d).__name__}")
+    if unknown := set(d) - allowed:
+        raise ProtocolError(f"{prefix}unknown fields {sorted(unknown)}")
+    if missing := required - set(d):
+        raise ProtocolError(f"{prefix}missing fields {sorted(missing)}")
 
 
 @dataclass(frozen=True)
@@ -47,19 +63,16 @@ class Measurement:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Measurement":
-        if not isinstance(d, dict):
-            raise ProtocolError(f"a measurement must be an object, got {type(d).__name__}")
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ProtocolError(f"unknown fields {sorted(unknown)}")
-        missing = {"node_id", "seq", "t_ns", "f_center_hz", "bandwidth_hz", "power_dbm"} - set(d)
-        if missing:
-            raise ProtocolError(f"missing fields {sorted(missing)}")
+        check_keys(d, "a measurement", set(cls.__dataclass_fields__),
+                   {"node_id", "seq", "t_ns", "f_center_hz", "bandwidth_hz", "power_dbm"})  # fmt: skip
 
         node_id = d["node_id"]
         if not isinstance(node_id, str) or not NODE_ID_RE.match(node_id):
             raise ProtocolError(f"node_id must be 1-64 of letters, digits, '-', '_', '.', got {node_id!r}")
         seq, t_ns = _int(d, "seq", 0), _int(d, "t_ns", 1)
+        if t_ns < MIN_T_NS:
+            raise ProtocolError(f"node clock not set? t_ns {t_ns} is before 2020-01-01 (t_ns must be at least "
+                                f"{MIN_T_NS}, UTC ns since the epoch): set the node's clock (NTP)")  # fmt: skip
         f = _real(d, "f_center_hz", *FREQUENCY_HZ_RANGE)
         bw = _real(d, "bandwidth_hz", 1.0, f)
         power = _real(d, "power_dbm", *POWER_DBM_RANGE)
@@ -76,24 +89,55 @@ class Measurement:
 
 
 @dataclass(frozen=True)
+class SpoolState:
+    """The node's spool when it sent a batch: the batch header that lets the central unit show that a
+    node is losing readings to a full disk before anyone reads the node's journal. Optional in
+    :class:`IngestBatch` (protocol 1 batches without it stay valid), so it needs no new version.
+
+    ``full``: the spool had no room for the node's latest reading (disk or ``max_records``);
+    ``dropped``: records the ``drop_oldest`` policy deleted unsent, since the spool was created;
+    ``refused``: readings not stored because the spool was full, since the agent started;
+    ``free_bytes``: free space on the filesystem of the node's spool."""
+
+    full: bool
+    dropped: int = 0
+    refused: int = 0
+    free_bytes: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SpoolState":
+        check_keys(d, "spool", set(cls.__dataclass_fields__), set(cls.__dataclass_fields__), prefix="spool: ")
+        if not isinstance(d["full"], bool):
+            raise ProtocolError(f"spool: full must be true or false, got {d['full']!r}")
+        try:
+            return cls(d["full"], _int(d, "dropped", 0), _int(d, "refused", 0), _int(d, "free_bytes", 0))
+        except ProtocolError as e:
+            raise ProtocolError(f"spool: {e}") from None
+
+
+@dataclass(frozen=True)
 class IngestBatch:
-    """One upload: records of one node, in sequence order (a node can only write as itself)."""
+    """One upload: records of one node, in sequence order (a node can only write as itself), and,
+    from nodes that send it, the state of the node's spool (``spool``: null or absent when not sent)."""
 
     node_id: str
     records: tuple[Measurement, ...]
     protocol: int = PROTOCOL_VERSION
+    spool: SpoolState | None = None
 
     def to_dict(self) -> dict:
-        return {"protocol": self.protocol, "node_id": self.node_id, "records": [m.to_dict() for m in self.records]}
+        d = {"protocol": self.protocol, "node_id": self.node_id, "records": [m.to_dict() for m in self.records]}
+        if self.spool is not None:  # absent rather than null: what a central unit before it expects
+            d["spool"] = self.spool.to_dict()
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "IngestBatch":
         """Validate a whole batch; one bad record refuses the batch (the error names its index)."""
-        if not isinstance(d, dict):
-            raise ProtocolError(f"a batch must be an object, got {type(d).__name__}")
-        unknown = set(d) - {"protocol", "node_id", "records"}
-        if unknown:
-            raise ProtocolError(f"unknown fields {sorted(unknown)}")
+        check_keys(d, "a batch", {"protocol", "node_id", "records", "spool"}, set())
         if d.get("protocol") != PROTOCOL_VERSION:
             raise ProtocolError(f"protocol must be {PROTOCOL_VERSION}, got {d.get('protocol')!r}")
         node_id, records = d.get("node_id"), d.get("records")
@@ -110,7 +154,8 @@ class IngestBatch:
             if m.node_id != node_id:
                 raise ProtocolError(f"records[{i}]: node_id {m.node_id!r} differs from the batch's {node_id!r}")
             parsed.append(m)
-        return cls(node_id, tuple(parsed))
+        spool = d.get("spool")
+        return cls(node_id, tuple(parsed), spool=None if spool is None else SpoolState.from_dict(spool))
 
 
 @dataclass(frozen=True)

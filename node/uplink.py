@@ -23,7 +23,7 @@ from pathlib import Path
 
 import httpx
 
-from node.protocol import INGEST_PATH, IngestAck, IngestBatch, Measurement, ProtocolError
+from node.protocol import INGEST_PATH, IngestAck, IngestBatch, Measurement, ProtocolError, SpoolState
 
 log = logging.getLogger(__name__)
 
@@ -107,9 +107,10 @@ class Uplink:
             timeout=timeout_s, verify=verify, transport=transport,
         )  # fmt: skip
 
-    def send(self, records: Sequence[Measurement]) -> IngestAck:
-        """POST one batch; returns the acknowledgement restricted to the seqs actually sent."""
-        body = json.dumps(IngestBatch(self.node_id, tuple(records)).to_dict())
+    def send(self, records: Sequence[Measurement], spool: SpoolState | None = None) -> IngestAck:
+        """POST one batch (with ``spool`` in its header when given); returns the acknowledgement
+        restricted to the seqs actually sent."""
+        body = json.dumps(IngestBatch(self.node_id, tuple(records), spool=spool).to_dict())
         url = self.locator.url() + INGEST_PATH
         try:
             resp = self._client.post(url, content=body)

@@ -25,7 +25,7 @@ from pathlib import Path
 from central.twin import Twin
 from central.twin.progress import tracing_progress_bar
 from central.twin.site import DEFAULT_SITE, builtin_site_path, resolve_site
-from sim.station import SimulatedStation, StationSettings, summary
+from sim.station import VIEWER_TOKEN, SimulatedStation, StationSettings, summary
 from sim.world_builder import TRUTH_SITE, make_world
 
 OUT = Path("out")
@@ -39,7 +39,9 @@ def say(msg: str) -> None:
     print(f"[demo {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def screenshot(url: str, path: Path) -> Path | None:
+def screenshot(url: str, token: str, path: Path) -> Path | None:
+    """The dashboard at ``url`` once it shows the alarm, as an operator sees it: logged in through the
+    login page with ``token``."""
     chromium = os.environ.get("RFTWIN_CHROMIUM", "/usr/bin/chromium")
     try:
         from playwright.sync_api import sync_playwright
@@ -52,7 +54,10 @@ def screenshot(url: str, path: Path) -> Path | None:
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=chromium, args=args, headless=True)
         page = browser.new_page(viewport={"width": 1440, "height": 1000})
-        page.goto(url)
+        page.goto(url)  # no session yet: the login page
+        page.fill("#token", token)
+        page.click("#login-button")
+        page.wait_for_url(url)
         page.wait_for_selector('#alarm-banner[data-state="active"]', timeout=20_000)
         page.wait_for_timeout(1500)  # a few live updates: history plot and node table filled
         page.screenshot(path=str(path), full_page=True)
@@ -85,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         station.start()
         dash = f"{station.url}/"
         say(f"central unit up: dashboard at {dash}  (API docs at {station.url}/docs)")
+        say(f"log in to the dashboard with the simulation's viewer token {VIEWER_TOKEN}")
         say(f"{len(site.sensing_units)} node agents started; AGVs moving; context feed with 0.37 m error")
         say(f"offline phase: {NORMAL_S:.0f} s of normal operation to learn the residual statistics")
         _wait(station, NORMAL_S)
@@ -113,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
             err = ((pos[0] - JAMMER_POSITION_M[0]) ** 2 + (pos[1] - JAMMER_POSITION_M[1]) ** 2) ** 0.5
             say(f"localisation error {err:.1f} m")
         try:
-            shot = screenshot(dash, OUT / "demo-dashboard.png")
+            shot = screenshot(dash, VIEWER_TOKEN, OUT / "demo-dashboard.png")
             say(f"dashboard with the alarm saved to {shot}" if shot else "no headless chromium: no screenshot")
         except Exception as e:  # noqa: BLE001 - the screenshot is a bonus, the station is the demo
             say(f"screenshot failed: {e}")

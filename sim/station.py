@@ -32,6 +32,7 @@ from sim.world import World
 log = logging.getLogger("rftwin.station")
 INTEGRATION_TOKEN = "rti_simulated-context-feed"  # a simulation's own token, hashed into its config
 OPERATOR_TOKEN = "rto_simulation-operator"
+VIEWER_TOKEN = "rtv_simulation-viewer"  # the demo's dashboard login (a simulation's token, never a real one)
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,9 @@ token_sha256 = "{hash_token(INTEGRATION_TOKEN)}"
 [[operators]]
 name = "simulation"
 token_sha256 = "{hash_token(OPERATOR_TOKEN)}"
+[[viewers]]
+name = "demo-viewer"
+token_sha256 = "{hash_token(VIEWER_TOKEN)}"
 """)
         from central.config import load_config
         from central.enrolment import enrol_node
@@ -163,7 +167,8 @@ backoff_max_s = 2.0
         return time.time() - self.start_time_s
 
     def get(self, path: str, **params):
-        r = httpx.get(f"{self.url}/api/v1{path}", params=params, timeout=10)
+        r = httpx.get(f"{self.url}/api/v1{path}", params=params, timeout=10,
+                      headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"})  # fmt: skip
         r.raise_for_status()
         return r.json()
 

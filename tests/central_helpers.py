@@ -12,11 +12,22 @@ from node.protocol import Measurement
 
 INTEGRATION_TOKEN = "rti_config-integration-token"
 OPERATOR_TOKEN = "rto_config-operator-token"
+VIEWER_TOKEN = "rtv_config-viewer-token"
+SCRAPER_TOKEN = "rts_config-scraper-token"
+
+
+def bearer(token: str) -> dict[str, str]:
+    """The ``Authorization`` header of a request made with ``token``."""
+    return {"Authorization": f"Bearer {token}"}
+
+
+VIEWER = bearer(VIEWER_TOKEN)  # headers of a read
 
 
 def central_config(tmp_path: Path, **sections) -> CentralConfig:
     """The paper's hall, data in tmp_path, an ephemeral loopback port, no zeroconf; one integration
-    and one operator token from the config file. ``sections`` override/add top-level keys."""
+    one operator, one viewer and one scraper token from the config file. ``sections`` override/add
+    top-level keys."""
     doc = {
         "site": "factory-hall-a",
         "data_dir": str(tmp_path / "data"),
@@ -24,6 +35,8 @@ def central_config(tmp_path: Path, **sections) -> CentralConfig:
         "listen": {"host": "127.0.0.1", "port": 0},
         "integrations": [{"name": "scenario", "token_sha256": hash_token(INTEGRATION_TOKEN)}],
         "operators": [{"name": "shift-lead", "token_sha256": hash_token(OPERATOR_TOKEN)}],
+        "viewers": [{"name": "control-room", "token_sha256": hash_token(VIEWER_TOKEN)}],
+        "scrapers": [{"name": "prometheus", "token_sha256": hash_token(SCRAPER_TOKEN)}],
         **sections,
     }
     return parse_config(doc, "<test>", tmp_path)

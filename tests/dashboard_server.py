@@ -6,11 +6,16 @@ publish them, so the page and the SSE stream are tested against the real wire fo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
 
 import numpy as np
 import uvicorn
@@ -20,9 +25,37 @@ from central.dashboard import DashboardRecorder, dashboard_router
 from central.events import EventBus
 from central.live import Alarm, NodeHealth, Snapshot, SuState, TxContext
 from central.twin.site import Site
+from tests.central_helpers import VIEWER_TOKEN
 
 JAMMER_XY = (25.0, 15.5)  # in the aisle between production lines 5 and 6
 THRESHOLD = 3.0
+
+
+def secured_app(bus: EventBus, site: Site) -> FastAPI:
+    """A bare app with what the dashboard's routes rely on: the API's state (a real store in a
+    temporary folder, the test config's viewer and operator tokens), its error answers, its security
+    state, and the login (``/api/v1/session``)."""
+    from central.api import AppState, problems, security, session
+    from central.store import Store
+    from tests.central_helpers import central_config
+
+    cfg = central_config(Path(tempfile.mkdtemp(prefix="rftwin-dashboard-")))
+    app = FastAPI()
+    app.state.rftwin = AppState(cfg, Store(cfg.db_path), bus, site)
+    problems.install_error_handlers(app)
+    security.install_security(app, cfg.limits)
+    app.include_router(session.router, prefix="/api/v1")
+    return app
+
+
+@contextlib.contextmanager
+def login(url: str, token: str = VIEWER_TOKEN) -> Iterator[httpx.Client]:
+    """``with login(url) as browser:`` a client logged in to the dashboard at ``url`` (it carries the
+    session cookie, as a browser does)."""
+    with httpx.Client(base_url=url, timeout=10) as client:
+        r = client.post("/api/v1/session", json={"token": token})
+        assert r.status_code == 201, r.text
+        yield client
 
 
 class DashboardServer:
@@ -30,10 +63,11 @@ class DashboardServer:
 
     def __init__(self, bus: EventBus, site: Site, heartbeat_s: float = 15.0,
                  recorder: DashboardRecorder | None = None, app: FastAPI | None = None):  # fmt: skip
-        """Serves ``app`` if given (its dashboard already mounted), else an app with only the dashboard."""
+        """Serves ``app`` if given (its dashboard already mounted), else an app with only the dashboard
+        (and what it needs: :func:`secured_app`)."""
         if app is None:
             self.recorder = recorder or DashboardRecorder()
-            app = FastAPI()
+            app = secured_app(bus, site)
             app.include_router(dashboard_router(bus, site, heartbeat_s=heartbeat_s, recorder=self.recorder))
         else:
             self.recorder = app.state.dashboard_recorder
@@ -113,8 +147,10 @@ def affected(snap: Snapshot, min_db: float = 6.0) -> tuple[str, ...]:
     )
 
 
-def nodes(site: Site, now_ns: int, stale: frozenset[str] = frozenset(),
-          saturated: frozenset[str] = frozenset(), records: int = 1000) -> dict:  # fmt: skip
+def nodes(site: Site, now_ns: int, stale: frozenset[str] = frozenset(), saturated: frozenset[str] = frozenset(),
+          records: int = 1000, spool_full: frozenset[str] = frozenset()) -> dict:  # fmt: skip
+    """The ``nodes`` event: every SU's health, with the spool state its batches report (``spool_full``:
+    nodes whose disk is full and that drop their oldest readings)."""
     out = []
     for i, su in enumerate(site.sensing_units):
         seen = now_ns - (int(45e9) if su.id in stale else int(0.4e9))
@@ -122,7 +158,9 @@ def nodes(site: Site, now_ns: int, stale: frozenset[str] = frozenset(),
         out.append(NodeHealth(su.id, su.position_m, seen, seen - int(0.05e9), -18.0 if sat else -62.0 - i,
                               records + 17 * i, sat, not sat and su.id not in stale,
                               "front end overloaded" if sat else "no record for 45 s" if su.id in stale else ""))  # fmt: skip
-    return {"t_ns": now_ns, "nodes": [n.to_dict() for n in out]}
+    spools = {su.id: {"full": su.id in spool_full, "dropped": 40 if su.id in spool_full else 0, "refused": 0,
+                      "free_bytes": 0 if su.id in spool_full else 10**9} for su in site.sensing_units}  # fmt: skip
+    return {"t_ns": now_ns, "nodes": [{**n.to_dict(), "spool": spools[n.node_id]} for n in out]}
 
 
 def alarm(

@@ -21,7 +21,7 @@ from calibration.cli import main as calibrate
 from calibration.points import measurement_matrix, read_points_csv
 from central.campaign import aggregate, check_position, mean_power_dbm, std_db
 from central.service import CentralService
-from tests.central_helpers import OPERATOR_TOKEN, central_config
+from tests.central_helpers import OPERATOR_TOKEN, VIEWER, VIEWER_TOKEN, central_config
 from tests.conftest import DATA
 
 OP = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
@@ -151,9 +151,10 @@ def test_api_round_trip_start_point_status_export_csv(unit, tmp_path):
     assert high["count"] == 11
     assert high["mean_dbm"] == pytest.approx(mean_power_dbm([-70.0] * 10 + [-67.0]), abs=1e-3)
 
-    status = api(unit, "GET", "/campaigns/c1", headers={}).json()  # reads are open, like every read
+    assert api(unit, "GET", "/campaigns/c1", headers={}).status_code == 401  # every read needs a credential
+    status = api(unit, "GET", "/campaigns/c1", headers=VIEWER).json()  # a viewer may read
     assert (status["n_points"], status["n_accepted"], status["n_rejected"]) == (1, 1, 0)
-    points = to_points(CentralClient(unit.url).campaign("c1")["points"])
+    points = to_points(CentralClient(unit.url, VIEWER_TOKEN).campaign("c1")["points"])
     back = read_points_csv(write_points_csv(points, tmp_path / "c1.csv"))
     assert back[0].position_m == (1.5, 1.5, 1.5) and back[0].su_ids == ["low", "high"]
     np.testing.assert_allclose(back[0].mean_dbm, [low["mean_dbm"], high["mean_dbm"]], atol=1e-3)
@@ -176,7 +177,8 @@ def test_saturated_or_missing_sus_reject_the_point_with_the_reason(unit, tmp_pat
         "saturated": 0,
     }
 
-    assert calibrate(["campaign", "export", "--url", unit.url, "--out", str(tmp_path / "c.csv")]) == 0
+    assert calibrate(["campaign", "export", "--url", unit.url, "--token", OPERATOR_TOKEN, "--out",
+                      str(tmp_path / "c.csv")]) == 0  # fmt: skip
     points = read_points_csv(tmp_path / "c.csv")
     assert [p.rejected for p in points] == [
         "",
@@ -198,7 +200,8 @@ def test_one_open_campaign_names_never_reused_closed_takes_no_points(unit):
     refused(api(unit, "POST", "/campaigns", json={"name": "c1"}), 409, "already exists (closed)")
     assert api(unit, "POST", "/campaigns", json={"name": "c2"}).status_code == 201
     refused(api(unit, "GET", "/campaigns/nope"), 404, "no campaign 'nope'")
-    refused(point(unit, (1, 2), name="nope"), 404, "no campaign 'nope'")
+    now = time.time_ns()
+    refused(point(unit, (now - SECOND, now), name="nope"), 404, "no campaign 'nope'")
     assert [c["name"] for c in api(unit, "GET", "/campaigns", params={"state": "open"}).json()] == ["c2"]
 
 
@@ -357,6 +360,8 @@ def test_cli_errors_are_clear_and_never_show_the_token(unit, tmp_path, capsys):
     assert calibrate(["campaign", "status", "--url", "http://127.0.0.1:9"]) == 1
     assert "cannot reach the central unit at http://127.0.0.1:9" in capsys.readouterr().err
     assert calibrate(["campaign", "status", "--url", unit.url]) == 1
+    assert "401 Unauthorized" in (err := capsys.readouterr().err) and "give an operator token" in err
+    assert calibrate(["campaign", "status", "--url", unit.url, "--token", OPERATOR_TOKEN]) == 1
     assert "there are no campaigns yet" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         calibrate(["campaign", "point", "--position", "1,2", "--power-dbm", "20"])

@@ -21,11 +21,14 @@ from central.events import EventBus
 from central.live import TxContext
 from central.service import CentralService
 from central.store import Store
-from node.protocol import INGEST_PATH, IngestAck
+from node.protocol import INGEST_PATH, MIN_T_NS, IngestAck
 from tests.central_helpers import (
+    SCRAPER_TOKEN,
+    VIEWER,
     INTEGRATION_TOKEN,
     OPERATOR_TOKEN,
     batch_dict,
+    bearer,
     central_config,
     parse_prometheus,
     records,
@@ -67,7 +70,7 @@ class Central:
         return self.client.post(INGEST_PATH, content=content, headers=headers)
 
     def metrics(self) -> dict:
-        r = self.client.get("/api/v1/metrics")
+        r = self.client.get("/api/v1/metrics", headers=bearer(SCRAPER_TOKEN))
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain; version=0.0.4")
         return parse_prometheus(r.text)
 
@@ -236,6 +239,14 @@ def test_t_ns_just_inside_the_skew_limit_is_accepted(central):
     assert central.ingest(_with({"t_ns": time.time_ns() + 50 * 10**9})).status_code == 200
 
 
+@pytest.mark.parametrize("t_ns", [1, MIN_T_NS - 1])
+def test_422_a_reading_from_before_2020_a_node_without_a_clock(central, t_ns):
+    detail = refused(central.ingest(_with({"t_ns": t_ns})), 422, "records[1]: ", f"t_ns {t_ns} is before 2020-01-01")
+    assert "node clock not set?" in detail
+    assert central.store.count("measurements") == 0 and central.ingested == []
+    assert central.ingest(_with({"t_ns": MIN_T_NS})).status_code == 200  # the bound itself is a valid time
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
                     lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=8), kids, max_size=4),
@@ -287,15 +298,16 @@ def post_context(central, body, token=INTEGRATION_TOKEN) -> httpx.Response:
 
 
 def test_context_is_stored_served_latest_per_tx_and_handed_to_the_engine(central):
-    r = post_context(central, {"transmitters": [tx("ue1", 100), tx("ue2", 100, f_center_hz=3.7e9, bandwidth_hz=2e7)]})
+    t100, t200 = MIN_T_NS + 100, MIN_T_NS + 200  # t_ns before 2020 is refused
+    r = post_context(central, {"transmitters": [tx("ue1", t100), tx("ue2", t100, f_center_hz=3.7e9, bandwidth_hz=2e7)]})
     assert r.status_code == 200 and r.json() == {"stored": 2}
-    assert post_context(central, [tx("ue1", 200, pos=(30.0, 5.0, 1.5))]).json() == {"stored": 1}  # bare list
-    latest = central.client.get("/api/v1/context").json()
-    assert [(t["tx_id"], t["t_ns"], t["position_m"]) for t in latest] == [("ue1", 200, [30.0, 5.0, 1.5]),
-                                                                          ("ue2", 100, [10.0, 20.0, 1.5])]  # fmt: skip
+    assert post_context(central, [tx("ue1", t200, pos=(30.0, 5.0, 1.5))]).json() == {"stored": 1}  # bare list
+    latest = central.client.get("/api/v1/context", headers=VIEWER).json()
+    assert [(t["tx_id"], t["t_ns"], t["position_m"]) for t in latest] == [("ue1", t200, [30.0, 5.0, 1.5]),
+                                                                          ("ue2", t100, [10.0, 20.0, 1.5])]  # fmt: skip
     assert latest[1]["f_center_hz"] == 3.7e9 and latest[0]["f_center_hz"] == 0.0
     assert [t.tx_id for t in central.contexts] == ["ue1", "ue2", "ue1"]
-    assert central.contexts[2] == TxContext("ue1", 200, (30.0, 5.0, 1.5), 20.0, 0.0, 0.0)
+    assert central.contexts[2] == TxContext("ue1", t200, (30.0, 5.0, 1.5), 20.0, 0.0, 0.0)
 
 
 def test_context_tokens_from_the_config_or_enrolled(central):
@@ -331,6 +343,14 @@ def test_context_validation_422_with_the_reason(central, body, why):
     assert central.store.count("context") == 0
 
 
+@pytest.mark.parametrize("t_ns", [1, MIN_T_NS - 1])
+def test_context_from_before_2020_is_refused_naming_t_ns(central, t_ns):
+    refused(post_context(central, [tx(), tx("ue2", t_ns=t_ns)]), 422,
+            f"transmitters[1].t_ns: Input should be greater than or equal to {MIN_T_NS}")  # fmt: skip
+    assert central.store.count("context") == 0 and central.contexts == []
+    assert post_context(central, [tx(t_ns=MIN_T_NS)]).status_code == 200
+
+
 @pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e999"])
 def test_context_refuses_non_finite_numbers(central, literal):
     body = json.dumps([tx(power_dbm=1.5)]).replace("1.5", literal).encode()
@@ -348,7 +368,7 @@ def test_context_wrong_content_type_and_malformed_json(central):
 
 def test_nodes_report_health(central):
     central.ingest(batch_dict(3))
-    nodes = {n["node_id"]: n for n in central.client.get("/api/v1/nodes").json()}
+    nodes = {n["node_id"]: n for n in central.client.get("/api/v1/nodes", headers=VIEWER).json()}
     assert set(nodes) == {"su01", "su02", "su03"}
     assert nodes["su01"]["healthy"] and nodes["su01"]["records"] == 3 and nodes["su01"]["extra"]["su_id"] == "su01"
     assert nodes["su01"]["last_power_dbm"] == pytest.approx(-69.8)
@@ -359,28 +379,28 @@ def test_nodes_report_health(central):
 def test_snapshots_by_limit_and_since(central):
     for t in range(1, 6):
         central.store.add_snapshot(snapshot(t * 100, anomalous=t == 4))
-    got = central.client.get("/api/v1/snapshots", params={"limit": 2}).json()
+    got = central.client.get("/api/v1/snapshots", params={"limit": 2}, headers=VIEWER).json()
     assert [s["t_ns"] for s in got] == [400, 500]
     assert got[0]["anomalous"] and got[0]["suspected_position_m"] == [20.0, 10.0]
     assert got[0]["sus"][1] == {"su_id": "su02", "position_m": [12.5, 29.5, 1.5], "measured_dbm": None,
                                 "predicted_dbm": -62.0, "residual_db": None, "stale": True, "saturated": False}  # fmt: skip
-    assert [s["t_ns"] for s in central.client.get("/api/v1/snapshots?since_ns=250").json()] == [300, 400, 500]
-    refused(central.client.get("/api/v1/snapshots?limit=0"), 422, "limit")
-    refused(central.client.get("/api/v1/snapshots?limit=abc"), 422, "query.limit: Input should be a valid integer")
-    refused(central.client.get("/api/v1/snapshots?since_ns=" + "9" * 30), 422, "since_ns")
+    assert [s["t_ns"] for s in central.client.get("/api/v1/snapshots?since_ns=250", headers=VIEWER).json()] == [300, 400, 500]
+    refused(central.client.get("/api/v1/snapshots?limit=0", headers=VIEWER), 422, "limit")
+    refused(central.client.get("/api/v1/snapshots?limit=abc", headers=VIEWER), 422, "query.limit: Input should be a valid integer")
+    refused(central.client.get("/api/v1/snapshots?since_ns=" + "9" * 30, headers=VIEWER), 422, "since_ns")
 
 
 def test_alarms_list_and_acknowledge(central):
     a = central.store.open_alarm("residual", 1000, 5.0, ["su01", "su02"], (20.0, 10.0))
     b = central.store.open_alarm("saturation", 2000, None, ["su03"])
     central.store.clear_alarm(b.id, 3000)
-    assert [x["id"] for x in central.client.get("/api/v1/alarms").json()] == [b.id, a.id]
-    active = central.client.get("/api/v1/alarms?state=active").json()
+    assert [x["id"] for x in central.client.get("/api/v1/alarms", headers=VIEWER).json()] == [b.id, a.id]
+    active = central.client.get("/api/v1/alarms?state=active", headers=VIEWER).json()
     assert active == [{"id": a.id, "kind": "residual", "state": "active", "start_ns": 1000, "end_ns": None,
                        "peak_score": 5.0, "affected_sus": ["su01", "su02"], "suspected_position_m": [20.0, 10.0],
                        "acknowledged_by": None, "acknowledged_ns": None}]  # fmt: skip
-    assert [x["id"] for x in central.client.get("/api/v1/alarms", params={"state": "cleared"}).json()] == [b.id]
-    refused(central.client.get("/api/v1/alarms?state=open"), 422, "state")
+    assert [x["id"] for x in central.client.get("/api/v1/alarms", params={"state": "cleared"}, headers=VIEWER).json()] == [b.id]
+    refused(central.client.get("/api/v1/alarms?state=open", headers=VIEWER), 422, "state")
 
     url = f"/api/v1/alarms/{a.id}/ack"
     refused(central.client.post(url), 401, "operator token")
@@ -401,7 +421,7 @@ def test_alarms_list_and_acknowledge(central):
 
 
 def test_site_for_the_dashboard(central):
-    s = central.client.get("/api/v1/site").json()
+    s = central.client.get("/api/v1/site", headers=VIEWER).json()
     assert s["name"] == "factory-hall-a" and s["hall_size_m"] == [40.0, 40.0, 5.0]
     assert len(s["obstacles"]) == 6 and s["obstacles"][0] == {"name": "line-1", "material": "metal",
                                                                "min_m": [7.0, 22.0, 0.0], "size_m": [4.0, 14.0, 3.0]}  # fmt: skip
@@ -427,7 +447,7 @@ def test_405_allow_lists_every_method_the_path_serves(central, path, allow):
 @pytest.mark.parametrize("path", ["/api/v1/alarms?state=AAA", "/api/v1/snapshots?since_ns=9223372036854775808",
                                   "/api/v1/snapshots?limit=0", "/api/v1/models/x", "/api/v1/campaigns?state=x"])  # fmt: skip
 def test_invalid_parameters_answer_a_problem_not_fastapis_validation_error(central, path):
-    refused(central.client.get(path), 422)
+    refused(central.client.get(path, headers=VIEWER), 422)
 
 
 def test_request_bodies_are_strictly_typed(central):
@@ -455,10 +475,13 @@ def test_request_bodies_are_strictly_typed(central):
 def test_openapi_documents_problems_and_bearer_security(central):
     doc = central.client.get("/openapi.json").json()
     assert "HTTPValidationError" not in doc["components"]["schemas"]
-    assert doc["components"]["securitySchemes"] == {
-        name: {"type": "http", "scheme": "bearer", "bearerFormat": fmt, "description": doc["components"]
-               ["securitySchemes"][name]["description"]}
-        for name, fmt in (("NodeToken", "rtn_…"), ("IntegrationToken", "rti_…"), ("OperatorToken", "rto_…"))}  # fmt: skip
+    schemes = doc["components"]["securitySchemes"]
+    assert schemes == {
+        **{name: {"type": "http", "scheme": "bearer", "bearerFormat": fmt, "description": schemes[name]["description"]}
+           for name, fmt in (("NodeToken", "rtn_…"), ("IntegrationToken", "rti_…"), ("OperatorToken", "rto_…"),
+                             ("ViewerToken", "rtv_…"), ("ScraperToken", "rts_…"))},
+        "DashboardSession": {"type": "apiKey", "in": "cookie", "name": "rftwin_session",
+                             "description": schemes["DashboardSession"]["description"]}}  # fmt: skip
     wants = {}
     for path, ops in doc["paths"].items():
         for method, op in ops.items():
@@ -471,31 +494,38 @@ def test_openapi_documents_problems_and_bearer_security(central):
     for op in [("POST", "/api/v1/alarms/{alarm_id}/ack"), ("POST", "/api/v1/detector/learn"), ("POST", "/api/v1/campaigns"),
                ("POST", "/api/v1/campaigns/{name}/points"), ("POST", "/api/v1/campaigns/{name}/import"),
                ("POST", "/api/v1/campaigns/{name}/close")]:  # fmt: skip
-        assert wants[op] == ["OperatorToken"], op
-    assert all(not kinds for (method, _), kinds in wants.items() if method == "GET")  # reads are open
-    assert wants["POST", "/api/v1/los"] == []
+        assert wants[op] == ["OperatorToken", "DashboardSession"], op
+    reads = [op for op in wants if op[0] == "GET" and op[1] not in ("/api/v1/health", "/api/v1/metrics", "/api/v1/session")]
+    assert len(reads) == 8, reads  # context, site, nodes, snapshots, alarms, models, campaigns, a campaign
+    for op in reads:
+        assert wants[op] == ["ViewerToken", "OperatorToken", "DashboardSession"], op
+    assert wants["GET", "/api/v1/health"] == [] and wants["GET", "/api/v1/metrics"] == ["ScraperToken"]
+    assert wants["POST", "/api/v1/los"] == ["ViewerToken", "OperatorToken", "IntegrationToken", "DashboardSession"]
+    assert wants["POST", "/api/v1/session"] == []  # the login: its body carries the token
+    assert wants["GET", "/api/v1/session"] == wants["DELETE", "/api/v1/session"] == ["DashboardSession"]
     assert {"413", "415", "422", "503"} <= set(doc["paths"]["/api/v1/los"]["post"]["responses"])
     assert set(doc["components"]["schemas"]["Problem"]["required"]) == PROBLEM_FIELDS
 
 
 def test_a_resource_router_is_testable_alone(central):
     """Each module of central.api serves its resource on its own: here the alarms router on a bare
-    app (the AppState on app.state.rftwin, the problem handlers, nothing else)."""
+    app (the AppState on app.state.rftwin, the problem handlers, the security state, nothing else)."""
     from fastapi import FastAPI
 
-    from central.api import alarms, problems
+    from central.api import alarms, problems, security
 
     app = FastAPI()
     app.state.rftwin = central.state
     problems.install_error_handlers(app)
+    security.install_security(app, central.cfg.limits)
     app.include_router(alarms.router, prefix="/api/v1")
     alarm = central.store.open_alarm("residual", 1000, 5.0, ["su01"], (20.0, 10.0))
     with TestClient(app) as client:
-        assert [a["id"] for a in client.get("/api/v1/alarms").json()] == [alarm.id]
+        assert [a["id"] for a in client.get("/api/v1/alarms", headers=VIEWER).json()] == [alarm.id]
         refused(client.post(f"/api/v1/alarms/{alarm.id}/ack"), 401, "operator token")
         r = client.post(f"/api/v1/alarms/{alarm.id}/ack", headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"})
         assert r.status_code == 200 and r.json()["acknowledged_by"] == "shift-lead", r.text
-        refused(client.get("/api/v1/nodes"), 404)  # not this module's
+        refused(client.get("/api/v1/nodes", headers=VIEWER), 404)  # not this module's
 
 
 def test_openapi_lists_every_endpoint_with_its_models(central):
@@ -560,7 +590,7 @@ def test_the_node_agent_delivers_exactly_once_to_the_real_service(tmp_path, serv
     spool = Spool(cfg.spool.path)
     assert len(spool) == 0 and spool.dropped == 0
     spool.close()
-    health = {h["node_id"]: h for h in httpx.get(service.url + "/api/v1/nodes").json()}
+    health = {h["node_id"]: h for h in httpx.get(service.url + "/api/v1/nodes", headers=VIEWER).json()}
     assert health["su01"]["records"] == n and health["su01"]["extra"]["last_seq"] == n - 1
 
 
@@ -576,7 +606,7 @@ def test_resends_over_real_http_are_absorbed_and_another_nodes_token_is_refused(
         impostor.send(records(1, "su02"))
     up.close()
     impostor.close()
-    text = httpx.get(service.url + "/api/v1/metrics").text
+    text = httpx.get(service.url + "/api/v1/metrics", headers=bearer(SCRAPER_TOKEN)).text
     m = parse_prometheus(text)
     assert m[("rftwin_ingest_records_total", ())] == 50 and m[("rftwin_ingest_duplicates_total", ())] == 50
 
@@ -614,3 +644,47 @@ def test_a_busy_port_fails_at_start_with_the_reason(tmp_path):
         with pytest.raises(OSError, match=f"cannot listen on 127.0.0.1:{port}"):
             CentralService(central_config(tmp_path, listen={"host": "127.0.0.1", "port": port}), use_default_plugins=False)
 
+
+
+# --------------------------------------------------------------------- a node's spool in the header
+
+SPOOL_FULL = {"full": True, "dropped": 12, "refused": 3, "free_bytes": 4096}
+
+
+def nodes_spool(central) -> dict:
+    return {n["node_id"]: n["spool"] for n in central.client.get("/api/v1/nodes", headers=VIEWER).json()}
+
+
+def test_the_spool_state_of_a_batch_header_is_shown_by_get_nodes(central):
+    assert nodes_spool(central) == {"su01": None, "su02": None, "su03": None}  # nothing reported yet
+    assert central.ingest({**batch_dict(2), "spool": SPOOL_FULL}).json() == {"acked": [0, 1], "duplicates": 0}
+    assert nodes_spool(central) == {"su01": SPOOL_FULL, "su02": None, "su03": None}
+    # a batch without it (a node from before the field; drain_spool) is accepted and changes nothing
+    assert central.ingest(batch_dict(1, first_seq=2)).status_code == 200
+    assert central.ingest({**batch_dict(1, first_seq=3), "spool": None}).status_code == 200
+    assert nodes_spool(central)["su01"] == SPOOL_FULL
+    recovered = {**SPOOL_FULL, "full": False, "free_bytes": 10**9}
+    assert central.ingest({**batch_dict(1, first_seq=4), "spool": recovered}).status_code == 200
+    assert nodes_spool(central)["su01"] == recovered  # the latest report wins
+    assert central.store.seqs("su01") == list(range(5))
+
+
+@pytest.mark.parametrize("spool, why", [
+    ({**SPOOL_FULL, "full": "yes"}, "spool: full must be true or false"),
+    ({**SPOOL_FULL, "dropped": -1}, "spool: dropped must be an integer"),
+    ({k: v for k, v in SPOOL_FULL.items() if k != "free_bytes"}, "spool: missing fields ['free_bytes']"),
+    ({**SPOOL_FULL, "extra": 1}, "spool: unknown fields ['extra']"),
+    ([1, 2], "spool must be an object"),
+])  # fmt: skip
+def test_422_a_bad_spool_header_names_it_and_stores_nothing(central, spool, why):
+    refused(central.ingest({**batch_dict(2), "spool": spool}), 422, why)
+    assert central.store.count("measurements") == 0 and nodes_spool(central)["su01"] is None
+
+
+def test_openapi_documents_the_optional_spool_header_and_its_place_in_nodes(central):
+    schemas = central.client.get("/openapi.json").json()["components"]["schemas"]
+    batch = schemas["IngestBatchModel"]
+    assert "spool" in batch["properties"] and "spool" not in batch.get("required", [])
+    assert set(schemas["SpoolStateModel"]["properties"]) == set(SPOOL_FULL)
+    assert set(schemas["SpoolStateModel"]["required"]) == set(SPOOL_FULL)
+    assert "spool" in schemas["NodeHealthOut"]["properties"]

@@ -240,3 +240,31 @@ finally:
     assert out["url"] == "http://127.0.0.1:18431" and out["props"]["scheme"] == "http"
     assert out["health"] == {"status": "ok"} and out["rc"] == 0
     assert "advertised as rftwin-central-" in out["log"]
+
+
+# ------------------------------------------------------------------------------ [store] integrity
+
+
+def test_config_store_integrity_check_keys(tmp_path):
+    cfg = parse_config({}, "c.toml", tmp_path)
+    assert (cfg.store.integrity_check_startup_s, cfg.store.integrity_check_period_s) == (5.0, 3600.0)
+    cfg = parse_config({"store": {"integrity_check_startup_s": 0.5, "integrity_check_period_s": 0}}, "c.toml", tmp_path)
+    assert (cfg.store.integrity_check_startup_s, cfg.store.integrity_check_period_s) == (0.5, 0.0)
+    for doc, why in (({"store": {"integrity_check_period_s": 0.5}}, "store.integrity_check_period_s: at least 1 s"),
+                     ({"store": {"integrity_check_startup_s": -1}}, "store.integrity_check_startup_s: -1 is outside"),
+                     ({"store": {"integrity_check": 1}}, "store.integrity_check: unknown key")):  # fmt: skip
+        with pytest.raises(ConfigError, match=re.escape(why)):
+            parse_config(doc, "c.toml", tmp_path)
+
+
+def test_backup_refuses_without_a_database_and_an_existing_output_without_force(config, tmp_path):
+    out = tmp_path / "copy.db"
+    r = cli("backup", "--config", config, "--out", out)
+    assert r.returncode == 66 and r.stderr.strip().endswith("central.db: no database (has the service ever run?)")
+    assert cli("node", "add", "su01", "--position", "6.5,29.5,1.5", "--config", config).returncode == 0
+    r = cli("backup", "--config", config, "--out", out)
+    assert r.returncode == 0 and "quick_check ok" in r.stdout and "(1 nodes, 0 measurements, 0 alarms)" in r.stdout
+    assert out.stat().st_mode & 0o777 == 0o600
+    r = cli("backup", "--config", config, "--out", out)
+    assert r.returncode == 73 and r.stderr.strip() == f"rftwin-central: error: {out}: exists; --force replaces it"
+    assert cli("backup", "--config", config, "--out", out, "--force").returncode == 0

@@ -12,7 +12,7 @@ import pytest
 from central.detection.engine import EngineConfig
 from central.detection.live import LiveDetection
 from central.service import CentralService
-from tests.central_helpers import OPERATOR_TOKEN, central_config
+from tests.central_helpers import VIEWER, OPERATOR_TOKEN, central_config
 from tests.conftest import DATA
 
 pytestmark = pytest.mark.raytracing
@@ -61,14 +61,14 @@ def test_learning_needs_enough_data_then_activates_the_detector_at_once(live):
     assert out["detector"] == "ed" and out["n_snapshots"] >= 50
     assert live.engine.engine.detector is not None and live.store.active_model("detector").id == out["model_id"]
     feed(live, 20)  # > 1 s: the store keeps one normal snapshot per second
-    snaps = httpx.get(f"{live.url}/api/v1/snapshots", params={"limit": 5}).json()
+    snaps = httpx.get(f"{live.url}/api/v1/snapshots", params={"limit": 5}, headers=VIEWER).json()
     assert snaps and snaps[-1]["detector"] == "ed"  # evaluated with the new detector, no restart
 
 
 def test_saturation_alarm_is_stored_and_blocks_learning_over_its_window(live):
     feed(live, 55)
     feed(live, 4, power_dbm=-20.0, saturated=True)
-    alarms = httpx.get(f"{live.url}/api/v1/alarms", params={"state": "active"}).json()
+    alarms = httpx.get(f"{live.url}/api/v1/alarms", params={"state": "active"}, headers=VIEWER).json()
     assert [a["kind"] for a in alarms] == ["saturation"] and set(alarms[0]["affected_sus"]) == {"low", "high"}
     r = learn(live, duration_s=30)
     assert r.status_code == 409 and "overlaps alarm(s)" in r.json()["detail"]

@@ -78,7 +78,7 @@ def test_node_ids_and_sus_are_never_taken_twice(store):
 def test_only_token_hashes_are_stored(store):
     token = store.add_integration("feed")
     assert token.startswith("rti_") and len(token) > 40
-    assert store.integration_credentials() == [(hash_token(token), "feed")]
+    assert store.credentials("integration") == [(hash_token(token), "feed")]
     assert [(h, n) for h, (n, _) in store.node_credentials()] == [(hash_token("tok1"), "su01")]
     raw = (store.path.read_bytes() + store.path.with_name("central.db-wal").read_bytes())
     assert token.encode() not in raw and b"tok1" not in raw
@@ -309,3 +309,41 @@ def test_reads_do_not_wait_for_a_long_write(store):
     assert seqs == [0] and in_transaction
     assert events == ["write open", "read done", "write committing", "write committed"]
     assert store.seqs("su01") == [0, 1]  # the write itself went through once released
+
+
+# ------------------------------------------------------------------------ integrity, modes, a full disk
+
+
+def test_the_database_and_its_directory_are_private(tmp_path):
+    """Token hashes and node positions: central.db (and so -wal and -shm) 0600, a new data dir 0700,
+    whatever the umask (here a login shell's 022)."""
+    import os
+
+    old = os.umask(0o022)
+    try:
+        s = Store(tmp_path / "data" / "central.db")
+        s.add_node("su01", (6.5, 29.5, 1.5), su_id="su01")
+    finally:
+        os.umask(old)
+    try:
+        modes = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "data").iterdir()}
+        assert modes == {"central.db": 0o600, "central.db-wal": 0o600, "central.db-shm": 0o600}
+        assert (tmp_path / "data").stat().st_mode & 0o777 == 0o700
+    finally:
+        s.close()
+
+
+def test_a_full_disk_is_reported_until_a_write_succeeds(store):
+    """SQLite's own SQLITE_FULL (the database may not grow): the write fails and health_problems says
+    disk_full (GET /health: degraded); the next write that succeeds clears it."""
+    assert store.health_problems() == {}
+    pages = store._w.execute("PRAGMA page_count").fetchone()[0]
+    store._w.execute(f"PRAGMA max_page_count = {pages}")
+    with pytest.raises(sqlite3.OperationalError, match="full"):
+        store.ingest(batch(900))
+    problems = store.health_problems()
+    assert list(problems) == ["store_write"] and problems["store_write"]["reason"] == "disk_full"
+    assert problems["store_write"]["status"] == "degraded" and store.corrupt is None
+    store._w.execute("PRAGMA max_page_count = 1073741823")
+    assert store.ingest(batch(900)).duplicates == 0
+    assert store.health_problems() == {} and len(store.seqs("su01")) == 900

@@ -26,7 +26,7 @@ import pytest
 
 from central.config import load_config
 from central.store import Store
-from tests.central_helpers import batch_dict
+from tests.central_helpers import VIEWER, VIEWER_TOKEN, batch_dict
 from tests.node_configs import simulated_node_toml, write_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,6 +57,7 @@ class CentralProcess:
         store = Store(cfg.db_path)
         site = cfg.load_site()
         self.tokens = {u.id: store.add_node(u.id, u.position_m, su_id=u.id) for u in site.sensing_units[:nodes]}
+        store.add_credential("viewer", "control-room", VIEWER_TOKEN)  # reads need a credential
         store.close()
         self.proc: subprocess.Popen | None = None
         self.starts = 0
@@ -192,7 +193,7 @@ def test_central_killed_under_load_keeps_every_acknowledged_record_and_stores_no
     for s in senders:
         assert s.failures > 0  # the kills really interrupted this sender
         assert stored[s.node_id] == list(range(s.next_seq)) == sorted(s.acked), s.node_id  # all, once, no gap
-    nodes = {n["node_id"]: n for n in httpx.get(central.url + "/api/v1/nodes").json()}
+    nodes = {n["node_id"]: n for n in httpx.get(central.url + "/api/v1/nodes", headers=VIEWER).json()}
     assert all(nodes[s.node_id]["records"] == s.next_seq for s in senders)  # statistics survived the crashes
 
     # A replayed, already acknowledged batch: the same ack, nothing new.

@@ -15,6 +15,7 @@ import pytest
 
 from central.events import EventBus
 from central.twin.site import resolve_site
+from tests.central_helpers import VIEWER_TOKEN
 from tests.dashboard_server import JAMMER_XY, DashboardServer, alarm, nodes, snapshot
 
 CHROMIUM = os.environ.get("RFTWIN_CHROMIUM", "/usr/bin/chromium")
@@ -32,6 +33,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-dev-shm-usage"]  # fmt: skip
 STALE = frozenset({"su03"})
 SATURATED = frozenset({"su10"})  # the SU nearest the jammer
+SPOOL_FULL = frozenset({"su05"})  # its disk is full: it drops its oldest readings
 
 
 class Publisher(threading.Thread):
@@ -54,7 +56,8 @@ class Publisher(threading.Thread):
         self.bus.publish("snapshot", self.last.to_dict())
         if self.count % 4 == 0:
             self.bus.publish(
-                "nodes", nodes(self.site, now, stale=STALE, saturated=sat, records=self.count + 500)
+                "nodes", nodes(self.site, now, stale=STALE, saturated=sat, records=self.count + 500,
+                               spool_full=SPOOL_FULL)  # fmt: skip
             )
         self.count += 1
 
@@ -89,7 +92,21 @@ def test_dashboard_shows_a_jammer_alarm(browser, tmp_path):
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
         try:
+            # no session: the page sends the browser to the login; a wrong token is refused there
             page.goto(srv.url + "/")
+            page.wait_for_url(srv.url + "/login")
+            page.fill("#token", "rtv_not-a-token")
+            page.click("#login-button")
+            page.wait_for_selector("#login-error:not([hidden])", timeout=10_000)
+            assert "wrong token" in page.inner_text("#login-error")
+            errors.clear()  # the browser logs the refused login (401) as a failed resource load
+            page.fill("#token", VIEWER_TOKEN)
+            page.click("#login-button")
+            page.wait_for_url(srv.url + "/")
+            (cookie,) = page.context.cookies()
+            assert cookie["name"] == "rftwin_session" and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+            assert page.evaluate("document.cookie") == ""  # no script in the page can read the session
+            page.wait_for_selector("#session-user:text('control-room (viewer)')", timeout=10_000)
             # live and drawn: hall, 6 obstacles, 12 SUs coloured from the snapshots, TXs, node table
             page.wait_for_selector("#conn-status[data-state='open']", timeout=10_000)
             page.wait_for_selector(".su-marker[data-su='su01'][data-state='ok']", timeout=10_000)
@@ -99,6 +116,9 @@ def test_dashboard_shows_a_jammer_alarm(browser, tmp_path):
             assert page.locator("#map .obstacle[data-obstacle='line-1']").count() == 1
             assert page.locator(".tx-marker").count() == 3
             assert page.locator(".su-marker[data-su='su03']").get_attribute("data-state") == "stale"
+            full = page.locator("#node-table tr[data-spool='full']")
+            assert full.count() == 1 and full.get_attribute("data-node") == "su05"
+            assert full.locator(".spool-full").inner_text() == "spool full"
             assert page.locator("#alarm-banner").get_attribute("data-state") == "none"
             assert page.locator("#alarm-banner").is_hidden()
             assert page.locator("#jammer-marker").get_attribute("data-state") == "none"
@@ -143,6 +163,12 @@ def test_dashboard_shows_a_jammer_alarm(browser, tmp_path):
             page.wait_for_selector("#alarm-banner[data-state='none']", state="hidden", timeout=10_000)
             page.wait_for_selector("#jammer-marker[data-state='none']", state="attached", timeout=5_000)
             assert page.locator("#alarm-log .alarm-entry[data-state='cleared']").count() == 1
+
+            # logging out ends the session: the page goes to the login, and the dashboard stays shut
+            page.click("#logout")
+            page.wait_for_url(srv.url + "/login")
+            page.goto(srv.url + "/")
+            page.wait_for_url(srv.url + "/login")
         finally:
             pub.stop.set()
             pub.join(5)

@@ -9,14 +9,15 @@ import time
 from types import SimpleNamespace
 
 import httpx
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter
 import numpy as np
 import pytest
 
 from central.dashboard import DashboardRecorder, mount, site_json
 from central.events import Event, EventBus
 from central.twin.site import resolve_site
-from tests.dashboard_server import DashboardServer, alarm, nodes, snapshot, sse_events
+from tests.central_helpers import VIEWER
+from tests.dashboard_server import DashboardServer, alarm, login, nodes, secured_app, snapshot, sse_events
 
 pytestmark = pytest.mark.timeout(60)
 TIMEOUT = httpx.Timeout(5.0)  # a stream that goes silent fails the test instead of hanging it
@@ -71,7 +72,7 @@ def test_events_replay_latest_state_then_arrive_in_order(site):
         bus.publish("nodes", nodes(site, jam.t_ns))
         assert wait_for(lambda: len(recorder.state()["history"]) == 11 and recorder.state()["alarms"])
 
-        with httpx.stream("GET", f"{srv.url}/api/v1/events", timeout=TIMEOUT) as resp:
+        with httpx.stream("GET", f"{srv.url}/api/v1/events", timeout=TIMEOUT, headers=VIEWER) as resp:
             assert resp.status_code == 200
             assert resp.headers["content-type"].startswith("text/event-stream")
             assert resp.headers["cache-control"] == "no-cache"
@@ -118,7 +119,7 @@ def test_events_replay_latest_state_then_arrive_in_order(site):
 def test_heartbeat_comment_when_idle(site):
     bus = EventBus()
     with DashboardServer(bus, site, heartbeat_s=0.3) as srv:
-        with httpx.stream("GET", f"{srv.url}/api/v1/events", timeout=TIMEOUT) as resp:
+        with httpx.stream("GET", f"{srv.url}/api/v1/events", timeout=TIMEOUT, headers=VIEWER) as resp:
             stream = sse_events(resp.iter_lines())
             assert next(stream)["event"] == "hello"
             # Idle: the next thing on the wire is a keepalive comment, not an event (how often lives in bench/).
@@ -128,8 +129,8 @@ def test_heartbeat_comment_when_idle(site):
 
 
 def test_page_assets_and_site_endpoint(site):
-    with DashboardServer(EventBus(), site) as srv:
-        page = httpx.get(f"{srv.url}/", timeout=TIMEOUT)
+    with DashboardServer(EventBus(), site) as srv, login(srv.url) as browser:
+        page = browser.get("/")
         assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
         for ref in ('id="map"', 'id="alarm-banner"', 'id="node-table"', 'id="history"',
                     "static/dashboard.js", "static/dashboard.css"):  # fmt: skip
@@ -141,7 +142,7 @@ def test_page_assets_and_site_endpoint(site):
         assert "http://" not in page.text + css.text and "https://" not in page.text + css.text  # no CDN
         for bad in ("nope.js", "..%2Froutes.py", "%2E%2E%2F__init__.py"):
             assert httpx.get(f"{srv.url}/static/{bad}", timeout=TIMEOUT).status_code == 404
-        plan = httpx.get(f"{srv.url}/api/v1/site", timeout=TIMEOUT).json()
+        plan = httpx.get(f"{srv.url}/api/v1/site", timeout=TIMEOUT, headers=VIEWER).json()
         assert plan == site_json(site)
 
 
@@ -167,7 +168,7 @@ def test_recorder_keeps_a_bounded_window_and_all_active_alarms(site):
 
 def test_mount_adds_the_page_and_leaves_existing_api_routes_alone(site):
     bus = EventBus()
-    app = FastAPI()
+    app = secured_app(bus, site)
 
     api = APIRouter(prefix="/api/v1")  # as central/api.py does it
 
@@ -182,6 +183,7 @@ def test_mount_adds_the_page_and_leaves_existing_api_routes_alone(site):
     assert "/api/v1/site" not in added
     assert bus.num_subscribers == 1  # its recorder
     with DashboardServer(bus, site, app=app) as srv:
-        assert httpx.get(f"{srv.url}/api/v1/site", timeout=TIMEOUT).json() == {"theirs": True}
-        assert httpx.get(f"{srv.url}/", timeout=TIMEOUT).text.startswith("<!doctype html>")
+        assert httpx.get(f"{srv.url}/api/v1/site", timeout=TIMEOUT, headers=VIEWER).json() == {"theirs": True}
+        with login(srv.url) as browser:
+            assert browser.get("/").text.startswith("<!doctype html>")
     assert bus.num_subscribers == 0  # the recorder stopped with the server

@@ -34,7 +34,7 @@ from central import schemas as schema_models
 from central.api import RateLimiter
 from central.service import CentralService
 from node.protocol import INGEST_PATH
-from tests.central_helpers import INTEGRATION_TOKEN, OPERATOR_TOKEN, batch_dict, central_config
+from tests.central_helpers import INTEGRATION_TOKEN, OPERATOR_TOKEN, VIEWER, VIEWER_TOKEN, batch_dict, central_config
 from tests.test_central_api import NODE_TOKENS, Central
 
 MAX_BODY = 65_536  # small, so that oversized bodies are cheap to send
@@ -248,8 +248,8 @@ class Case:
 
 @dataclass
 class Fuzzed:
-    """The Central TestClient harness with a small body limit, no rate limit (every case gets a real
-    answer), a stub learner (refuses like a live engine without data) and two campaigns: 'closed-one'
+    """The Central TestClient harness with a small body limit, no rate limits (every case gets a real
+    answer, bad tokens too), a stub learner (refuses like a live engine without data) and two campaigns: 'closed-one'
     (closed) and 'fuzz' (open, for imports)."""
 
     tmp_path: object
@@ -259,7 +259,8 @@ class Fuzzed:
     statuses: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        self.c = Central(self.tmp_path, limits={"max_body_bytes": MAX_BODY, "requests_per_s": 0.0})
+        self.c = Central(self.tmp_path, limits={"max_body_bytes": MAX_BODY, "requests_per_s": 0.0,
+                                                "failed_auth_per_s": 0.0})  # fmt: skip
         self.client = self.c.client
         self.learn_calls: list = []
 
@@ -346,14 +347,14 @@ CONTENT_TYPES = st.sampled_from(["application/json"] * 14 + [
     "application/*", "*/*", ";", "application/json;" * 50])  # fmt: skip
 
 
-def cases(fz: Fuzzed, path: str, token: str | None, hints: dict, valid_share: int = 1) -> st.SearchStrategy:
+def cases(fz: Fuzzed, path: str, token: str, hints: dict, valid_share: int = 1) -> st.SearchStrategy:
     """Documents of ``path``'s request schema: some as generated (mostly valid), most mutated, some
     broken at the byte level; with a content type and a token (right, mostly)."""
     schema, defs = fz.spec[path]
     docs = from_schema(schema, defs, hints)
     bodies = st.one_of(*([docs.map(render)] * valid_share), mutated(docs).map(render), broken_bytes(docs),
                        broken_bytes(mutated(docs)))  # fmt: skip
-    auth = auth_headers(token) if token else st.sampled_from([None, None, "Bearer x", bearer(OPERATOR_TOKEN)])
+    auth = auth_headers(token)
     return st.builds(Case, st.just(path), bodies, CONTENT_TYPES, auth)
 
 
@@ -409,7 +410,7 @@ def test_fuzz_ingest_oversized_bodies_get_413_and_store_nothing(fz):
 BODY_ROUTES = [(INGEST_PATH, NODE_TOKENS["su01"]), ("/api/v1/context", INTEGRATION_TOKEN),
                ("/api/v1/detector/learn", OPERATOR_TOKEN), ("/api/v1/campaigns", OPERATOR_TOKEN),
                ("/api/v1/campaigns/closed-one/points", OPERATOR_TOKEN), ("/api/v1/campaigns/fuzz/import", OPERATOR_TOKEN),
-               ("/api/v1/los", None)]  # fmt: skip
+               ("/api/v1/los", VIEWER_TOKEN), ("/api/v1/session", VIEWER_TOKEN)]  # fmt: skip
 
 
 @pytest.mark.parametrize(("path", "token"), BODY_ROUTES, ids=[p.rsplit("/", 1)[-1] for p, _ in BODY_ROUTES])
@@ -443,7 +444,7 @@ def test_replayed_and_overlapping_batches_are_acked_again_and_store_nothing_new(
     assert fz.c.ingest(changed).json() == {"acked": list(range(20)), "duplicates": 20}
     with sqlite3.connect(fz.c.cfg.db_path) as db:  # ... nor the node's health (its latest reading)
         assert (db.execute(rows).fetchall(), db.execute(health).fetchone()) == before
-    assert fz.client.get("/api/v1/nodes").json()[0]["last_power_dbm"] != -10.0
+    assert fz.client.get("/api/v1/nodes", headers=VIEWER).json()[0]["last_power_dbm"] != -10.0
     overlap = fz.c.ingest(batch_dict(10, first_seq=15))
     assert overlap.json() == {"acked": list(range(15, 25)), "duplicates": 5}
     fz.acked |= {("su01", s) for s in range(25)}
@@ -497,7 +498,7 @@ def test_fuzz_learn_campaigns_and_los(fz):
                   cases(fz, "/api/v1/campaigns/{name}/points", OPERATOR_TOKEN, point_hints)),
         st.tuples(st.sampled_from(["fuzz", "closed-one", "nope"]),
                   cases(fz, "/api/v1/campaigns/{name}/import", OPERATOR_TOKEN, import_hints)),
-        cases(fz, "/api/v1/los", None, {"position_m": st.sampled_from(HALL_POSITIONS)}),
+        cases(fz, "/api/v1/los", VIEWER_TOKEN, {"position_m": st.sampled_from(HALL_POSITIONS)}),
     )
 
     def no_model(r: httpx.Response) -> bool:  # documented: a channel estimate gets 503 until a model is installed

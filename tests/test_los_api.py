@@ -14,7 +14,7 @@ from central.api import AppState, create_app
 from central.events import EventBus
 from central.los import MODEL_FILE, segment_hits_box
 from central.store import Store
-from tests.central_helpers import central_config
+from tests.central_helpers import VIEWER, central_config
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message=".*starlette.testclient.*")
@@ -34,7 +34,7 @@ def api(tmp_path):
 
 
 def post(client, body):
-    return client.post("/api/v1/los", json=body)
+    return client.post("/api/v1/los", json=body, headers=VIEWER)
 
 
 def test_segment_box_intersection():
@@ -95,7 +95,7 @@ def test_a_position_needs_no_model(api):
 
 def test_malformed_json_is_a_422_not_a_500(api):
     client, _ = api
-    r = client.post("/api/v1/los", content=b"{not json", headers={"Content-Type": "application/json"})
+    r = client.post("/api/v1/los", content=b"{not json", headers={**VIEWER, "Content-Type": "application/json"})
     assert r.status_code == 422
 
 

@@ -253,3 +253,45 @@ Agent(load_config({str(cfg_path)!r}), open_radio=radio).run()
     assert "measurement loop stuck" in err
     assert any("READY=1" in m for m in messages) and any(m == "WATCHDOG=1" for m in messages)
     assert any(m.startswith("STATUS=") and "readings" in m for m in messages)
+
+
+def test_refuse_at_max_records_pauses_the_radio_and_acks_resume_it_without_a_restart(tmp_path):
+    """A full spool (here: max_records, so no disk has to fill) under policy refuse: the radio is left
+    alone, every interval without a reading is counted, the status says why; acks make room and the
+    agent measures again by itself; the batches carry the spool state to the central unit."""
+    port = free_port()
+    text = simulated_node_toml(url=f"http://127.0.0.1:{port}", interval_s=0.02, samples=2048,
+                               extra='\n[spool]\nmax_records = 5\npolicy = "refuse"\n')  # fmt: skip
+    cfg = load_config(write_config(tmp_path, text))
+    agent = Agent(cfg)
+    st = agent.status
+    t = threading.Thread(target=agent.run, kwargs={"duration_s": 120.0})
+    t.start()
+    srv, headers = None, []
+    try:
+        wait_until(lambda: st.measuring_paused and st.refused >= 50)
+        assert st.readings == 5 and st.spool_full and "(max 5)" in st.spool_full_reason
+        assert st.summary().startswith("SPOOL FULL, not measuring")
+        wait_until(lambda: json.loads(cfg.status_path.read_text())["measuring_paused"])
+        assert json.loads(cfg.status_path.read_text())["spool_full"]
+        # the central unit is back (listening only from now: a bound socket would queue earlier POSTs)
+        srv = IngestServer(tmp_path / "central.db", {"su01": "secret-su01"}, port=port)
+        store_batch = srv.store.store
+        srv.store.store = lambda batch: headers.append(batch.spool) or store_batch(batch)
+        srv.start()
+        wait_until(lambda: st.readings >= 50 and not st.measuring_paused)  # acks made room
+    finally:
+        agent.stop()
+        t.join()
+        if srv is not None:
+            srv.stop()
+    assert_delivered_exactly_once(srv.store, cfg)  # refuse loses nothing it stored, and sends nothing twice
+    assert srv.store.duplicates() == 0
+    assert headers and headers[0].full and headers[0].refused >= 50 and headers[0].dropped == 0
+
+
+def wait_until(cond, deadline_s: float = 60.0) -> None:
+    end = time.monotonic() + deadline_s
+    while not cond():
+        assert time.monotonic() < end, "condition not reached"
+        time.sleep(0.02)

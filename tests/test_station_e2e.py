@@ -17,7 +17,7 @@ import pytest
 
 from central.twin.site import Material
 from sim.demo import screenshot
-from sim.station import SimulatedStation, StationSettings
+from sim.station import VIEWER_TOKEN, SimulatedStation, StationSettings
 from sim.world_builder import make_world
 from tests.conftest import DATA
 
@@ -91,7 +91,8 @@ def test_jammer_on_raises_an_alarm_and_jammer_off_clears_it(tmp_path, tiny_site,
         assert alarm["kind"] in ("residual", "saturation")
         assert "high" in alarm["affected_sus"]  # 1.7 m from the jammer; "low" is behind the cabinet
         if os.access(CHROMIUM, os.X_OK):  # the operator sees it: the real dashboard shows the alarm banner
-            assert screenshot(station.url + "/", tmp_path / "dashboard.png") == tmp_path / "dashboard.png"
+            shot = tmp_path / "dashboard.png"
+            assert screenshot(station.url + "/", VIEWER_TOKEN, shot) == shot  # logged in through the login page
         first_jammed_ns = int((station.start_time_s + JAMMER_ON_S) * 1e9)
         assert alarm["start_ns"] >= first_jammed_ns - int(0.2e9)  # not raised before the jammer was on
         # ... and raised while it was on (how fast lives in bench/live_detection.py)

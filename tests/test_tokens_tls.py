@@ -45,7 +45,7 @@ def test_integration_and_operator_rotate_and_remove(config):  # noqa: F811
     new = r.stdout.strip()
     store = Store(config.parent / "data" / "central.db")
     try:
-        creds = store.integration_credentials()
+        creds = store.credentials("integration")
         assert match_token(tok, creds) is None and match_token(new, creds) == "ran"
     finally:
         store.close()

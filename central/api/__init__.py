@@ -20,10 +20,13 @@ Rules every endpoint keeps:
   before the body is read; hashed and compared in constant time against every stored SHA-256
   (:mod:`central.auth`). Nodes write only as themselves (403 otherwise); context needs an
   integration token; acknowledging an alarm, learning and changing calibration campaigns an
-  operator token. Reads are open (the dashboard). The OpenAPI document says which, per operation.
-- **Rate limit per credential:** a token bucket per node / integration / operator
-  (``[limits] requests_per_s`` on average, bursts of ``request_burst``); beyond it 429 with
-  ``Retry-After`` and the reason. A node backs off and resends (nothing is lost: it is spooled).
+  operator token; every read a viewer or operator token or the dashboard's session cookie
+  (``/session``, :mod:`central.api.sessions`); ``/metrics`` a scraper token. Only ``/health`` is
+  open. The OpenAPI document says which, per operation.
+- **Rate limit per credential:** a token bucket per credential (``[limits] requests_per_s`` on
+  average, bursts of ``request_burst``); beyond it 429 with ``Retry-After`` and the reason. A node
+  backs off and resends (nothing is lost: it is spooled). Failed authentications have a bucket per
+  client address (``failed_auth_per_s``): once empty, that address gets 429 before any token is read.
 - **No SQLite on the event loop.** Blocking work runs in the threadpool (sync endpoints and
   dependencies, or ``run_in_threadpool`` after the body is read); the store serialises writes itself.
 
@@ -35,12 +38,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter, FastAPI
 
-from central.api import alarms, campaigns, context, detector, ingest, los, nodes, site
+from central.api import alarms, campaigns, context, detector, ingest, los, nodes, session, site
 from central.api.bodies import parse_json, read_body, require_json
 from central.api.metrics import Metrics
 from central.api.openapi import install_openapi
 from central.api.problems import REASON_BY_STATUS, ApiError, install_error_handlers, problem, unauthorized
 from central.api.ratelimit import RateLimiter
+from central.api.security import install_security
 from central.api.state import API_PREFIX, NODES_EVENT_PERIOD_S, AppState, OnContext, OnIngest, app_state
 from central.schemas import (
     CampaignImport,
@@ -48,6 +52,7 @@ from central.schemas import (
     ContextUpdate,
     IngestBatchModel,
     LearnRequest,
+    LoginRequest,
     LosRequest,
     PointRequest,
     TxContextIn,
@@ -58,9 +63,9 @@ __all__ = ["API_PREFIX", "NODES_EVENT_PERIOD_S", "REASON_BY_STATUS", "ApiError",
            "unauthorized"]  # fmt: skip
 
 ROUTERS = (ingest.router, context.router, site.router, nodes.router, alarms.router, detector.router,
-           campaigns.router, los.router)  # fmt: skip
+           campaigns.router, los.router, session.router)  # fmt: skip
 BODY_MODELS = [IngestBatchModel, ContextUpdate, TxContextIn, CampaignStart, PointRequest, CampaignImport,
-               LearnRequest, LosRequest]  # fmt: skip
+               LearnRequest, LosRequest, LoginRequest]  # fmt: skip
 
 
 def create_app(state: AppState) -> FastAPI:
@@ -70,11 +75,11 @@ def create_app(state: AppState) -> FastAPI:
         description="Ingest of sensing-unit measurements, context of the legitimate transmitters, live "
         "snapshots and jammer alarms, calibration campaigns and LoS answers. Every error answers "
         "application/problem+json (RFC 9457) with a `detail` in words and a machine-readable `reason`. "
-        "Writes need a bearer token of the kind each operation names; reads are open.",
+        "Every operation but /health needs a credential of the kind it names: a bearer token, or for "
+        "the dashboard its session cookie (POST /session).",
     )
     app.state.rftwin = state
-    limits = state.config.limits
-    app.state.rate_limiter = RateLimiter(limits.requests_per_s, limits.request_burst)
+    install_security(app, state.config.limits)
     install_error_handlers(app)
     api = APIRouter(prefix=API_PREFIX)
     for router in ROUTERS:

@@ -1,4 +1,4 @@
-"""``/alarms``: the alarms (open read) and their acknowledgement (operator token)."""
+"""``/alarms``: the alarms (a reader) and their acknowledgement (an operator)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query
 
 from central.api.problems import ApiError
 from central.api.responses import AUTH, STORE, errors
-from central.api.security import operator_credential
+from central.api.security import READ, operator_credential
 from central.api.state import AppState, app_state
 from central.schemas import AlarmOut
 from central.store import StoreError
@@ -16,7 +16,8 @@ from central.store import StoreError
 router = APIRouter(tags=["alarms"])
 
 
-@router.get("/alarms", summary="Alarms (newest first)", response_model=list[AlarmOut], responses=errors(422, *STORE))
+@router.get("/alarms", summary="Alarms (newest first)", response_model=list[AlarmOut], dependencies=READ,
+            responses=errors(*AUTH, 422, *STORE))  # fmt: skip
 def alarms(state_: str | None = Query(None, alias="state", pattern="^(active|cleared)$"),
            limit: int = Query(100, ge=1, le=10_000), state: AppState = Depends(app_state)) -> Any:  # fmt: skip
     return [a.to_dict() for a in state.store.alarms(state_, limit)]

@@ -17,7 +17,7 @@ from fastapi.concurrency import run_in_threadpool
 from central.api.bodies import body_schema, json_body
 from central.api.problems import ApiError
 from central.api.responses import AUTH, BODY, STORE, errors
-from central.api.security import operator_credential
+from central.api.security import READ, operator_credential
 from central.api.state import AppState, app_state
 from central.campaign import (
     MAX_DWELL_S,
@@ -61,14 +61,14 @@ async def start_campaign(who: str = Depends(operator_credential), body: Campaign
 
 
 @router.get("/campaigns", summary="Calibration campaigns (oldest first)", response_model=list[CampaignOut],
-            responses=errors(422, *STORE))  # fmt: skip
+            dependencies=READ, responses=errors(*AUTH, 422, *STORE))  # fmt: skip
 def campaigns(state_: str | None = Query(None, alias="state", pattern="^(open|closed)$"),
               state: AppState = Depends(app_state)) -> Any:  # fmt: skip
     return [c.to_dict() for c in state.store.campaigns(state_)]
 
 
 @router.get("/campaigns/{name}", summary="A campaign with its points", response_model=CampaignDetail,
-            responses=errors(*STORE, NOT_FOUND))  # fmt: skip
+            dependencies=READ, responses=errors(*AUTH, *STORE, NOT_FOUND))  # fmt: skip
 def campaign(name: str, state: AppState = Depends(app_state)) -> Any:
     """Status: the campaign, and every point with its per-SU readings and, if rejected, why."""
     camp = state.store.campaign(name)

@@ -11,7 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 from central.api.bodies import body_schema, parse_json, read_body, require_json, validate
 from central.api.problems import ApiError
 from central.api.responses import AUTH, BODY, STORE, errors
-from central.api.security import integration_credential
+from central.api.security import READ, integration_credential
 from central.api.state import AppState, app_state
 from central.live import TxContext
 from central.schemas import ContextStored, ContextUpdate, TxContextOut
@@ -72,7 +72,7 @@ def store_context(state: AppState, raw: bytes) -> dict:
 
 
 @router.get("/context", summary="Latest report of every transmitter", response_model=list[TxContextOut],
-            responses=errors(*STORE))  # fmt: skip
+            dependencies=READ, responses=errors(*AUTH, *STORE))  # fmt: skip
 def get_context(state: AppState = Depends(app_state)) -> Any:
     return [tx_dict(t) for t in state.store.latest_context()]
 

@@ -11,7 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 from central.api.bodies import body_schema, json_body
 from central.api.problems import ApiError
 from central.api.responses import AUTH, BODY, STORE, errors
-from central.api.security import operator_credential
+from central.api.security import READ, operator_credential
 from central.api.state import AppState, app_state
 from central.schemas import LearnOut, LearnRequest, ModelOut
 from central.store import now_ns
@@ -49,7 +49,7 @@ def run_learn(state: AppState, body: LearnRequest) -> Any:
 
 
 @router.get("/models/{model_id}", summary="A fitted model and its provenance", response_model=ModelOut,
-            responses=errors(422, *STORE, {404: "no such model"}))  # fmt: skip
+            dependencies=READ, responses=errors(*AUTH, 422, *STORE, {404: "no such model"}))  # fmt: skip
 def model(model_id: int, state: AppState = Depends(app_state)) -> Any:
     m = state.store.model(model_id) if 0 <= model_id < 2**63 else None
     if m is None:

@@ -85,6 +85,8 @@ def store_batch(state: AppState, node_id: str, raw: bytes) -> bytes:
             raise ApiError(422, f"records[{i}]: t_ns is {ahead:.1f} s in the future (limit "
                            f"{limits.max_future_skew_s:g} s): check the node's clock", "future_timestamp")  # fmt: skip
     ack = state.store.ingest(batch)
+    if batch.spool is not None:  # after the store: a refused batch's header says nothing
+        state.node_spool[node_id] = batch.spool.to_dict()
     state.metrics.ingested(len(batch.records), ack.duplicates)
     if state.on_ingest is not None:
         try:

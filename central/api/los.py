@@ -1,6 +1,6 @@
 """``POST /los``: the LoS probability of a UE (:mod:`central.los`), from a channel estimate (the ONNX
-model) or a UE position (the twin's geometry, no model needed). Open like the other reads: it
-changes nothing."""
+model) or a UE position (the twin's geometry, no model needed). It changes nothing, so a reader may
+ask, and so may an integration (the RAN scheduler that wants the answer)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from fastapi.concurrency import run_in_threadpool
 
 from central.api.bodies import body_schema, json_body
 from central.api.problems import ApiError
-from central.api.responses import BODY, errors
+from central.api.responses import AUTH, BODY, errors
+from central.api.security import Principal, los_credential
 from central.los import LosInputError, LosService, LosUnavailable
 from central.schemas import LosOut, LosRequest
 
@@ -36,14 +37,15 @@ def los_service(request: Request) -> LosService:
     "/los",
     summary="LoS probability from a channel estimate (ONNX model) or a UE position (geometry)",
     response_model=LosOut,
-    responses=errors(*BODY, {
+    responses=errors(*AUTH, *BODY, {
         422: "malformed JSON or invalid content: not exactly one of channel or position_m, a position outside "
              "the hall or inside an obstacle, a channel estimate of another shape than the model's",
         503: "a channel estimate, and no LoS model installed",
     }),
     openapi_extra=body_schema(LosRequest, "exactly one of channel or position_m"),
 )  # fmt: skip
-async def los(body: LosRequest = Depends(los_body), service: LosService = Depends(los_service)) -> Any:
+async def los(_: Principal = Depends(los_credential), body: LosRequest = Depends(los_body),
+              service: LosService = Depends(los_service)) -> Any:  # fmt: skip
     if (body.channel is None) == (body.position_m is None):
         raise ApiError(422, "give exactly one of channel or position_m", "invalid")
     try:

@@ -26,7 +26,8 @@ from central.twin.site import Site
 PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
 FASTAPI_VALIDATION = ("HTTPValidationError", "ValidationError")
 TOKEN_WORDS = {"NodeToken": "a node token (as that node)", "IntegrationToken": "an integration token",
-               "OperatorToken": "an operator token"}  # fmt: skip
+               "OperatorToken": "an operator token", "ViewerToken": "a viewer token",
+               "ScraperToken": "a scraper token", "DashboardSession": "the dashboard's session cookie"}  # fmt: skip
 # Positions checked against the hall: (schema, property) -> whether the walls themselves are out
 # (LoS: strictly inside; context and campaign points: [0, size], walls included).
 HALL_POSITIONS = {("TxContextIn", "position_m"): False, ("PointRequest", "position_m"): False,
@@ -72,8 +73,9 @@ def _security_words(op: dict[str, Any]) -> None:
     kinds = [name for requirement in op.get("security", ()) for name in requirement]
     if kinds:
         wants = " or ".join(TOKEN_WORDS.get(k, k) for k in kinds)
-        op["description"] = (op.get("description", "") + f"\n\nAuthentication: `Authorization: Bearer` with {wants}; "
-                             "401 without a valid one, 429 past its rate limit.").strip()  # fmt: skip
+        op["description"] = (op.get("description", "") + f"\n\nAuthentication: {wants}; 401 without a valid "
+                             "one, 429 past its rate limit or after too many failed attempts from the client's "
+                             "address.").strip()  # fmt: skip
 
 
 def _hall_bounds(comps: dict[str, Any], site: Site) -> None:

@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from central.campaign import CampaignConflict, CampaignNotFound
+from central.store.integrity import StoreCorrupt
 
 log = logging.getLogger("central.api")
 
@@ -98,6 +99,12 @@ def install_error_handlers(app: FastAPI) -> None:
         log.error("store error on %s: %s", request.url.path, exc)
         _reject(request, "unavailable")
         return problem(503, f"store unavailable: {exc}; retry later", "unavailable", {"Retry-After": "1"})
+
+    @app.exception_handler(StoreCorrupt)  # before sqlite3.Error's: the more specific class wins
+    async def store_corrupt(request: Request, exc: StoreCorrupt) -> JSONResponse:
+        _reject(request, StoreCorrupt.reason)
+        return problem(503, f"{exc}; nothing is stored or acknowledged: keep the records and retry later",
+                       StoreCorrupt.reason, {"Retry-After": "60"})  # fmt: skip
 
     @app.exception_handler(CampaignNotFound)
     async def campaign_not_found(request: Request, exc: CampaignNotFound) -> JSONResponse:

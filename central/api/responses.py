@@ -13,14 +13,15 @@ from central.schemas import Problem
 
 DESCRIPTIONS = {
     400: "malformed request (e.g. an invalid Content-Length)",
-    401: "missing, unknown, wrong or revoked token",
-    403: "the token does not allow this",
+    401: "missing, unknown, wrong or revoked token, or an ended dashboard session",
+    403: "the credential does not allow this (e.g. a viewer's session; a session without its CSRF token)",
     404: "no such resource",
     409: "conflict with the current state",
     413: "body or batch too large",
     415: "Content-Type is not application/json",
     422: "malformed JSON, or invalid parameters or content (the detail names the field)",
-    429: "this credential's request rate limit is exceeded; see Retry-After",
+    429: "this credential's request rate limit is exceeded, or this address made too many failed "
+         "authentications; see Retry-After",
     503: "store unavailable (disk full, locked); retry after Retry-After",
 }
 HEADERS = {
@@ -30,7 +31,7 @@ HEADERS = {
 }  # fmt: skip
 
 BODY = (400, 413, 415, 422)  # any route that reads a JSON body
-AUTH = (401, 429)  # any route that wants a token
+AUTH = (401, 403, 429)  # any route that wants a credential
 STORE = (503,)  # any route that touches the store
 
 

@@ -1,5 +1,6 @@
 """``GET /site`` (the hall, its obstacles and sensing units), ``/health`` (liveness) and ``/metrics``
-(Prometheus). Open reads. The live event stream, ``GET /events``, is the dashboard's
+(Prometheus, a scraper token). ``/site`` is a read (a viewer or an operator); ``/health`` is the one
+open operation. The live event stream, ``GET /events``, is the dashboard's
 (:mod:`central.dashboard.routes`)."""
 
 from __future__ import annotations
@@ -7,9 +8,11 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 
-from central.api.responses import STORE, errors
+from central.api.problems import PROBLEM_MEDIA_TYPE
+from central.api.responses import AUTH, STORE, errors
+from central.api.security import READ, scraper_credential
 from central.api.state import API_PREFIX, AppState, app_state
 from central.schemas import Health, SiteOut
 from node.protocol import HEALTH_PATH
@@ -17,7 +20,8 @@ from node.protocol import HEALTH_PATH
 router = APIRouter(tags=["site and service"])
 
 
-@router.get("/site", summary="The hall, its obstacles and the sensing units", response_model=SiteOut)
+@router.get("/site", summary="The hall, its obstacles and the sensing units", response_model=SiteOut,
+            dependencies=READ, responses=errors(*AUTH))  # fmt: skip
 def site(state: AppState = Depends(app_state)) -> Any:
     s = state.site
     return {
@@ -30,13 +34,29 @@ def site(state: AppState = Depends(app_state)) -> Any:
     }  # fmt: skip
 
 
-@router.get(HEALTH_PATH.removeprefix(API_PREFIX), summary="Liveness", response_model=Health)
-def health() -> Any:
-    return {"status": "ok"}
+@router.get(HEALTH_PATH.removeprefix(API_PREFIX), summary="Liveness and the store's health", response_model=Health,
+            response_model_exclude_none=True,
+            responses=errors({503: "failing: the database failed its integrity check (reason database_corrupt); "
+                              "writes, ingest included, are refused until it is restored. The problem has the "
+                              "members health (\"failing\") and checks (as in the 200 body)"}))  # fmt: skip
+async def health(state: AppState = Depends(app_state)) -> Any:
+    """``{"status": "ok"}`` while every check passes; ``degraded`` (200) with the checks that are not
+    ok, each with a reason; ``failing``: a 503 problem that lists them too
+    (:meth:`central.store.Store.health_problems`). ``rftwin-node check`` and load balancers read 200."""
+    checks = state.store.health_problems()
+    if not checks:
+        return {"status": "ok"}
+    failing = {name: c for name, c in checks.items() if c["status"] == "failing"}
+    if not failing:
+        return Health(status="degraded", checks=checks)
+    body = {"type": "about:blank", "title": "Service Unavailable", "status": 503,
+            "detail": "; ".join(f"{name}: {c['detail']}" for name, c in failing.items()),
+            "reason": next(iter(failing.values()))["reason"], "health": "failing", "checks": checks}  # fmt: skip
+    return JSONResponse(body, 503, headers={"Retry-After": "60"}, media_type=PROBLEM_MEDIA_TYPE)
 
 
-@router.get("/metrics", summary="Prometheus metrics (text format 0.0.4)", response_class=PlainTextResponse,
-            responses=errors(*STORE))  # fmt: skip
-def metrics(state: AppState = Depends(app_state)) -> PlainTextResponse:
+@router.get("/metrics", summary="Prometheus metrics (text format 0.0.4; a scraper token)",
+            response_class=PlainTextResponse, responses=errors(*AUTH, *STORE))  # fmt: skip
+def metrics(_: str = Depends(scraper_credential), state: AppState = Depends(app_state)) -> PlainTextResponse:
     return PlainTextResponse(state.metrics.render(state.store, state.config.detection.stale_s),
                              media_type="text/plain; version=0.0.4; charset=utf-8")  # fmt: skip

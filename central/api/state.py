@@ -44,6 +44,9 @@ class AppState:
     # (e.g. LearnError) when refused. Set by the live detection engine.
     learn: Callable[..., Any] | None = None
     metrics: Metrics = field(default_factory=Metrics)
+    # node_id -> the node.protocol.SpoolState dict of its latest stored batch that carried one (GET
+    # /nodes shows it). In memory: a node sends it in every batch, so a restart forgets it for a batch.
+    node_spool: dict[str, dict] = field(default_factory=dict)
     _last_nodes_event: float = 0.0
 
     def publish_nodes(self, force: bool = False) -> None:
@@ -52,8 +55,13 @@ class AppState:
         if not force and now - self._last_nodes_event < NODES_EVENT_PERIOD_S:
             return
         self._last_nodes_event = now
+        self.bus.publish("nodes", {"nodes": self.node_report()})
+
+    def node_report(self) -> list[dict]:
+        """Every node's health (``GET /nodes``, the dashboard's ``nodes`` event), with what its latest
+        batch said about its spool (``spool``: None when nothing since this process started)."""
         health = self.store.node_health(self.config.detection.stale_s)
-        self.bus.publish("nodes", {"nodes": [h.to_dict() for h in health]})
+        return [{**h.to_dict(), "spool": self.node_spool.get(h.node_id)} for h in health]
 
 
 async def app_state(request: Request) -> AppState:

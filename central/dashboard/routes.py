@@ -2,14 +2,21 @@
 
 Routes (all GET):
 
-- ``/``                 the page (``static/index.html``)
-- ``/static/{file}``    the page's assets (only files shipped in ``static/``)
+- ``/``                 the page (``static/index.html``) for a browser with a dashboard session;
+  without one, a redirect to the login page
+- ``/login``            the login page (``static/login.html``): a viewer or operator token is
+  exchanged for the session cookie by ``POST /api/v1/session`` (:mod:`central.api.session`)
+- ``/static/{file}``    the pages' assets (only files shipped in ``static/``; no data, so open)
 - ``/api/v1/site``      the floor plan as JSON (:func:`site_json`)
 - ``/api/v1/events``    Server-Sent Events: first a ``hello`` event (server clock, recent snapshot
   history, known alarms), then the bus's latest event of each kind, then live events
   (``snapshot``, ``alarm``, ``nodes``, data = the ``to_dict`` of :mod:`central.live` records). A
   comment line (``: keepalive``) goes out after ``heartbeat_s`` of silence so proxies and the
   browser keep the connection open; ``retry:`` tells ``EventSource`` how fast to reconnect.
+
+The floor plan and the stream are reads (:data:`central.api.security.READ`: a viewer or operator
+token, or the session cookie, which ``EventSource`` sends by itself); the app must carry the API's
+state and session store (:func:`central.api.create_app`), which is where the dashboard is mounted.
 
 Event payloads the page understands: ``snapshot`` = ``Snapshot.to_dict()``; ``alarm`` =
 ``Alarm.to_dict()`` (one alarm that was raised, updated or cleared) or ``{"alarms": [...]}`` (the full
@@ -31,10 +38,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from fastapi import APIRouter, FastAPI, HTTPException, Request
-from fastapi.responses import FileResponse, StreamingResponse
+from fastapi.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.routing import APIRoute
 from starlette.routing import Match
 
+from central.api.responses import AUTH, errors
+from central.api.security import READ
+from central.api.sessions import COOKIE_NAME
 from central.events import Event, EventBus
 from central.twin.site import Site
 
@@ -208,8 +218,14 @@ def dashboard_router(bus: EventBus, site: Site, heartbeat_s: float = 15.0,
     router = APIRouter(tags=["dashboard"])
 
     @router.get("/", include_in_schema=False)
-    async def index() -> FileResponse:
+    async def index(request: Request) -> Response:
+        if request.app.state.sessions.get(request.cookies.get(COOKIE_NAME)) is None:
+            return RedirectResponse("login", status_code=303, headers=_NO_CACHE)
         return FileResponse(STATIC_DIR / "index.html", media_type="text/html", headers=_NO_CACHE)
+
+    @router.get("/login", include_in_schema=False)
+    async def login_page() -> FileResponse:
+        return FileResponse(STATIC_DIR / "login.html", media_type="text/html", headers=_NO_CACHE)
 
     @router.get("/static/{name}", include_in_schema=False)
     async def static(name: str) -> FileResponse:
@@ -218,12 +234,14 @@ def dashboard_router(bus: EventBus, site: Site, heartbeat_s: float = 15.0,
             raise HTTPException(404, f"no static file {name!r}")
         return FileResponse(path, headers=_NO_CACHE)
 
-    @router.get("/api/v1/site", summary="Floor plan: hall size, obstacles, sensing units (metres)")
+    @router.get("/api/v1/site", summary="Floor plan: hall size, obstacles, sensing units (metres)", dependencies=READ,
+                responses=errors(*AUTH))  # fmt: skip
     async def get_site() -> dict:
         return plan
 
     @router.get("/api/v1/events", summary="Live snapshots, alarms and node health (Server-Sent Events)",
-                response_class=StreamingResponse, responses=EVENTS_RESPONSES)  # fmt: skip
+                response_class=StreamingResponse, responses={**EVENTS_RESPONSES, **errors(*AUTH)},
+                dependencies=READ)  # fmt: skip
     async def events(request: Request) -> StreamingResponse:
         return StreamingResponse(
             _sse_stream(request, bus, recorder, site, heartbeat_s, poll_s=min(1.0, heartbeat_s)),

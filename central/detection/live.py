@@ -29,6 +29,7 @@ import numpy as np
 from central.detection.alarms import AlarmTransition
 from central.detection.engine import DetectionEngine, EngineConfig
 from central.live import Alarm, Snapshot
+from central.store import StoreCorrupt
 from central.twin import Twin
 from models.detectors import DetectorError
 
@@ -106,6 +107,8 @@ class LiveDetection:
             try:
                 self._evaluate_if_due()
                 self.state.publish_nodes()
+            except StoreCorrupt:  # the store said so once (critical) and /health says so all along
+                log.debug("evaluation not recorded: the store refuses writes", exc_info=True)
             except Exception:  # the timer must survive anything one evaluation does
                 log.exception("periodic evaluation failed")
 
@@ -194,7 +197,9 @@ def create_engine(state) -> LiveDetection:
         twin = surrogate_twin(state.site, tc.surrogate_dir)
         how = f"{twin.predictor.kind} surrogate from {tc.surrogate_dir}"
     else:
-        twin = Twin.load(state.site)
+        from central.twin.progress import tracing_progress_log
+
+        twin = Twin.load(state.site, progress=tracing_progress_log(log))  # a trace (minutes) shows in the journal
         how = "from cache" if twin.from_cache else "ray-traced"
     log.info("twin of %s loaded (%s, %.1f s)", state.site.name, how, time.perf_counter() - t0)
     return LiveDetection(state, twin, engine_config(state.config))

@@ -23,6 +23,12 @@ Schema: versioned. ``MIGRATIONS`` is an ordered list; migration *i* brings the s
 *i* to *i + 1* and runs in the same transaction as the version bump. Opening a database applies the
 missing ones; a database written by newer software (higher version) is refused, not guessed at.
 
+Integrity: :meth:`Store.check_integrity` runs ``PRAGMA quick_check`` (bounded in time if asked); once
+a check fails (or a write meets a corrupt page) every write raises :class:`StoreCorrupt`, until a
+check passes again: nothing more is acknowledged into a damaged file (:mod:`~central.store.integrity`,
+docs/operations.md). :meth:`Store.health_problems` is what ``GET /health`` reports, the last write's
+full disk or I/O error included. The database file is created 0600 (its -wal and -shm follow).
+
 The code: :mod:`~central.store.migrations` (the schema), :mod:`~central.store.base` (connections,
 transactions, migrating) and one module of queries per resource (:mod:`~central.store.nodes`,
 :mod:`~central.store.data`, :mod:`~central.store.alarms`, :mod:`~central.store.campaigns`), which
@@ -35,13 +41,14 @@ from __future__ import annotations
 from central.store.alarms import AlarmQueries
 from central.store.base import ALARM_STATES, StoreError, now_ns
 from central.store.campaigns import CampaignQueries
+from central.store.integrity import IntegrityResult, StoreCorrupt, StoreFileError
 from central.store.data import DataQueries
 from central.store.migrations import MIGRATIONS, SCHEMA_VERSION
 from central.store.nodes import NodeQueries
 from central.store.records import ModelRecord, NodeRecord, snapshot_from_dict
 
-__all__ = ["ALARM_STATES", "MIGRATIONS", "SCHEMA_VERSION", "ModelRecord", "NodeRecord", "Store", "StoreError",
-           "now_ns", "snapshot_from_dict"]  # fmt: skip
+__all__ = ["ALARM_STATES", "MIGRATIONS", "SCHEMA_VERSION", "IntegrityResult", "ModelRecord", "NodeRecord", "Store",
+           "StoreCorrupt", "StoreError", "StoreFileError", "now_ns", "snapshot_from_dict"]  # fmt: skip
 
 
 class Store(NodeQueries, DataQueries, AlarmQueries, CampaignQueries):

@@ -82,8 +82,15 @@ def _m3_campaigns(c: sqlite3.Connection) -> None:
     c.execute("CREATE UNIQUE INDEX idx_campaigns_one_open ON campaigns (state) WHERE state = 'open'")
 
 
+def _m4_viewers_scrapers(c: sqlite3.Connection) -> None:
+    """Read-only credentials: viewers (the dashboard and the read API) and scrapers (``/metrics``),
+    shaped like the operators: name, token hash, creation time."""
+    for table in ("viewers", "scrapers"):
+        c.execute(f"CREATE TABLE {table} (name TEXT PRIMARY KEY, token_sha256 TEXT NOT NULL, created_ns INTEGER)")
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m1_initial, _m2_node_stats_operators_retention,
-                                                          _m3_campaigns]  # fmt: skip
+                                                          _m3_campaigns, _m4_viewers_scrapers]  # fmt: skip
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -1,10 +1,11 @@
-"""Nodes (enrolled sensing-unit agents, their tokens and ingest statistics), integrations and operators."""
+"""Nodes (enrolled sensing-unit agents, their tokens and ingest statistics) and the named credentials
+(integrations, operators, viewers, scrapers)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from central.auth import hash_token, new_token
+from central.auth import CREDENTIAL_TABLES, hash_token, new_token
 from central.live import NodeHealth
 from central.store.base import StoreBase, StoreError, now_ns
 from central.store.records import NodeRecord
@@ -90,8 +91,10 @@ class NodeQueries(StoreBase):
             out.append(NodeHealth(nid, (x, y, z), seen, last_t, power, records, saturated, healthy, detail, extra))
         return out
 
-    # ---------------------------------------------------------------- integrations and operators
-    def _add_credential(self, table: str, kind: str, name: str, token: str | None) -> str:
+    # ------------------------------------------------ integrations, operators, viewers, scrapers
+    def add_credential(self, kind: str, name: str, token: str | None = None) -> str:
+        """Enrol a named token of ``kind`` (:data:`central.auth.CREDENTIAL_TABLES`); returns the token."""
+        table = self._credential_table(kind)
         token = token or new_token(kind)
         with self._write() as c:
             if c.execute(f"SELECT 1 FROM {table} WHERE name = ?", [name]).fetchone():
@@ -100,13 +103,13 @@ class NodeQueries(StoreBase):
         return token
 
     def add_integration(self, name: str, token: str | None = None) -> str:
-        return self._add_credential("integrations", "integration", name, token)
+        return self.add_credential("integration", name, token)
 
     def add_operator(self, name: str, token: str | None = None) -> str:
-        return self._add_credential("operators", "operator", name, token)
+        return self.add_credential("operator", name, token)
 
     def rotate_credential(self, table: str, name: str, token: str | None = None) -> str:
-        """A new token for an integration or operator; the old one is refused at once."""
+        """A new token for a named credential; the old one is refused at once."""
         kind = self._credential_kind(table)
         token = token or new_token(kind)
         with self._write() as c:
@@ -115,7 +118,7 @@ class NodeQueries(StoreBase):
         return token
 
     def remove_credential(self, table: str, name: str) -> None:
-        """Remove an integration or operator: its token is refused at once."""
+        """Remove a named credential: its token is refused at once."""
         kind = self._credential_kind(table)
         with self._write() as c:
             if c.execute(f"DELETE FROM {table} WHERE name = ?", [name]).rowcount != 1:
@@ -123,17 +126,21 @@ class NodeQueries(StoreBase):
 
     @staticmethod
     def _credential_kind(table: str) -> str:
-        kinds = {"integrations": "integration", "operators": "operator"}
+        kinds = {t: k for k, t in CREDENTIAL_TABLES.items()}
         if table not in kinds:
             raise StoreError(f"no credential table {table!r}")
         return kinds[table]
 
-    def integration_credentials(self) -> list[tuple[str, str]]:
-        """(token_sha256, name) of every enrolled integration."""
-        return [(h, n) for n, h in self._r().execute("SELECT name, token_sha256 FROM integrations").fetchall()]
+    @staticmethod
+    def _credential_table(kind: str) -> str:
+        if kind not in CREDENTIAL_TABLES:
+            raise StoreError(f"no credential kind {kind!r}")
+        return CREDENTIAL_TABLES[kind]
 
-    def operator_credentials(self) -> list[tuple[str, str]]:
-        return [(h, n) for n, h in self._r().execute("SELECT name, token_sha256 FROM operators").fetchall()]
+    def credentials(self, kind: str) -> list[tuple[str, str]]:
+        """(token_sha256, name) of every enrolled credential of ``kind``."""
+        table = self._credential_table(kind)
+        return [(h, n) for n, h in self._r().execute(f"SELECT name, token_sha256 FROM {table}").fetchall()]
 
     def credential_names(self, table: str) -> list[str]:
         self._credential_kind(table)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 import zipfile
 from collections.abc import Callable
@@ -32,6 +33,8 @@ from contracts.gain_maps import GAIN_FLOOR_DB, GAIN_MAP_FORMAT, GainMapFile
 # The file format (and the no-path gain floor) belong to contracts.gain_maps, which the simulated world
 # reads without the twin; the format version is part of the cache key.
 FORMAT_VERSION = GAIN_MAP_FORMAT
+
+log = logging.getLogger("rftwin.twin")
 
 
 @dataclass
@@ -177,11 +180,17 @@ def get_gain_maps(
 
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
     path = cache_dir / f"{cache_key(site, settings, sionna_version())}.npz"
-    if path.exists() and not rebuild:
+    if rebuild:
+        log.info("rebuilding the gain maps of %s (%s): tracing, this takes a while", site.name, path)
+    elif path.exists():
         try:
             return CacheResult(GainMaps.load(path), path, hit=True)
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
-            pass  # a corrupt or foreign entry is rebuilt, not trusted
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+            # a corrupt or foreign entry is rebuilt, not trusted; but say so: a trace takes minutes
+            log.warning("gain-map cache %s unreadable (%s: %s): re-tracing %s, this takes a while",
+                        path, type(e).__name__, e, site.name)  # fmt: skip
+    else:
+        log.info("no gain-map cache for %s at %s: tracing, this takes a while", site.name, path)
     maps = build_gain_maps(site, settings, progress)
     maps.save(path)
     return CacheResult(maps, path, hit=False)

@@ -223,6 +223,11 @@
         html("td", { class: "num" }, isNum(n.last_power_dbm) ? `${n.last_power_dbm.toFixed(1)} dBm` : "—"),
         html("td", { class: "num" }, (n.records ?? 0).toLocaleString("en-US"))];
       cells[1].appendChild(badge);
+      if (n.spool && n.spool.full) {  // the node's disk is full: it drops or refuses readings
+        tr.dataset.spool = "full";
+        cells[1].appendChild(html("span", { class: "badge spool-full", title: `dropped ${n.spool.dropped}, ` +
+          `refused ${n.spool.refused}, ${n.spool.free_bytes} B free` }, "spool full"));
+      }
       tr.append(...cells);
       return tr;
     }));
@@ -332,12 +337,30 @@
     c.dataset.state = s;
     c.textContent = text;
   }
+  // The session cookie (HttpOnly) authenticates every request of the page, EventSource's included;
+  // its CSRF token goes with requests that change something. An ended session sends us to the login.
+  const toLogin = () => window.location.replace("login");
+  async function loadSession() {
+    const resp = await fetch("api/v1/session", { credentials: "same-origin" });
+    if (resp.status === 401) { toLogin(); return null; }
+    if (!resp.ok) throw new Error(`HTTP ${resp.status}`);
+    state.session = await resp.json();
+    $("session-user").textContent = `${state.session.name} (${state.session.role})`;
+    return state.session;
+  }
+  $("logout").addEventListener("click", async () => {
+    await fetch("api/v1/session", { method: "DELETE", credentials: "same-origin",
+                                    headers: { "X-CSRF-Token": state.session ? state.session.csrf_token : "" } });
+    toLogin();
+  });
   function connect() {
     const es = new EventSource("api/v1/events");
     es.onopen = () => setConn("open", "Live");
     es.onerror = () => {
-      if (es.readyState === EventSource.CLOSED) { setConn("closed", "Disconnected"); setTimeout(connect, 3000); }
-      else setConn("connecting", "Reconnecting…");
+      if (es.readyState === EventSource.CLOSED) {
+        setConn("closed", "Disconnected");
+        loadSession().then((s) => { if (s) setTimeout(connect, 3000); }, () => setTimeout(connect, 3000));
+      } else setConn("connecting", "Reconnecting…");
     };
     for (const [kind, fn] of Object.entries(handlers)) {
       es.addEventListener(kind, (ev) => {
@@ -348,7 +371,9 @@
   }
   async function start() {
     try {
-      const resp = await fetch("api/v1/site");
+      if (!(await loadSession())) return;
+      const resp = await fetch("api/v1/site", { credentials: "same-origin" });
+      if (resp.status === 401) { toLogin(); return; }
       if (!resp.ok) throw new Error(`HTTP ${resp.status}`);
       state.site = await resp.json();
       drawSite(state.site);
