@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import signal
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -132,20 +133,24 @@ class Agent:
 
     def run(self, duration_s: float | None = None) -> int:
         """Measure until :meth:`stop` (or SIGTERM/SIGINT, or ``duration_s``); returns an exit code."""
-        self.spool = self._open_spool()
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, lambda *_: self.stop())
             signal.signal(signal.SIGINT, lambda *_: self.stop())
             signal.signal(signal.SIGUSR1, lambda *_: self.request_capture())
-        self._threads = [
-            threading.Thread(target=self._uplink_loop, name="uplink", daemon=True),
-            threading.Thread(target=self._watchdog_loop, name="watchdog", daemon=True),
-        ]
-        for t in self._threads:
-            t.start()
+        watchdog = threading.Thread(target=self._watchdog_loop, name="watchdog", daemon=True)
+        watchdog.start()
+        deadline = None if duration_s is None else time.monotonic() + duration_s
+        self.spool = self._wait_for_spool(deadline)
+        if self.spool is None:  # stopped before the spool could be opened
+            self.notifier.stopping()
+            self._stop.set()
+            self.uplink.close()
+            return 0
+        uplink = threading.Thread(target=self._uplink_loop, name="uplink", daemon=True)
+        self._threads = [uplink, watchdog]
+        uplink.start()
         self.notifier.ready(f"measuring every {self.cfg.interval_s:g} s")
         log.info("node %s: measuring every %g s, spool %s", self.cfg.node_id, self.cfg.interval_s, self.cfg.spool.path)
-        deadline = None if duration_s is None else time.monotonic() + duration_s
         try:
             self._measure_loop(deadline)
         finally:
@@ -153,12 +158,41 @@ class Agent:
             self._measuring_done.set()
             self._stop.set()
             self._wake_uplink.set()
-            self._threads[0].join(timeout=self.cfg.central.timeout_s + 2.0)
+            uplink.join(timeout=self.cfg.central.timeout_s + 2.0)
             self._close_radio()
             self._write_status()
             self.spool.close()
             self.uplink.close()
         return 0
+
+    def _wait_for_spool(self, deadline: float | None) -> Spool | None:
+        """The spool, opened; while it cannot be (a disk without a free byte cannot even take SQLite's
+        ``-shm`` file after a restart; an unreadable file), the agent stays up instead of exiting into a
+        systemd restart loop: it says why once (journal, status, STATUS=), keeps its watchdog, does not
+        measure, and tries again every :data:`SPOOL_RETRY_S` until it can or is stopped."""
+        st = self.status
+        failed_since = None
+        while not self._stop.is_set() and (deadline is None or time.monotonic() < deadline):
+            self._heartbeat = time.monotonic()
+            try:
+                spool = self._open_spool()
+            except (sqlite3.Error, OSError) as e:
+                why = f"cannot open the spool {self.cfg.spool.path}: {type(e).__name__}: {e}"
+                if failed_since is None:
+                    failed_since = time.time()
+                    log.error("%s; not measuring, trying again every %g s", why, SPOOL_RETRY_S)
+                    st.spool_full, st.measuring_paused, st.spool_full_reason = True, True, why
+                    st.spool_full_since_unix_s = failed_since
+                    self.notifier.ready(f"SPOOL UNAVAILABLE, not measuring ({why})")
+                    self._write_status()
+                self._stop.wait(SPOOL_RETRY_S)
+                continue
+            if failed_since is not None:
+                log.warning("spool %s open after %.0f s: measuring", self.cfg.spool.path, time.time() - failed_since)
+                st.spool_full, st.measuring_paused, st.spool_full_reason = False, False, ""
+                st.spool_full_since_unix_s = None
+            return spool
+        return None
 
     def _open_spool(self) -> Spool:
         sp = self.cfg.spool

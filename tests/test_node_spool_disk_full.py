@@ -248,3 +248,36 @@ def test_a_disk_full_to_the_last_byte_is_survived_and_left_by_itself(tmp_path, n
     assert node.stop() == 0
     pending, dropped, last_seq = node.spool_seqs()
     assert pending == list(range(dropped, last_seq + 1))  # only the oldest dropped, counted; no seq reused
+
+
+def test_a_restart_on_a_disk_without_a_free_byte_waits_for_the_spool_instead_of_crash_looping(tmp_path, node_factory):
+    """After a clean stop SQLite has removed its -wal and -shm files; a restart on a disk with no free
+    byte cannot create them, so the spool cannot even be opened. Under systemd an exit here is a
+    restart loop for as long as the disk stays full: the agent must stay up, say why once, and start
+    measuring by itself when there is room."""
+    first = node_factory("drop_oldest")
+    first.wait_for("first readings", lambda st: st["readings"] >= 10)
+    assert first.stop() == 0
+    pending_before, _, last_seq_before = first.spool_seqs()
+    ballast = first.ballast(leave_bytes=None)
+
+    restarted_unix_s = time.time()
+    node = node_factory("drop_oldest")
+    end = time.monotonic() + DEADLINE_S
+    while not node.lines("cannot open the spool") and time.monotonic() < end:
+        assert node.proc.poll() is None, f"the agent exited on a full disk:\n{node.log()}"
+        time.sleep(0.05)
+    assert node.lines("cannot open the spool"), node.log()
+    time.sleep(2.5)  # a few more attempts (one a second) on the full disk
+    assert node.proc.poll() is None, node.log()
+    assert len(node.lines("cannot open the spool")) == 1, node.log()  # said once, not per attempt
+
+    ballast.unlink()
+    st = node.wait_for("readings after the restart",
+                       lambda st: st["started_unix_s"] > restarted_unix_s and st["readings"] > 0)  # fmt: skip
+    assert not st["spool_full"] and not st["measuring_paused"]
+    assert len(node.lines("open after")) == 1, node.log()
+    assert node.stop() == 0
+    pending, dropped, last_seq = node.spool_seqs()
+    assert pending[: len(pending_before)] == pending_before and last_seq > last_seq_before  # nothing lost, no seq reused
+    assert dropped == 0
