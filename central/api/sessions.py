@@ -15,7 +15,6 @@ SameSite and the header are two independent locks.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import secrets
 import threading
@@ -23,6 +22,8 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from central.auth import hash_token
 
 COOKIE_NAME = "rftwin_session"
 CSRF_HEADER = "X-CSRF-Token"
@@ -46,10 +47,6 @@ class Session:
         return max(0.0, self.expires_mono_s - now_mono_s)
 
 
-def _digest(session_id: str) -> str:
-    return hashlib.sha256(session_id.encode("utf-8", "surrogatepass")).hexdigest()
-
-
 class SessionStore:
     """Live sessions by the SHA-256 of their id. Thread-safe (dependencies run in the threadpool)."""
 
@@ -64,7 +61,7 @@ class SessionStore:
         session_id = secrets.token_urlsafe(32)
         session = Session(name, role, token_sha256, secrets.token_urlsafe(24), self.clock() + self.ttl_s)
         with self._lock:
-            self._sessions[_digest(session_id)] = session
+            self._sessions[hash_token(session_id)] = session
             while len(self._sessions) > self.max_sessions:
                 self._sessions.popitem(last=False)
         return session_id, session
@@ -73,7 +70,7 @@ class SessionStore:
         """The live session of a cookie value, or None (unknown, ended or expired)."""
         if not session_id or len(session_id) > 128:
             return None
-        key = _digest(session_id)
+        key = hash_token(session_id)
         with self._lock:
             session = self._sessions.get(key)
             if session is not None and session.expires_mono_s <= self.clock():
@@ -85,7 +82,7 @@ class SessionStore:
         if not session_id:
             return False
         with self._lock:
-            return self._sessions.pop(_digest(session_id), None) is not None
+            return self._sessions.pop(hash_token(session_id), None) is not None
 
 
 
