@@ -39,6 +39,7 @@ from node.protocol import Measurement, ProtocolError, SpoolState
 from contracts.sd_notify import Notifier, watchdog_interval_s
 from node.sdr.base import SdrBackend
 from node.sigmf import prune, write_capture
+from node.signals import SignalRelay
 from node.spool import Spool, SpoolFull
 from node.uplink import Backoff, CentralLocator, Uplink, UplinkAuthError, UplinkError
 
@@ -133,10 +134,17 @@ class Agent:
 
     def run(self, duration_s: float | None = None) -> int:
         """Measure until :meth:`stop` (or SIGTERM/SIGINT, or ``duration_s``); returns an exit code."""
+        relay = None
         if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, lambda *_: self.stop())
-            signal.signal(signal.SIGINT, lambda *_: self.stop())
-            signal.signal(signal.SIGUSR1, lambda *_: self.request_capture())
+            actions = {signal.SIGTERM: self.stop, signal.SIGINT: self.stop, signal.SIGUSR1: self.request_capture}
+            relay = SignalRelay(actions).install()
+        try:
+            return self._run(duration_s)
+        finally:
+            if relay is not None:
+                relay.close()
+
+    def _run(self, duration_s: float | None) -> int:
         watchdog = threading.Thread(target=self._watchdog_loop, name="watchdog", daemon=True)
         watchdog.start()
         deadline = None if duration_s is None else time.monotonic() + duration_s

@@ -29,7 +29,8 @@ not grow. If the insert needed a new page, the transaction is rolled back and tr
 of the oldest records dropped (1, 2, 4, ... up to RING_MAX_DROP), so the spool turns into a ring
 inside the pages it already has, and keeps working on a disk with no byte left. The WAL is bounded
 too (``wal_autocheckpoint`` and ``journal_size_limit`` scaled to small filesystems: SQLite's default
-4 MiB WAL alone would fill a small one), and on SQLITE_FULL the spool checkpoints (RESTART: the WAL's
+4 MiB WAL alone would fill a small one; while space is short every ring step checkpoints, so the
+WAL stays within the space it already holds instead of growing into the reserve), and on SQLITE_FULL the spool checkpoints (RESTART: the WAL's
 next frames overwrite space the file already holds) and tries once more before it gives up on the
 record. A spool whose WAL still holds pages that would grow the file when the disk fills completely
 cannot write until some space returns: :class:`SpoolFull` (``DISK_FULL``) until then.
@@ -205,14 +206,23 @@ class Spool:
         """Insert ``m``, dropping the oldest as ``reason`` demands. While space is short, a *ring step*:
         drop more rather than grow the file (the insert needed a new page, ``_WouldGrow``, or SQLite
         could not allocate one, SQLITE_FULL: rolled back, tried again dropping twice as many), up to
-        RING_MAX_DROP; past that, one plain try, whose SQLITE_FULL the caller handles."""
+        RING_MAX_DROP; past that, one plain try, whose SQLITE_FULL the caller handles.
+
+        A ring step keeps the WAL from growing too: it checkpoints after its commit, so the next
+        transaction's frames overwrite the WAL from its beginning. Without that, each commit made while
+        the uplink's reader held an older snapshot (a checkpoint cannot reset the WAL under a reader)
+        appended to the WAL, and on a small disk the WAL grew into the reserve until not even the
+        status file could be written."""
         count = len(self)
         short_of_space = reason in (UNDER_RESERVE, DISK_FULL)
         drop = max(count - self.max_records + 1, 1 if short_of_space else 0)
         while True:
             hold_pages = short_of_space and drop < min(count, RING_MAX_DROP)
             try:
-                return self._write(m, drop, hold_pages)
+                stored = self._write(m, drop, hold_pages)
+                if short_of_space:
+                    self.checkpoint()
+                return stored
             except (_WouldGrow, sqlite3.OperationalError) as e:
                 if not hold_pages or not (isinstance(e, _WouldGrow) or is_disk_full(e)):
                     raise

@@ -106,7 +106,13 @@ class Node:
             if st and cond(st):
                 return st
             time.sleep(0.05)
-        pytest.fail(f"timed out waiting for {what}; status {self.status()}\n{self.log()[-4000:]}")
+        pytest.fail(f"timed out waiting for {what}; {self.disk_usage()}; status {self.status()}\n{self.log()[-4000:]}")
+
+    def disk_usage(self) -> str:
+        """What takes the small disk, for a failure message (which file ate the reserve)."""
+        files = {str(p.relative_to(self.disk)): p.stat().st_size for p in self.disk.rglob("*") if p.is_file()}
+        st = os.statvfs(self.disk)
+        return f"files {files}, {st.f_bavail * st.f_frsize} bytes free"
 
     def ballast(self, leave_bytes: int | None) -> Path:
         """A file that takes the disk's free space but ``leave_bytes`` (None: every last byte)."""
