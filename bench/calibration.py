@@ -8,13 +8,16 @@ World: ``factory-hall-a-truth`` (concrete ε_r 7.0, σ 0.3 S/m; the twin starts 
 uniform in ±3 dB, each reading with N(0, noise) dB measurement noise, a point's value the mean (dB) of
 ``--readings`` readings (a 10 s dwell at 10 readings/s). Points uniform over the TX plane outside
 obstacles, on the 0.5 m cell centres (the floor grid the engineer places the reference TX on, and where
-the world's maps are exact; between centres the maps interpolate). 25 % of the points are held out.
+the world's maps are exact; between centres the maps interpolate). 25 % of the points are held-out test
+points, 20 % validation points (early stopping), the rest train (calibration.material_fit).
 
 Last line: one JSON object with eps_err_pct, sigma_err_pct, offset_err_db_max, heldout_rmse_before_db,
-heldout_rmse_after_db, rmse_reduction_pct (both over the held-out readings that are not geometry outliers:
-off by > 10 dB before and after, i.e. a path one side finds and the other does not; counted in
-heldout_outliers), the plain RMSEs (…_all_db), fit_s and iterations. Writes a report (Markdown and a
-scatter PNG) under --out.
+heldout_rmse_after_db, rmse_reduction_pct: on the test points; "before" is the twin's materials with
+per-SU offsets profiled on the training points (so the reduction is what the material fit adds, not the
+offsets), ``heldout_rmse_as_built_db`` the twin with no offsets at all. Each twice: ``…_all_db`` over
+every test reading, and without the geometry outliers (off by > 10 dB before and after, i.e. a path one
+side finds and the other does not; counted in heldout_outliers). Then fit_s and iterations. Writes a
+report (Markdown and a scatter PNG) under --out.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from calibration.material_fit import FitSettings, fit_materials  # noqa: E402
+from calibration.material_fit import FitSettings, fit_materials, nan_rmse  # noqa: E402
 from calibration.report import write_report  # noqa: E402
 from central.twin import Twin, resolve_site  # noqa: E402
 from central.twin.positions import sample_positions  # noqa: E402
@@ -67,7 +70,7 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     res = fit_materials(site, pts, power, measured, FitSettings(iterations=args.iterations, seed=args.seed),
                         progress=lambda s: print(f"  step {s.iteration:3d}: train RMSE {s.train_rmse_db:.3f} dB, "
-                                                 f"held-out loss {s.holdout_loss_db2:.3f} dB², "
+                                                 f"validation loss {s.validation_loss_db2:.3f} dB², "
                                                  f"concrete ε_r {s.materials['concrete'][0]:.3f} "
                                                  f"σ {s.materials['concrete'][1]:.4f} ({s.seconds:.2f} s)",
                                                  file=sys.stderr, flush=True))  # fmt: skip
@@ -77,6 +80,7 @@ def main(argv=None) -> int:
     h = res.holdout
     eb = res.predicted_before_dbm[h] - res.measured_dbm[h]
     ea = res.predicted_after_dbm[h] - res.measured_dbm[h]
+    e_built = res.predicted_as_built_dbm[h] - res.measured_dbm[h]
     outlier = (np.abs(eb) > 10.0) & (np.abs(ea) > 10.0)
     ok = np.isfinite(eb) & np.isfinite(ea) & ~outlier
     before, after = float(np.sqrt(np.mean(eb[ok] ** 2))), float(np.sqrt(np.mean(ea[ok] ** 2)))
@@ -93,6 +97,10 @@ def main(argv=None) -> int:
         "heldout_outliers": int(outlier.sum()), "heldout_readings": int(ok.sum()),
         "heldout_rmse_before_all_db": round(res.rmse_db("holdout", after=False), 3),
         "heldout_rmse_after_all_db": round(res.rmse_db("holdout"), 3),
+        "rmse_reduction_all_pct": round(100 * (1 - res.rmse_db("holdout") / res.rmse_db("holdout", after=False)), 1),
+        "heldout_rmse_as_built_db": round(nan_rmse(np.where(ok, e_built, np.nan)), 3),
+        "heldout_rmse_as_built_all_db": round(nan_rmse(e_built), 3),
+        "train_points": len(res.train), "validation_points": len(res.validation), "test_points": len(h),
         "fit_s": round(fit_s, 1), "iterations": len(res.history), "stopped": res.stopped,
     }  # fmt: skip
     info = out["run"] = run_info()

@@ -21,8 +21,11 @@ Last line: one JSON object with
   cannot keep up on this machine);
 - ``rss_mb_start`` (first sample once every node has delivered), ``rss_mb_end``, ``rss_mb_max``,
   ``rss_growth_mb_per_min`` (least-squares slope over the second half of the run);
-- ``latency_ms_p50/p99/max``: from a reading's timestamp (the IQ buffer's) to its durable commit
-  at the central unit (``received_ns - t_ns``): DSP, spool, upload and the store, end to end;
+- ``latency_ms_p50/p99/p999``: from a reading's timestamp (the IQ buffer's) to its durable commit
+  at the central unit: DSP, spool, upload and the store (write lock and fsync), end to end. The
+  central unit stamps it once the commit has returned (``rftwin_ingest_age_seconds``, a histogram
+  in /metrics; a batch of resends is left out); the quantiles are interpolated inside its buckets
+  (1 ms wide up to 10 ms) as PromQL does. ``latency_readings``: how many readings that covers;
 - ``cpu_pct_central`` (of one core, over the measured period), ``cpu_pct_agents`` (all agents
   together), ``cores``, ``loadavg_1m``.
 """
@@ -77,16 +80,44 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def metric(url: str, scraper_token: str, name: str) -> float:
-    """One sample of the unit's /metrics, read as Prometheus does: with a scraper token."""
+def scrape(url: str, scraper_token: str) -> str:
+    """The unit's /metrics, read as Prometheus does: with a scraper token."""
     import httpx
 
     r = httpx.get(url + "/api/v1/metrics", timeout=5, headers={"Authorization": f"Bearer {scraper_token}"})
     r.raise_for_status()
-    for line in r.text.splitlines():
+    return r.text
+
+
+def metric(url: str, scraper_token: str, name: str) -> float:
+    """One sample of the unit's /metrics."""
+    return metric_value(scrape(url, scraper_token), name)
+
+
+def metric_value(text: str, name: str) -> float:
+    for line in text.splitlines():
         if line.startswith(name + " "):
             return float(line.split()[1])
     return 0.0
+
+
+def histogram_quantile_ms(text: str, name: str, q: float) -> float:
+    """The q-quantile (0..1) of a Prometheus histogram in ``text``, in ms, interpolated linearly
+    inside its bucket as PromQL's ``histogram_quantile`` does (so at most one bucket's width off)."""
+    buckets = []
+    for line in text.splitlines():
+        if m := re.match(rf'{name}_bucket\{{le="([^"]+)"\}} (\S+)$', line):
+            buckets.append((float(m.group(1)), float(m.group(2))))
+    total = buckets[-1][1]
+    rank, lower, below = q * total, 0.0, 0.0
+    for upper, cumulative in buckets:
+        if cumulative >= rank:
+            if upper == float("inf"):
+                return lower * 1e3  # PromQL too answers the last finite bound here
+            inside = cumulative - below
+            return (lower + (upper - lower) * ((rank - below) / inside if inside else 1.0)) * 1e3
+        lower, below = upper, cumulative
+    return float("nan")
 
 
 NODE_TOML = """node_id = "{nid}"
@@ -253,6 +284,7 @@ def main() -> int:
             drain(spools, tokens, url)
         rss_end = rss_mb(central.pid)
         resends = metric(url, scraper, "rftwin_ingest_duplicates_total")
+        metrics_text = scrape(url, scraper)
     finally:
         for p in agents.values():
             if p.poll() is None:
@@ -278,7 +310,6 @@ def main() -> int:
             dropped_total += dropped
             lost += last + 1 - len(set(seqs)) - pending - dropped
             gaps += seqs != list(range(last + 1))
-        lat = np.array([r for (r,) in db.execute("SELECT received_ns - t_ns FROM measurements")], dtype=np.float64) / 1e6
 
     t = np.array([s[0] for s in samples])
     rss = np.array([s[1] for s in samples])
@@ -292,8 +323,9 @@ def main() -> int:
         "pending_max_during_run": int(max(s[3] for s in samples)),
         "rss_mb_start": round(float(rss[0]), 1), "rss_mb_end": round(float(rss_end), 1),
         "rss_mb_max": round(float(max(rss.max(), rss_end)), 1), "rss_growth_mb_per_min": round(slope, 3),
-        "latency_ms_p50": round(float(np.percentile(lat, 50)), 1), "latency_ms_p99": round(float(np.percentile(lat, 99)), 1),
-        "latency_ms_max": round(float(lat.max()), 1),
+        **{f"latency_ms_{tag}": round(histogram_quantile_ms(metrics_text, "rftwin_ingest_age_seconds", q), 1)
+           for tag, q in (("p50", 0.5), ("p99", 0.99), ("p999", 0.999))},
+        "latency_readings": int(metric_value(metrics_text, "rftwin_ingest_age_seconds_count")),
         "cpu_pct_central": round(cpu_central, 1), "cpu_pct_agents": round(cpu_agents, 1),
         "cores": os.cpu_count(), "loadavg_1m": round(load1, 2),
     }  # fmt: skip

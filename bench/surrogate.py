@@ -5,11 +5,11 @@ Usage: python bench/surrogate.py [--models out/surrogate] [--positions 100] [--r
 Models: ``rftwin-surrogate train --site S --kind K --out MODELS/K-S`` for S in factory-hall-a, -b and K in
 rf, mlp (directories found by their manifests). Per site (tag a, b):
 
-- ``{kind}_holdout_{rmse,median_abs}_db_{tag}``: the surrogate (onnxruntime) at its held-out cell centres vs the
+- ``{kind}_holdout_{rmse,median_abs,p95_abs}_db_{tag}``: the surrogate (onnxruntime) at its held-out cell centres vs the
   ray-traced value there (pairs with gain ≥ −150 dB, :mod:`models.surrogate.metrics`);
   ``mlp_torch_holdout_…``: the same through PyTorch, and ``{kind}_onnx_vs_{framework}_max_abs_db_{tag}``
   (onnxruntime vs PyTorch here; vs scikit-learn as measured at training, from the manifest).
-- ``{kind}_direct_{rmse,median_abs}_db_{tag}`` for kind in maps, rf, mlp: at random off-grid positions vs a
+- ``{kind}_direct_{rmse,median_abs,p95_abs}_db_{tag}`` for kind in maps, rf, mlp: at random off-grid positions vs a
   direct TX → SU PathSolver trace (:mod:`central.twin.verify`, as bench/twin.py): the maps' own
   interpolation error and the surrogates' error on the same reference.
 - ``{kind}_us_per_snapshot_{single,batch}_{tag}``: median µs per snapshot (12 SUs, 3 TXs): one
@@ -87,6 +87,7 @@ def main() -> None:
             e = gain_error(ort_db, data.gain_db[hold])
             out[f"{kind}_holdout_rmse_db_{tag}"] = round(e.rmse_db, 3)
             out[f"{kind}_holdout_median_abs_db_{tag}"] = round(e.median_abs_db, 3)
+            out[f"{kind}_holdout_p95_abs_db_{tag}"] = round(e.p95_abs_db, 3)
             out[f"{kind}_n_train_{tag}"] = m.n_train
             if kind == "mlp":
                 torch_db = mlp_torch_check(d, pred, x)

@@ -373,8 +373,8 @@ def _fit(args) -> int:
 
     def show(step) -> None:
         mats = ", ".join(f"{n} ε_r {e:.3f} σ {c:.4f}" for n, (e, c) in step.materials.items())
-        print(f"  step {step.iteration:3d}/{settings.iterations}: train RMSE {step.train_rmse_db:.3f} dB, held-out "
-              f"loss {step.holdout_loss_db2:.3f} dB²; {mats}", file=sys.stderr, flush=True)  # fmt: skip
+        print(f"  step {step.iteration:3d}/{settings.iterations}: train RMSE {step.train_rmse_db:.3f} dB, validation "
+              f"loss {step.validation_loss_db2:.3f} dB²; {mats}", file=sys.stderr, flush=True)  # fmt: skip
 
     print(f"fitting {len(pos)} points × {len(site.su_ids)} SUs on {site.name} …", file=sys.stderr)
     res = fit_materials(site, pos, power, meas, settings, progress=show)
@@ -389,7 +389,8 @@ def _fit(args) -> int:
     for name, (eps, sigma) in res.materials.items():
         print(f"{name}: ε_r {res.initial_materials[name][0]:.3f} → {eps:.3f}, σ {res.initial_materials[name][1]:.4f} → "
               f"{sigma:.4f} S/m")  # fmt: skip
-    print(f"held-out RMSE {res.rmse_db('holdout', False):.2f} → {res.rmse_db('holdout'):.2f} dB; {res.stopped}; "
+    print(f"held-out test RMSE {res.rmse_db('holdout', False):.2f} → {res.rmse_db('holdout'):.2f} dB (before: offsets "
+          f"profiled on the training points); {res.stopped}; "
           f"{res.fit_s:.1f} s\nwrote {out} and {', '.join(str(p) for p in paths)}\n"
           f"next: rftwin-central twin build --site {out}")  # fmt: skip
     return 0

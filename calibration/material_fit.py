@@ -24,8 +24,15 @@ offsets needs no derivative through them. σ is weakly identifiable from receive
 (docs/architecture.md), hence the ridge λ towards the starting value (the ITU model's σ unless given).
 
 Optimiser: Adam on θ with exponential learning-rate decay; a deterministic PathSolver (same paths every
-step, so the loss is a smooth function of θ); held-out points (seeded split) for validation and early
-stop: the θ with the lowest held-out (Huber) loss is returned. Geometry does not depend on θ, only path
+step, so the loss is a smooth function of θ). The points are split three ways (seeded): training
+points drive the fit, validation points pick when to stop (the θ with the lowest validation Huber
+loss is returned), and held-out test points, never looked at during the fit, are what the figures
+quote: a test point that also chose the stopping step would flatter the result.
+
+"Before" is the twin as built with per-SU offsets profiled on the training points, the same closed
+form as during the fit: the offsets (cable loss, antenna) are something any calibration gets for
+free, so before → after measures what the material fit adds. The twin as built without any offset
+is kept as well (:attr:`FitResult.predicted_as_built_dbm`). Geometry does not depend on θ, only path
 amplitudes do, so after the first step (kernel compilation) each step costs one traced forward and
 backward pass (≈ 0.75 s for 40 points × 12 SUs on 2 cores).
 """
@@ -59,9 +66,10 @@ class FitSettings:
     iterations: int = 80
     learning_rate: float = 0.06  # Adam step, in ln units (≈ 6 % per step at first)
     lr_decay: float = 0.97  # per iteration
-    holdout_fraction: float = 0.25
+    holdout_fraction: float = 0.25  # test points: only for the figures
+    validation_fraction: float = 0.2  # for early stopping
     patience: int = 15  # iterations without a held-out improvement of min_improvement_db before stopping
-    min_improvement_db2: float = 1e-4  # of the held-out Huber loss
+    min_improvement_db2: float = 1e-4  # of the validation Huber loss
     seed: int = 0
     max_depth: int = 3
     samples_per_src: int = 10_000
@@ -73,8 +81,8 @@ class FitStep:
     iteration: int
     loss_db2: float
     train_rmse_db: float
-    holdout_rmse_db: float
-    holdout_loss_db2: float  # Huber, the early-stopping criterion (robust to a missed path)
+    validation_rmse_db: float
+    validation_loss_db2: float  # Huber, the early-stopping criterion (robust to a missed path)
     materials: dict[str, tuple[float, float]]  # name → (ε_r, σ S/m)
     seconds: float
 
@@ -88,29 +96,35 @@ class FitResult:
     offsets_db: dict[str, float]  # per SU
     su_ids: list[str]
     train: np.ndarray  # indices of the training points
-    holdout: np.ndarray  # indices of the held-out points
+    validation: np.ndarray  # indices of the points that chose the stopping step
+    holdout: np.ndarray  # indices of the held-out test points (untouched by the fit)
     measured_dbm: np.ndarray  # (P, n_su), NaN = no reading
-    predicted_before_dbm: np.ndarray  # the twin as it was (initial materials, no offsets)
+    predicted_before_dbm: np.ndarray  # the twin's materials, offsets profiled on the training points
     predicted_after_dbm: np.ndarray  # fitted materials plus offsets
+    predicted_as_built_dbm: np.ndarray  # the twin's materials, no offsets at all
     history: list[FitStep] = field(default_factory=list)
     fit_s: float = 0.0
     stopped: str = ""
 
+    def points(self, which: str) -> np.ndarray:
+        """Indices of ``"train"``, ``"validation"`` or ``"holdout"`` (the test points)."""
+        return {"train": self.train, "validation": self.validation, "holdout": self.holdout}[which]
+
     def rmse_db(self, which: str = "holdout", after: bool = True) -> float:
-        idx = self.holdout if which == "holdout" else self.train
+        idx = self.points(which)
         pred = self.predicted_after_dbm if after else self.predicted_before_dbm
-        return _rmse(pred[idx] - self.measured_dbm[idx])
+        return nan_rmse(pred[idx] - self.measured_dbm[idx])
 
     def per_su(self, which: str = "holdout") -> dict[str, dict[str, float]]:
         """Per SU: RMSE and bias (mean of predicted − measured), dB, before and after."""
-        idx = self.holdout if which == "holdout" else self.train
+        idx = self.points(which)
         out = {}
         for j, su in enumerate(self.su_ids):
             m = self.measured_dbm[idx, j]
             rows = {}
             for tag, pred in (("before", self.predicted_before_dbm), ("after", self.predicted_after_dbm)):
                 e = pred[idx, j] - m
-                rows[f"rmse_{tag}_db"] = _rmse(e)
+                rows[f"rmse_{tag}_db"] = nan_rmse(e)
                 rows[f"bias_{tag}_db"] = float(np.nanmean(e)) if np.isfinite(e).any() else float("nan")
             out[su] = rows
         return out
@@ -134,7 +148,8 @@ def _huber(e: np.ndarray, delta_db: float) -> float:
     return float(np.mean(np.where(a <= delta_db, e * e, 2 * delta_db * a - delta_db**2))) if e.size else math.nan
 
 
-def _rmse(e: np.ndarray) -> float:
+def nan_rmse(e: np.ndarray) -> float:
+    """RMSE (dB) over the finite entries of ``e`` (NaN: no reading); NaN when there are none."""
     e = e[np.isfinite(e)]
     return float(np.sqrt(np.mean(e * e))) if e.size else float("nan")
 
@@ -161,11 +176,14 @@ def fit_materials(
     n_su = len(site.sensing_units)
     if meas.shape != (len(pos), n_su):
         raise FitError(f"measured_dbm has shape {meas.shape}, want ({len(pos)}, {n_su}) (points × SUs)")
-    n_hold = int(round(settings.holdout_fraction * len(pos)))
-    if len(pos) - n_hold < 4 or n_hold < 1:
-        raise FitError(f"{len(pos)} usable points: need at least 5 (4 to fit, 1 held out)")
+    n_hold = max(1, int(round(settings.holdout_fraction * len(pos))))
+    n_val = max(1, int(round(settings.validation_fraction * len(pos))))
+    if len(pos) - n_hold - n_val < 4:
+        raise FitError(f"{len(pos)} usable points: need at least {4 + n_hold + n_val} (4 to fit, {n_val} to "
+                       f"validate, {n_hold} to test)")  # fmt: skip
     perm = np.random.default_rng(settings.seed).permutation(len(pos))
-    holdout, train = np.sort(perm[:n_hold]), np.sort(perm[n_hold:])
+    holdout, validation = np.sort(perm[:n_hold]), np.sort(perm[n_hold : n_hold + n_val])
+    train = np.sort(perm[n_hold + n_val :])
 
     model = RayTracedPowers(site, pos, power, settings)
     names = list(settings.materials) if settings.materials else model.default_materials()
@@ -182,9 +200,11 @@ def fit_materials(
     meas = np.where(usable, meas, np.nan)
     w_train = np.zeros_like(meas, dtype=bool)
     w_train[train] = usable[train]
-    if not usable[holdout].any():
-        raise FitError(f"none of the {len(holdout)} held-out points has a usable reading (all missing or within "
-                       f"{settings.floor_margin_db:g} dB of the noise floor): nothing to validate the fit on")  # fmt: skip
+    for name, idx in (("held-out", holdout), ("validation", validation)):
+        if not usable[idx].any():
+            raise FitError(f"none of the {len(idx)} {name} points has a usable reading (all missing or within "
+                           f"{settings.floor_margin_db:g} dB of the noise floor): nothing to "
+                           f"{'test' if name == 'held-out' else 'validate'} the fit on")  # fmt: skip
     if not w_train.any():
         raise FitError("no training point has a usable reading")
     if w_train.sum(axis=0).min() < 2 and settings.fit_offsets:
@@ -197,37 +217,37 @@ def fit_materials(
     b1, b2, eps_adam = 0.9, 0.999, 1e-8
     history: list[FitStep] = []
     best = (math.inf, theta.copy(), None, None)
-    before = None
+    before = as_built = None
     stale = 0
     stopped = f"{settings.iterations} iterations"
     for it in range(settings.iterations):
         t0 = time.perf_counter()
         mats = unpack(theta)
         pred, backward = model.predict(mats)
-        if before is None:
-            before = pred.copy()
         resid = np.where(w_train, meas - pred, np.nan)
         offsets = np.nan_to_num(np.nanmedian(resid, axis=0)) if settings.fit_offsets else np.zeros(n_su)
+        if before is None:
+            as_built, before = pred.copy(), pred + offsets
         err = pred + offsets - meas
-        train_rmse, hold_rmse = _rmse(err[train]), _rmse(err[holdout])
+        train_rmse, val_rmse = nan_rmse(err[train]), nan_rmse(err[validation])
         ridge = settings.conductivity_ridge * float(np.sum((theta[1::2] - ln_sigma0) ** 2 * free[1::2]))
         hd = settings.huber_db
-        huber, hold_huber = _huber(err[train], hd), _huber(err[holdout], hd)
+        huber, val_huber = _huber(err[train], hd), _huber(err[validation], hd)
         # d mean ρ(err)/d pred over the training readings; offsets held (envelope theorem)
         d_pred = np.where(w_train, 2.0 * np.clip(np.nan_to_num(err), -hd, hd) / w_train.sum(), 0.0)
         grad = backward(d_pred)  # (2·materials,) d loss / d θ
         grad[1::2] += 2.0 * settings.conductivity_ridge * (theta[1::2] - ln_sigma0)
         grad = np.where(free, grad, 0.0)
-        step = FitStep(it, huber + ridge, train_rmse, hold_rmse, hold_huber, mats, time.perf_counter() - t0)
+        step = FitStep(it, huber + ridge, train_rmse, val_rmse, val_huber, mats, time.perf_counter() - t0)
         history.append(step)
         if progress:
             progress(step)
-        if hold_huber < best[0] - settings.min_improvement_db2:
-            best, stale = (hold_rmse, theta.copy(), pred + offsets, offsets), 0
+        if val_huber < best[0] - settings.min_improvement_db2:
+            best, stale = (val_huber, theta.copy(), pred + offsets, offsets), 0
         else:
             stale += 1
             if stale >= settings.patience:
-                stopped = f"early stop at iteration {it}: held-out loss not improved for {stale} iterations"
+                stopped = f"early stop at iteration {it}: validation loss not improved for {stale} iterations"
                 break
         lr = settings.learning_rate * settings.lr_decay**it
         m_adam = b1 * m_adam + (1 - b1) * grad
@@ -238,8 +258,8 @@ def fit_materials(
     return FitResult(
         materials=unpack(theta_best), initial_materials={n: start[n] for n in names},
         offsets_db={su: float(o) for su, o in zip(site.su_ids, off_best)}, su_ids=site.su_ids, train=train,
-        holdout=holdout, measured_dbm=meas, predicted_before_dbm=before, predicted_after_dbm=pred_best,
-        history=history, fit_s=time.perf_counter() - t_start, stopped=stopped,
+        validation=validation, holdout=holdout, measured_dbm=meas, predicted_before_dbm=before,
+        predicted_after_dbm=pred_best, predicted_as_built_dbm=as_built, history=history, fit_s=time.perf_counter() - t_start, stopped=stopped,
     )  # fmt: skip
 
 

@@ -1,5 +1,5 @@
-"""Calibration report: per-SU RMSE and bias of predicted vs measured power on the held-out points,
-before and after the fit, a scatter plot, and the fit's trajectory (Markdown + PNG + JSON)."""
+"""Calibration report: per-SU RMSE and bias of predicted vs measured power on the held-out test points,
+before (the twin's materials, per-SU offsets profiled on the training points) and after the fit, a scatter plot, and the fit's trajectory (Markdown + PNG + JSON)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from calibration.material_fit import FitResult
+from calibration.material_fit import FitResult, nan_rmse
 from central.twin.site import Site
 
 
@@ -21,7 +21,7 @@ def scatter_png(res: FitResult, path: Path) -> Path:
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.6), sharex=True, sharey=True)
     h = res.holdout
     meas = res.measured_dbm[h].ravel()
-    for ax, (title, pred, after) in zip(axes, (("before (twin as built)", res.predicted_before_dbm, False),
+    for ax, (title, pred, after) in zip(axes, (("before (twin's materials + offsets)", res.predicted_before_dbm, False),
                                                ("after (fitted materials + offsets)", res.predicted_after_dbm, True))):  # fmt: skip
         p = pred[h].ravel()
         ok = np.isfinite(meas) & np.isfinite(p)
@@ -33,7 +33,7 @@ def scatter_png(res: FitResult, path: Path) -> Path:
         ax.set_xlabel("measured (dBm)")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("predicted (dBm)")
-    fig.suptitle(f"Held-out points ({len(h)}), all SUs")
+    fig.suptitle(f"Held-out test points ({len(h)}), all SUs")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -56,14 +56,19 @@ def write_report(res: FitResult, out_dir: Path, stem: str, site: Site, figures: 
         e0, s0 = res.initial_materials[name]
         lines.append(f"| {name} | {e0:.3f} → {eps:.3f} | {s0:.4f} → {sigma:.4f} |")
     lines += ["", f"Fit: {len(res.history)} iterations, {res.fit_s:.1f} s ({res.stopped}); {len(res.train)} training "
-              f"points, {len(res.holdout)} held out.", "",
-              "Held-out points, per SU (dB; bias = mean of predicted − measured):", "",
+              f"points, {len(res.validation)} validation points (when to stop), {len(res.holdout)} held-out test "
+              "points (the figures below; the fit never saw them).", "",
+              "\"Before\" is the twin's materials with per-SU offsets profiled on the training points (the median "
+              "residual, as the fit does), so before → after is what fitting the materials adds.", "",
+              "Held-out test points, per SU (dB; bias = mean of predicted − measured):", "",
               "| SU | offset fitted | RMSE before | RMSE after | bias before | bias after |",
               "|---|---|---|---|---|---|"]  # fmt: skip
     for su, r in per_su.items():
         lines.append(f"| {su} | {res.offsets_db[su]:+.2f} | {r['rmse_before_db']:.2f} | {r['rmse_after_db']:.2f} | "
                      f"{r['bias_before_db']:+.2f} | {r['bias_after_db']:+.2f} |")  # fmt: skip
-    lines += ["", f"All held-out readings: RMSE {res.rmse_db('holdout', False):.2f} → {res.rmse_db('holdout'):.2f} dB.",
+    as_built = nan_rmse(res.predicted_as_built_dbm[res.holdout] - res.measured_dbm[res.holdout])
+    lines += ["", f"All held-out test readings: RMSE {res.rmse_db('holdout', False):.2f} → {res.rmse_db('holdout'):.2f} dB "
+              f"(the twin as built, without offsets: {as_built:.2f} dB).",
               "", f"![scatter]({png.name})", ""]  # fmt: skip
     if figures:
         lines += ["Figures: `" + json.dumps(figures) + "`", ""]

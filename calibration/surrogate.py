@@ -55,7 +55,8 @@ def _train(args) -> int:
     config = TrainConfig(args.kind, args.split, args.holdout, args.seed, args.trees or DEFAULT_TREES,
                          args.min_samples_leaf, mlp=mlp)  # fmt: skip
     m = train_surrogate(surrogate_data(twin), site_info(twin), args.out, config, progress=say)
-    say(f"wrote {args.out}: held-out RMSE {m.holdout_rmse_db:.2f} dB, median |error| {m.holdout_median_abs_db:.3f} dB")
+    say(f"wrote {args.out}: held-out RMSE {m.holdout_rmse_db:.2f} dB, median |error| {m.holdout_median_abs_db:.3f} dB, "
+        f"p95 |error| {m.holdout_p95_abs_db:.2f} dB")
     return 0
 
 

@@ -27,8 +27,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
+from central.twin.solvers import SolverSettings
 from contracts.cli_args import position_arg, run_command
 
 
@@ -38,7 +40,8 @@ def _load_twin(args, rebuild: bool = False):
 
     update, close = tracing_progress_bar()
     try:
-        return Twin.load(args.site, cache_dir=args.cache_dir, rebuild=rebuild, progress=update)
+        settings = replace(SolverSettings(), max_depth=args.max_depth, diffraction=args.diffraction)
+        return Twin.load(args.site, settings, cache_dir=args.cache_dir, rebuild=rebuild, progress=update)
     finally:
         close()
 
@@ -275,6 +278,9 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--site", help="site file (TOML) or built-in name (default: factory-hall-a)")
     common.add_argument("--cache-dir", type=Path, help="gain-map cache (default: $RFTWIN_CACHE_DIR or ~/.cache/rftwin)")
+    common.add_argument("--max-depth", type=int, default=SolverSettings.max_depth, metavar="N",
+                        help="reflections per path, as [twin] max_depth (default: %(default)s)")  # fmt: skip
+    common.add_argument("--diffraction", action="store_true", help="trace edge diffraction, as [twin] diffraction")
     b = tsub.add_parser("build", parents=[common], help="ray-trace the per-SU gain maps (cached)")
     b.add_argument("--rebuild", action="store_true", help="trace again even if cached")
     b.add_argument("--out", type=Path, help="also write the maps to this .npz (e.g. a simulated world's true "

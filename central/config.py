@@ -26,6 +26,9 @@ Example (every key, with its default where it has one)::
     predictor = "maps"                      # "maps": the ray-traced gain maps; "surrogate": an ONNX path-loss model
     surrogate_dir = "models/surrogate-rf"   # used by predictor = "surrogate" (relative: to this file); from
                                             # `rftwin-surrogate train`, and for this site (content hash checked)
+    max_depth = 3                           # ray-tracing fidelity of the maps ("maps"): reflections per path ...
+    diffraction = false                     # ... and edge diffraction; both are part of the map cache key
+                                            # (a change traces new maps at the next start: minutes)
 
     [retention]
     measurements_days = 7.0                 # measurements and context older than this are purged
@@ -76,10 +79,11 @@ Unknown keys are errors: a typo must fail at start-up, not be a silently ignored
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from central.twin.site import BUILTIN_SITES, DEFAULT_SITE, Site, resolve_site
+from central.twin.solvers import SolverSettings
 from contracts.toml_fields import ConfigError, Fields, read_toml
 from node.protocol import MAX_BATCH_RECORDS
 
@@ -115,14 +119,21 @@ class DetectionConfig:
 
 
 PREDICTORS = ("maps", "surrogate")
+MAX_TRACE_DEPTH = 8  # a bound against typos: trace time grows with every further reflection
 
 
 @dataclass(frozen=True)
 class TwinConfig:
-    """Which predictor the live engine uses: the gain maps, or a path-loss surrogate (models.surrogate)."""
+    """Which predictor the live engine uses: the gain maps, or a path-loss surrogate (models.surrogate);
+    and how faithfully the maps are traced (a deeper trace or diffraction costs build time, once)."""
 
     predictor: str = "maps"  # one of PREDICTORS
     surrogate_dir: Path | None = None
+    max_depth: int = SolverSettings.max_depth
+    diffraction: bool = SolverSettings.diffraction
+
+    def solver_settings(self) -> SolverSettings:
+        return replace(SolverSettings(), max_depth=self.max_depth, diffraction=self.diffraction)
 
 
 @dataclass(frozen=True)
@@ -319,9 +330,11 @@ def _twin_config(f: Fields, site: str) -> TwinConfig:
     model must stop the start-up, not make every prediction wrong."""
     predictor = f.string("predictor", "maps", choices=PREDICTORS)
     surrogate_dir = f.path("surrogate_dir")
+    fidelity = {"max_depth": f.integer("max_depth", 1, MAX_TRACE_DEPTH, SolverSettings.max_depth),
+                "diffraction": f.boolean("diffraction", SolverSettings.diffraction)}  # fmt: skip
     f.reject_unknown()
     if predictor != "surrogate":
-        return TwinConfig(predictor, surrogate_dir)
+        return TwinConfig(predictor, surrogate_dir, **fidelity)
     if surrogate_dir is None:
         raise f.error("surrogate_dir", 'missing: predictor = "surrogate" needs the model directory')
     from models.surrogate import SurrogateError, check_site, read_manifest
@@ -330,7 +343,7 @@ def _twin_config(f: Fields, site: str) -> TwinConfig:
         check_site(read_manifest(surrogate_dir), resolve_site(site).content_hash(), str(surrogate_dir))
     except SurrogateError as e:
         raise f.error("surrogate_dir", str(e)) from None
-    return TwinConfig(predictor, surrogate_dir)
+    return TwinConfig(predictor, surrogate_dir, **fidelity)
 
 
 def _sha(f: Fields) -> str:

@@ -73,6 +73,7 @@ def parse_prometheus(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]],
         m = _SAMPLE.match(line)
         assert m, f"malformed sample line: {line!r}"
         name, labels, value = m.group(1), m.group(3) or "", m.group(4)
-        assert name in typed, f"sample before its TYPE: {line!r}"
+        family = name.removesuffix("_bucket").removesuffix("_sum").removesuffix("_count")
+        assert name in typed or typed.get(family) == "histogram", f"sample before its TYPE: {line!r}"
         out[(name, tuple(sorted(_LABEL.findall(labels))))] = float(value)
     return out

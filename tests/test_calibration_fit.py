@@ -2,6 +2,7 @@
 
 Synthetic measurements come from the same ray tracer with a known concrete (ε_r 7.0) plus per-SU
 offsets and dwell-averaged noise; the fit starts from the ITU concrete (ε_r ≈ 5.24) and must find it.
+24 points: 6 held out to test, 5 to choose when to stop, 13 to fit.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ FAST = FitSettings(iterations=60, samples_per_src=5_000, patience=15, seed=1)
 @pytest.fixture(scope="module")
 def campaign(tiny_site):
     rng = np.random.default_rng(3)
-    pts = sample_positions(tiny_site, 16, rng)
+    pts = sample_positions(tiny_site, 24, rng)
     model = RayTracedPowers(tiny_site, pts, np.full(len(pts), 20.0), FAST)
     truth, _ = model.predict({"concrete": (7.0, 0.13)})
     offsets = np.array([1.5, -2.0])
@@ -52,7 +53,9 @@ def test_fit_recovers_permittivity_and_offsets(tiny_site, campaign):
     print(f"\nε_r {res.initial_materials['concrete'][0]:.2f} → {eps:.3f} in {len(res.history)} steps, "
           f"{res.fit_s:.1f} s; held-out RMSE {res.rmse_db('holdout', False):.2f} → {res.rmse_db('holdout'):.2f} dB")
     assert abs(res.initial_materials["concrete"][0] - 5.24) < 0.1
-    assert eps == pytest.approx(7.0, rel=0.03)
+    # 5 %: the stopping step is chosen on 5 validation points of a two-SU hall, whose 0.1 dB noise
+    # prefers ε_r ≈ 6.8 here; with 4 of 16 points held out and stopping on the test points it was 3 %
+    assert eps == pytest.approx(7.0, rel=0.05)
     np.testing.assert_allclose([res.offsets_db[s] for s in tiny_site.su_ids], offsets, atol=0.3)
     assert res.rmse_db("holdout") < 0.5 * res.rmse_db("holdout", after=False)
     assert steps and steps[0].iteration == 0 and len(steps) == len(res.history)
@@ -68,7 +71,7 @@ def test_fit_refuses_what_it_cannot_use(tiny_site, campaign):
     pts, measured, _, _ = campaign
     with pytest.raises(FitError, match="shape"):
         fit_materials(tiny_site, pts, 20.0, measured[:, :1], FAST)
-    with pytest.raises(FitError, match="at least 5"):
+    with pytest.raises(FitError, match="need at least"):
         fit_materials(tiny_site, pts[:3], 20.0, measured[:3], FAST)
     n_hold = round(FAST.holdout_fraction * len(pts))
     silent = measured.copy()
@@ -113,5 +116,5 @@ def test_fit_command_writes_a_calibrated_site_and_report(tiny_site, campaign, tm
     conc = site.materials["concrete"]
     assert conc.itu_type is None and conc.relative_permittivity > 5.3 and "campaign hall" in conc.provenance
     assert (tmp_path / "calibrated-report.md").exists() and (tmp_path / "calibrated-report_scatter.png").exists()
-    assert "held-out RMSE" in capsys.readouterr().out
+    assert "held-out test RMSE" in capsys.readouterr().out
     assert cli.main(["fit", str(tmp_path / "nope.csv"), "--site", str(DATA / "tiny_hall.toml"), "--out", str(out)]) == 2

@@ -121,6 +121,12 @@ def test_ingest_acks_every_seq_stores_once_and_calls_the_engine_after_storing(ce
     assert m[("rftwin_ingest_batches_total", ())] == 3
     assert m[("rftwin_node_records_total", (("node", "su01"),))] == 7
     assert m[("rftwin_node_last_seen_timestamp_seconds", (("node", "su01"),))] == pytest.approx(time.time(), abs=5)
+    # each new record's age at its durable commit (the records are stamped 1 s ago); the two batches
+    # with resends are left out, their records were stored by the first
+    assert m[("rftwin_ingest_age_seconds_count", ())] == 5
+    assert m[("rftwin_ingest_age_seconds_bucket", (("le", "1.0"),))] == 0
+    assert m[("rftwin_ingest_age_seconds_bucket", (("le", "2.5"),))] == 5 == m[("rftwin_ingest_age_seconds_bucket", (("le", "+Inf"),))]
+    assert 5.0 < m[("rftwin_ingest_age_seconds_sum", ())] < 12.5
 
 
 def test_a_failing_engine_callback_does_not_lose_the_ack(central):

@@ -9,12 +9,15 @@ import re
 import signal
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
 import pytest
 
 from central.config import load_config, parse_config
+from central.twin.gain_maps import cache_key
+from central.twin.solvers import SolverSettings
 from contracts.toml_fields import ConfigError
 from tests.central_helpers import batch_dict
 
@@ -63,6 +66,17 @@ def test_config_defaults_and_relative_paths(config, tmp_path):
     assert (cfg.retention.measurements_days, cfg.retention.snapshots_days) == (7.0, 30.0)
     assert (cfg.limits.max_batch_records, cfg.limits.max_future_skew_s) == (1000, 60.0)
     assert cfg.tls is None and cfg.scheme == "http" and cfg.load_site().name == "factory-hall-a"
+    assert cfg.twin.solver_settings() == SolverSettings()  # the twin's fidelity: depth 3, no diffraction
+
+
+def test_twin_fidelity_is_a_setting_and_part_of_the_map_cache_key(tmp_path):
+    """A deeper trace or diffraction must trace new maps, never reuse those of another fidelity."""
+    cfg = parse_config({"twin": {"max_depth": 5, "diffraction": True}}, "c.toml", tmp_path)
+    settings = cfg.twin.solver_settings()
+    assert (settings.max_depth, settings.diffraction) == (5, True)
+    site = cfg.load_site()
+    keys = {cache_key(site, s, "rt") for s in (SolverSettings(), settings, replace(settings, diffraction=False))}
+    assert len(keys) == 3
 
 
 def test_config_site_file_tls_and_tokens(tmp_path):
@@ -95,6 +109,8 @@ def test_config_site_file_tls_and_tokens(tmp_path):
      "operators: duplicate name 'a'"),
     ({"advertise": "yes"}, "advertise: expected true or false"),
     ({"detection": {"detector": "magic"}}, "detection.detector: unknown detector kind 'magic'"),
+    ({"twin": {"max_depth": 0}}, "twin.max_depth: 0 is outside 1..8"),
+    ({"twin": {"diffraction": "on"}}, "twin.diffraction: expected true or false"),
 ])  # fmt: skip
 def test_config_errors_name_the_key(tmp_path, doc, why):
     with pytest.raises(ConfigError, match=re.escape(why)):

@@ -85,9 +85,10 @@ def store_batch(state: AppState, node_id: str, raw: bytes) -> bytes:
             raise ApiError(422, f"records[{i}]: t_ns is {ahead:.1f} s in the future (limit "
                            f"{limits.max_future_skew_s:g} s): check the node's clock", "future_timestamp")  # fmt: skip
     ack = state.store.ingest(batch)
+    committed_ns = now_ns()  # the store returns once the batch is durably committed
     if batch.spool is not None:  # after the store: a refused batch's header says nothing
         state.node_spool[node_id] = batch.spool.to_dict()
-    state.metrics.ingested(len(batch.records), ack.duplicates)
+    state.metrics.ingested(len(batch.records), ack.duplicates, committed_ns, [m.t_ns for m in batch.records])
     if state.on_ingest is not None:
         try:
             state.on_ingest(node_id, batch.records)

@@ -30,7 +30,7 @@ from central.detection.alarms import AlarmTransition
 from central.detection.engine import DetectionEngine, EngineConfig
 from central.live import Alarm, Snapshot
 from central.store import StoreCorrupt
-from central.twin import Twin
+from central.twin import SolverSettings, Twin
 from models.detectors import DetectorError
 
 log = logging.getLogger("rftwin.central.detection")
@@ -199,7 +199,9 @@ def create_engine(state) -> LiveDetection:
     else:
         from central.twin.progress import tracing_progress_log
 
-        twin = Twin.load(state.site, progress=tracing_progress_log(log))  # a trace (minutes) shows in the journal
+        settings = tc.solver_settings() if tc is not None else SolverSettings()
+        # a trace (minutes) shows in the journal
+        twin = Twin.load(state.site, settings, progress=tracing_progress_log(log))
         how = "from cache" if twin.from_cache else "ray-traced"
     log.info("twin of %s loaded (%s, %.1f s)", state.site.name, how, time.perf_counter() - t0)
     return LiveDetection(state, twin, engine_config(state.config))
