@@ -15,6 +15,7 @@ station's common start time; nodes stamp readings on the same clock as the scena
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -99,12 +100,13 @@ def simulate_campaign(
     import shutil
 
     from sim.station import OPERATOR_TOKEN, SimulatedStation, StationSettings  # simulation: imported lazily
-    from sim.world_builder import make_world
+    from sim.world_builder import WorldRecipe, make_world
 
     say(f"simulated world ({truth.name}): loading or ray-tracing the true gain maps")
     positions = reference_positions(site, s.points, s.seed)
-    files = make_world(workdir / "world", truth, model_error_db=s.model_error_db, seed=s.world_seed,
-                       scenario_toml=reference_scenario_toml(positions, s), progress=progress)  # fmt: skip
+    recipe = dataclasses.replace(WorldRecipe().with_seed(s.world_seed), model_error_db=s.model_error_db)
+    files = make_world(workdir / "world", truth, recipe, scenario_toml=reference_scenario_toml(positions, s),
+                       progress=progress)  # fmt: skip
     shutil.rmtree(workdir / "station", ignore_errors=True)  # a fresh central unit: no campaign of a past run
     station = SimulatedStation(workdir / "station", site_file, site, files.maps_path, files.scenario_path,
                                StationSettings(gain_db=s.gain_db), env=env)  # fmt: skip

@@ -167,9 +167,12 @@ def generate_dataset(
         raise ValueError("pt_twin has other SUs than the twin")
     rng = np.random.default_rng(seed)
     # Fixed draw order: positions, jammer flag, jammer positions, localisation error, model error.
-    tx = sample_positions(site, n * n_legit, rng).reshape(n, n_legit, 3)
+    # Transmitters stand where the *world* has room: a world with clutter the twin lacks has less
+    # (with the twin's geometry, as the default, the draws are the same).
+    world = pt_twin.site
+    tx = sample_positions(world, n * n_legit, rng).reshape(n, n_legit, 3)
     jam = rng.random(n) < jammer_prob
-    jam_pos = sample_positions(site, n, rng)
+    jam_pos = sample_positions(world, n, rng)
     tx_est = perturb_positions(site, tx, loc_error_std_m, rng)
     z = rng.standard_normal((n, len(site.sensing_units)))
     on = jam & (rng.random(n) < jammer_duty) if jammer_duty < 1.0 else jam

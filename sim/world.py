@@ -57,8 +57,9 @@ import numpy as np
 
 from contracts.gain_maps import GAIN_FLOOR_DB, GainMapFile
 from contracts.toml_fields import ConfigError, Fields
-from node.sdr.base import IQBuffer
+from node.sdr.base import IQBuffer, SdrReadError
 from node.sdr.simulated import Emitter, ReceiverModel, SimulatedSdr, Waveform
+from sim.impairments import Impairments
 
 ROLES = ("legitimate", "jammer")
 WAVEFORMS: tuple[str, ...] = get_args(Waveform)
@@ -256,6 +257,7 @@ class World:
     def __init__(self, maps: GainMapFile, scenario: Scenario):
         self.maps = maps
         self.scenario = scenario
+        self.impairments = Impairments.from_dict(maps.meta.get("impairments"))
         self._gains = maps.gain_lookup()
         self._su_index = {su: j for j, su in enumerate(maps.su_ids)}
         for e in scenario.emitters:
@@ -339,8 +341,10 @@ class SimulatedWorldSdr:
     (and the same scenario and maps) see one consistent world. ``gain_offset_db`` is a loss or gain
     between the air and the receiver that the node's calibration table does not know (a cable, a
     detuned antenna): it scales every received signal, not the receiver's own noise. None takes the
-    world's own offset for this SU (:meth:`World.gain_offset_db`). The output is IQ
-    samples only; the power the DSP reports is whatever it measures in them.
+    world's own offset for this SU (:meth:`World.gain_offset_db`). The world's impairments
+    (:mod:`sim.impairments`, from its file) add a slow gain drift and a per-reading term to every
+    received signal, and make a read fail (:class:`SdrReadError`) while this SU is dropped out. The
+    output is IQ samples only; the power the DSP reports is whatever it measures in them.
     """
 
     def __init__(
@@ -364,6 +368,7 @@ class SimulatedWorldSdr:
         self._clock = clock
         self.start_time_s = float(clock() if start_time_s is None else start_time_s)
         self._sdr = SimulatedSdr(receiver=receiver, seed=seed)
+        self._rng = np.random.default_rng(None if seed is None else seed + 1)  # the impairments' own draws
 
     @property
     def center_hz(self) -> float:
@@ -388,7 +393,14 @@ class SimulatedWorldSdr:
 
     def read(self, n: int) -> IQBuffer:
         now_s = self._clock()
-        received = self.world.emitters_at(self.su_id, now_s - self.start_time_s)
+        t_s = now_s - self.start_time_s
+        imp = self.world.impairments
+        if imp.dropped_out(self.su_id, t_s):
+            raise SdrReadError(f"simulated dropout of {self.su_id} (world impairments: {imp.dropout_s:g} s slots)")
+        received = self.world.emitters_at(self.su_id, t_s)
+        # the world's impairments: a slow drift of this SU's gain and a per-reading term per emitter
+        extra_db = imp.gain_drift_db(self.su_id, t_s) + imp.reading_noise(self._rng, len(received))
+        received = [dataclasses.replace(e, power_dbm=e.power_dbm + float(x)) for e, x in zip(received, extra_db)]
         self._sdr.emitters = [x for x in map(self._in_baseband, received) if x is not None]
         buf = self._sdr.read(n)
         return dataclasses.replace(buf, t_ns=round(now_s * 1e9))  # stamped on the world's clock

@@ -1,9 +1,19 @@
 """The simulated plant: a "physical twin" that differs from the digital twin, and the demo's scenario.
 
-``make_world`` traces the hall with the *true* materials (``factory-hall-a-truth``: concrete ε_r 7.0,
-σ 0.3 S/m, where the twin assumes ITU concrete), adds a per-SU model error (a gain offset the twin
-does not know: cable loss, antenna pattern) and writes one gain-map file the simulated nodes read
-with numpy alone (:class:`contracts.gain_maps.GainMapFile`, offsets in ``meta["su_gain_offsets_db"]``).
+``make_world`` traces the hall as it *is*, which differs from the twin the way a real hall does
+(:class:`WorldRecipe`): the true materials of its site file (``factory-hall-a-truth``: concrete
+ε_r 7.0, σ 0.3 S/m, where the twin assumes ITU concrete); unmodelled clutter drawn per seed
+(:mod:`sim.clutter`: pallets, carts, machines, cabinets the twin's site file does not contain); a
+higher ray-tracing fidelity than the twin's (deeper reflections, edge diffraction); a per-SU model
+error (a gain offset the twin does not know: cable loss, antenna pattern); and the impairments of
+real readings (:mod:`sim.impairments`: per-reading noise, slow gain drift, dropouts). It writes one
+gain-map file the simulated nodes read with numpy alone (:class:`contracts.gain_maps.GainMapFile`:
+true maps, and in its metadata the offsets, clutter, fidelity and impairments), so a test can load
+a world without ray tracing. The traced maps are cached like the twin's (the clutter is part of
+the site, hence of the cache key).
+
+:data:`IN_MODEL` is the reference world of the first round: the twin's geometry and fidelity, only
+materials and offsets differ. Figures measured on it are a reference, not a headline.
 
 The demo scenario: three AGVs carry the legitimate transmitters along the aisles between the
 production lines; a wideband noise jammer switches on at a scripted time.
@@ -11,8 +21,9 @@ production lines; a wideband noise jammer switches on at a scripted time.
 
 from __future__ import annotations
 
+import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -21,9 +32,35 @@ from central.twin import Twin
 from central.twin.site import Site, resolve_site
 from central.twin.solvers import SolverSettings
 from contracts.gain_maps import GainMapFile
-from sim.world import World
+from sim.clutter import clutter_to_dicts, draw_clutter, with_clutter
+from sim.impairments import Impairments
+from sim.world import Scenario, World, scenario_from_dict
 
 TRUTH_SITE = "factory-hall-a-truth"
+WORLD_FIDELITY = replace(SolverSettings(), max_depth=5, diffraction=True)
+
+
+@dataclass(frozen=True)
+class WorldRecipe:
+    """How the simulated hall differs from its twin, besides the true materials of its site file."""
+
+    clutter_per_100m2: float = 1.25  # unmodelled objects (sim.clutter) per 100 m² of floor: 20 in a 40 m hall
+    clutter_clearance_m: float = 1.0  # kept free around the SUs and the scenario's routes
+    fidelity: SolverSettings = WORLD_FIDELITY  # how the world's maps are traced
+    model_error_db: float = 1.0  # per-SU static gain offsets ~ N(0, this)
+    impairments: Impairments = field(default_factory=lambda: Impairments(
+        reading_noise_db=1.0, drift_db=0.5, drift_period_s=1800.0, dropout_per_h=1.0, dropout_s=20.0))  # fmt: skip
+    seed: int = 7
+
+    def with_seed(self, seed: int) -> WorldRecipe:
+        return replace(self, seed=seed, impairments=replace(self.impairments, seed=seed))
+
+    def clutter_count(self, site: Site) -> int:
+        return round(self.clutter_per_100m2 * site.hall_size_m[0] * site.hall_size_m[1] / 100.0)
+
+
+# The first round's world: the twin's geometry and fidelity; only materials and offsets differ.
+IN_MODEL = WorldRecipe(clutter_per_100m2=0.0, fidelity=SolverSettings(), impairments=Impairments())
 
 
 @dataclass(frozen=True)
@@ -32,29 +69,62 @@ class WorldFiles:
     scenario_path: Path
 
 
-def make_world(out_dir: Path, site: Site | str = TRUTH_SITE, model_error_db: float = 1.0, seed: int = 7,
-               settings: SolverSettings = SolverSettings(), progress: Callable[[str, int, int], None] | None = None,
-               jammer_start_s: float = 60.0, jammer_position_m: tuple[float, float] = (36.0, 8.0),
-               scenario_toml: str | None = None) -> WorldFiles:  # fmt: skip
-    """Write ``world.npz`` (true maps + per-SU offsets ~ N(0, model_error_db)) and ``scenario.toml``
+def make_world(out_dir: Path, site: Site | str = TRUTH_SITE, recipe: WorldRecipe = WorldRecipe(),
+               progress: Callable[[str, int, int], None] | None = None, jammer_start_s: float = 60.0,
+               jammer_position_m: tuple[float, float] = (36.0, 8.0), scenario_toml: str | None = None) -> WorldFiles:  # fmt: skip
+    """Write ``world.npz`` (the true maps of ``site`` with the recipe's clutter, traced at its fidelity;
+    its offsets, clutter, fidelity and impairments in the metadata) and ``scenario.toml``
     (``scenario_toml``, or the demo scenario of the paper's hall), and check that they fit together
     (:class:`sim.world.ScenarioError` names the emitter that does not)."""
     site = site if isinstance(site, Site) else resolve_site(site)
     out_dir.mkdir(parents=True, exist_ok=True)
-    twin = Twin.load(site, settings, progress=progress)  # cached by the gain-map cache
+    scenario_text = scenario_toml or demo_scenario_toml(site, jammer_start_s, jammer_position_m)
+    routes = route_points_m(scenario_from_dict(tomllib.loads(scenario_text), "scenario"))
+    twin, clutter = world_twin(site, recipe, routes, progress)
     m = twin.maps
-    offsets = np.random.default_rng(seed).normal(0.0, model_error_db, m.num_su)
+    offsets = np.random.default_rng(recipe.seed).normal(0.0, recipe.model_error_db, m.num_su)
     meta = {
         "site_name": site.name, "su_ids": m.su_ids, "cell_size_m": m.grid.cell_size_m, "height_m": m.grid.height_m,
         "su_gain_offsets_db": {su: round(float(o), 3) for su, o in zip(m.su_ids, offsets)},
-        "model_error_db": model_error_db, "seed": seed,
+        "model_error_db": recipe.model_error_db, "seed": recipe.seed,
+        "clutter": clutter_to_dicts(clutter), "fidelity": recipe.fidelity.to_dict(),
+        "impairments": recipe.impairments.to_dict(),
     }  # fmt: skip
     maps_path = out_dir / "world.npz"
     GainMapFile(meta, m.gain_db, m.grid.valid, m.su_positions_m).save(maps_path)
     scenario_path = out_dir / "scenario.toml"
-    scenario_path.write_text(scenario_toml or demo_scenario_toml(site, jammer_start_s, jammer_position_m))
+    scenario_path.write_text(scenario_text)
     World.load(maps_path, scenario_path)
     return WorldFiles(maps_path, scenario_path)
+
+
+def world_twin(site: Site, recipe: WorldRecipe, keep_clear_m=(), progress: Callable[[str, int, int], None] | None = None,
+               cache_dir: Path | None = None) -> tuple[Twin, tuple]:  # fmt: skip
+    """The world's hall traced as it is: ``site`` (with its true materials) plus the recipe's clutter
+    (kept off ``keep_clear_m`` and the SUs), at the recipe's fidelity; cached like any twin. Returns
+    the traced twin and the clutter boxes."""
+    traced, clutter = world_site(site, recipe, keep_clear_m)
+    return Twin.load(traced, recipe.fidelity, cache_dir=cache_dir, progress=progress), clutter
+
+
+def world_site(site: Site, recipe: WorldRecipe, keep_clear_m=()) -> tuple[Site, tuple]:
+    """``site`` with the recipe's clutter (drawn from its seed, off ``keep_clear_m`` and the SUs), and
+    the clutter boxes; ``site`` itself when the recipe has none. Cheap: no ray tracing."""
+    clutter = ()
+    if n_clutter := recipe.clutter_count(site):
+        rng = np.random.default_rng(recipe.seed)
+        clutter = draw_clutter(site, rng, n_clutter, keep_clear_m, recipe.clutter_clearance_m)
+    return (with_clutter(site, clutter, f"{site.name}-world-s{recipe.seed}") if clutter else site), clutter
+
+
+def route_points_m(scenario: Scenario, step_m: float = 0.5) -> list[tuple[float, ...]]:
+    """Every place the scenario's emitters stand or pass (their routes at ``step_m``): clutter keeps off."""
+    out: list[tuple[float, ...]] = []
+    for e in scenario.emitters:
+        out += e.anchor_points_m
+        if e.waypoints_m is not None:
+            out += [tuple(p) for p in e.points_along_loop(np.arange(0.0, e.loop_length_m, step_m))]
+    return out
 
 
 def demo_scenario_toml(site: Site, jammer_start_s: float, jammer_position_m: tuple[float, float],

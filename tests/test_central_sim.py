@@ -7,6 +7,7 @@ import pytest
 from contracts.gain_maps import GainMapFile
 from sim.cli import main
 from sim.world import World
+from sim.world_builder import WorldRecipe
 from tests.conftest import DATA
 
 SCENARIO = """
@@ -30,6 +31,15 @@ def test_make_world_writes_true_maps_with_model_error_and_a_checked_scenario(tmp
     assert sorted(offsets) == ["high", "low"] and len(set(offsets.values())) == 2
     world = World.load(tmp_path / "w" / "world.npz", tmp_path / "w" / "scenario.toml")
     assert world.gain_offset_db("low") == offsets["low"]
+    # the world as it is: traced deeper and with diffraction, with clutter the site file lacks, and
+    # the impairments of real readings; all in the file, so a test loads it without tracing
+    assert (maps.meta["fidelity"]["max_depth"], maps.meta["fidelity"]["diffraction"]) == (5, True)
+    assert len(maps.meta["clutter"]) == 1  # 1.25 per 100 m² of the 8 m × 6 m hall
+    assert world.impairments == WorldRecipe().with_seed(7).impairments
+    assert main(["make-world", "--site", site, "--out", str(tmp_path / "ref"), "--scenario", str(tmp_path / "s.toml"),
+                 "--in-model"]) == 0  # fmt: skip
+    ref = GainMapFile.load(tmp_path / "ref" / "world.npz").meta
+    assert ref["clutter"] == [] and ref["fidelity"]["max_depth"] == 3 and ref["impairments"]["reading_noise_db"] == 0
     # the demo scenario (AGVs in the paper's 40 m hall) does not fit the tiny hall: said at once
     assert main(["make-world", "--site", site, "--out", str(tmp_path / "w2")]) == 2
     assert "emitter 'agv-1'" in capsys.readouterr().err

@@ -33,10 +33,11 @@ def test_builtin_sites_are_the_papers_hall(name, su_height):
     assert [su.position_m for su in site.sensing_units] == [(x, y, su_height) for x, y in PAPER_SU_XY]
 
 
-def test_the_simulated_worlds_truth_is_hall_a_with_other_concrete():
+@pytest.mark.parametrize("hall", ["factory-hall-a", "factory-hall-b"])
+def test_the_simulated_worlds_truth_is_the_hall_with_other_concrete(hall):
     """Same geometry as the twin's hall, different concrete: the gap calibration has to close."""
-    twin, truth = resolve_site("factory-hall-a"), resolve_site("factory-hall-a-truth")
-    assert truth.name == "factory-hall-a-truth"
+    twin, truth = resolve_site(hall), resolve_site(f"{hall}-truth")
+    assert truth.name == f"{hall}-truth"
     strip = dict(name="", description="", materials={})
     assert dataclasses.replace(truth, **strip) == dataclasses.replace(twin, **strip)
     concrete = truth.materials["concrete"]

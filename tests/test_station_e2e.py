@@ -18,7 +18,7 @@ import pytest
 from central.twin.site import Material
 from sim.demo import screenshot
 from sim.station import VIEWER_TOKEN, SimulatedStation, StationSettings
-from sim.world_builder import make_world
+from sim.world_builder import IN_MODEL, make_world
 from tests.conftest import DATA
 
 JAMMER_ON_S, JAMMER_OFF_S = 22.0, 34.0
@@ -64,7 +64,8 @@ def test_jammer_on_raises_an_alarm_and_jammer_off_clears_it(tmp_path, tiny_site,
         **tiny_site.materials,
         "concrete": Material("concrete", relative_permittivity=7.0, conductivity_s_per_m=0.3, thickness_m=0.2),
     })  # fmt: skip
-    files = make_world(tmp_path / "world", site=truth, model_error_db=0.5, seed=3, scenario_toml=textwrap.dedent(SCENARIO))
+    recipe = dataclasses.replace(IN_MODEL.with_seed(3), model_error_db=0.5)  # the chain, not the mismatch
+    files = make_world(tmp_path / "world", site=truth, recipe=recipe, scenario_toml=textwrap.dedent(SCENARIO))
     # No localisation error in the context feed here: with it, a CI-sized learning window (seconds)
     # holds too few independent context draws to set a 0.1 % threshold, and the test would be about
     # that, not about the chain. The twin still differs from the world (materials, per-SU offsets).

@@ -299,6 +299,7 @@ BUILTIN_SITES = {
     "factory-hall-a": "factory_hall_a.toml",
     "factory-hall-b": "factory_hall_b.toml",
     "factory-hall-a-truth": "factory_hall_a_truth.toml",  # the simulated world's materials, not the twin's
+    "factory-hall-b-truth": "factory_hall_b_truth.toml",
 }
 DEFAULT_SITE = "factory-hall-a"
 
