@@ -1,7 +1,7 @@
 """Twin ↔ world agreement (issue 15): how far the twin's path gains are from a mismatched world's, for
 three twin fidelities, before and after a calibration campaign, and what each twin costs to build.
 
-Usage: python bench/realism.py [--positions 400] [--seed 0] [--calibrate] [--points 40] [--out docs/results]
+Usage: python bench/realism.py [--positions 400] [--seed 0] [--calibrate [FIDELITY ...]] [--points 40] [--out docs/results]
 
 World: :func:`sim.world_builder.world_twin` of ``factory-hall-a-truth`` with the default
 :class:`~sim.world_builder.WorldRecipe` (true concrete ε_r 7.0 / σ 0.3 S/m, 20 unmodelled clutter
@@ -11,7 +11,7 @@ world's free floor (outside the clutter too), drawn from ``--seed``; agreement =
 gain (dB) over every (position, SU) pair where both have a path (above the maps' floor): median and
 95th percentile. Positions and SUs are the same for every twin.
 
-``--calibrate``: each twin's materials are fitted (:mod:`calibration.material_fit`, the fit traced at the
+``--calibrate [FIDELITY ...]``: each named twin's (none named: every twin's) materials are fitted (:mod:`calibration.material_fit`, the fit traced at the
 twin's depth; the differentiable fit itself runs without diffraction) to a ``--points`` campaign in the
 world (readings: world + per-SU offsets uniform in ±3 dB + the mean of 100 readings with 2 dB noise, as
 bench/calibration.py), the calibrated twin is traced anew at its fidelity, and its agreement measured on
@@ -27,7 +27,6 @@ Last line: one JSON object with ``agreement_{median,p95}_db_{depth3,depth5,diffr
 from __future__ import annotations
 
 import argparse
-import dataclasses as dc
 import json
 import sys
 import time
@@ -40,14 +39,15 @@ sys.path.insert(0, str(ROOT))
 
 from central.twin import SolverSettings, Twin, resolve_site  # noqa: E402
 from central.twin.positions import sample_positions  # noqa: E402
+from central.twin.solvers import fidelity_settings  # noqa: E402
 from contracts.gain_maps import GAIN_FLOOR_DB  # noqa: E402
 from run_info import generated_line, run_info  # noqa: E402
 from sim.world_builder import WorldRecipe, world_twin  # noqa: E402
 
-FIDELITIES = {  # tag → the twin's solver settings
+FIDELITIES = {  # tag → the twin's solver settings (a path buffer sized for each: central.twin.solvers)
     "depth3": SolverSettings(),
-    "depth5": dc.replace(SolverSettings(), max_depth=5),
-    "diffraction": dc.replace(SolverSettings(), diffraction=True),
+    "depth5": fidelity_settings(max_depth=5),
+    "diffraction": fidelity_settings(diffraction=True),
 }
 
 
@@ -89,7 +89,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--positions", type=int, default=400, help="held-out positions (default: %(default)s)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--calibrate", action="store_true", help="also fit each twin to a campaign in the world")
+    ap.add_argument("--calibrate", nargs="*", choices=list(FIDELITIES), default=None, metavar="FIDELITY",
+                    help="also fit these twins (none named: every one) to a campaign in the world")  # fmt: skip
     ap.add_argument("--points", type=int, default=40, help="campaign points with --calibrate")
     ap.add_argument("--out", default=str(ROOT / "docs" / "results"))
     args = ap.parse_args(argv)
@@ -114,7 +115,7 @@ def main(argv=None) -> int:
         print(f"{tag}: median {np.median(e):.2f} dB, p95 {np.percentile(e, 95):.2f} dB over {e.size} pairs "
               f"(built in {twin.maps.build_s:.0f} s{', from the cache now' if cached else ''}; {build_s:.0f} s here)",
               file=sys.stderr)  # fmt: skip
-        if args.calibrate:
+        if args.calibrate is not None and (not args.calibrate or tag in args.calibrate):
             cal, fit_s = calibrated_twin(site, settings, world, args, np.random.default_rng(args.seed + 1))
             e = agreement_db(cal, world, held_out)
             out[f"agreement_median_db_{tag}_calibrated"] = round(float(np.median(e)), 2)

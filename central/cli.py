@@ -27,10 +27,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import replace
 from pathlib import Path
 
-from central.twin.solvers import SolverSettings
+from central.twin.solvers import SolverSettings, fidelity_settings
 from contracts.cli_args import position_arg, run_command
 
 
@@ -40,7 +39,7 @@ def _load_twin(args, rebuild: bool = False):
 
     update, close = tracing_progress_bar()
     try:
-        settings = replace(SolverSettings(), max_depth=args.max_depth, diffraction=args.diffraction)
+        settings = fidelity_settings(args.max_depth, args.diffraction)
         return Twin.load(args.site, settings, cache_dir=args.cache_dir, rebuild=rebuild, progress=update)
     finally:
         close()

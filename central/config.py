@@ -79,11 +79,11 @@ Unknown keys are errors: a typo must fail at start-up, not be a silently ignored
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from central.twin.site import BUILTIN_SITES, DEFAULT_SITE, Site, resolve_site
-from central.twin.solvers import SolverSettings
+from central.twin.solvers import SolverSettings, fidelity_settings
 from contracts.toml_fields import ConfigError, Fields, read_toml
 from node.protocol import MAX_BATCH_RECORDS
 
@@ -133,7 +133,7 @@ class TwinConfig:
     diffraction: bool = SolverSettings.diffraction
 
     def solver_settings(self) -> SolverSettings:
-        return replace(SolverSettings(), max_depth=self.max_depth, diffraction=self.diffraction)
+        return fidelity_settings(self.max_depth, self.diffraction)
 
 
 @dataclass(frozen=True)

@@ -76,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         say("digital twin of the hall (ITU concrete): loading or ray-tracing the per-SU gain maps")
         twin = Twin.load(DEFAULT_SITE, progress=update)
         say(f"twin ready ({'cache' if twin.from_cache else f'traced in {twin.maps.build_s:.0f} s'})")
-        say("simulated world (concrete eps_r 7.0, sigma 0.3 S/m, per-SU model error): loading or ray-tracing")
+        say("simulated world (concrete eps_r 7.0, sigma 0.3 S/m, unmodelled clutter, depth 5 + diffraction, "
+            "per-SU model error, reading noise, drift, dropouts): loading or ray-tracing")
         files = make_world(args.workdir / "world", TRUTH_SITE, jammer_start_s=JAMMER_AT_S,
                            jammer_position_m=JAMMER_POSITION_M, progress=update)  # fmt: skip
     finally:

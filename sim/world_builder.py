@@ -30,14 +30,14 @@ import numpy as np
 
 from central.twin import Twin
 from central.twin.site import Site, resolve_site
-from central.twin.solvers import SolverSettings
+from central.twin.solvers import SolverSettings, fidelity_settings
 from contracts.gain_maps import GainMapFile
 from sim.clutter import clutter_to_dicts, draw_clutter, with_clutter
 from sim.impairments import Impairments
 from sim.world import Scenario, World, scenario_from_dict
 
 TRUTH_SITE = "factory-hall-a-truth"
-WORLD_FIDELITY = replace(SolverSettings(), max_depth=5, diffraction=True)
+WORLD_FIDELITY = fidelity_settings(max_depth=5, diffraction=True)
 
 
 @dataclass(frozen=True)

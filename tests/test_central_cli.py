@@ -17,7 +17,7 @@ import pytest
 
 from central.config import load_config, parse_config
 from central.twin.gain_maps import cache_key
-from central.twin.solvers import SolverSettings
+from central.twin.solvers import DEEP_PATHS_PER_TARGET, SolverSettings
 from contracts.toml_fields import ConfigError
 from tests.central_helpers import batch_dict
 
@@ -74,6 +74,8 @@ def test_twin_fidelity_is_a_setting_and_part_of_the_map_cache_key(tmp_path):
     cfg = parse_config({"twin": {"max_depth": 5, "diffraction": True}}, "c.toml", tmp_path)
     settings = cfg.twin.solver_settings()
     assert (settings.max_depth, settings.diffraction) == (5, True)
+    # a deep trace gets a path buffer big enough for its candidates (central.twin.solvers)
+    assert settings.max_paths_per_target == DEEP_PATHS_PER_TARGET > SolverSettings().max_paths_per_target
     site = cfg.load_site()
     keys = {cache_key(site, s, "rt") for s in (SolverSettings(), settings, replace(settings, diffraction=False))}
     assert len(keys) == 3
