@@ -99,7 +99,7 @@ def main(argv=None) -> int:
         "heldout_rmse_after_all_db": round(res.rmse_db("holdout"), 3),
         "rmse_reduction_all_pct": round(100 * (1 - res.rmse_db("holdout") / res.rmse_db("holdout", after=False)), 1),
         "heldout_rmse_as_built_db": round(nan_rmse(np.where(ok, e_built, np.nan)), 3),
-        "heldout_rmse_as_built_all_db": round(nan_rmse(e_built), 3),
+        "heldout_rmse_as_built_all_db": round(res.as_built_rmse_db("holdout"), 3),
         "train_points": len(res.train), "validation_points": len(res.validation), "test_points": len(h),
         "fit_s": round(fit_s, 1), "iterations": len(res.history), "stopped": res.stopped,
     }  # fmt: skip

@@ -115,6 +115,11 @@ class FitResult:
         pred = self.predicted_after_dbm if after else self.predicted_before_dbm
         return nan_rmse(pred[idx] - self.measured_dbm[idx])
 
+    def as_built_rmse_db(self, which: str = "holdout") -> float:
+        """RMSE of the twin as built, without any offset (what an uncalibrated station would see)."""
+        idx = self.points(which)
+        return nan_rmse(self.predicted_as_built_dbm[idx] - self.measured_dbm[idx])
+
     def per_su(self, which: str = "holdout") -> dict[str, dict[str, float]]:
         """Per SU: RMSE and bias (mean of predicted − measured), dB, before and after."""
         idx = self.points(which)
@@ -200,11 +205,10 @@ def fit_materials(
     meas = np.where(usable, meas, np.nan)
     w_train = np.zeros_like(meas, dtype=bool)
     w_train[train] = usable[train]
-    for name, idx in (("held-out", holdout), ("validation", validation)):
+    for name, idx, purpose in (("held-out", holdout, "test"), ("validation", validation, "validate")):
         if not usable[idx].any():
             raise FitError(f"none of the {len(idx)} {name} points has a usable reading (all missing or within "
-                           f"{settings.floor_margin_db:g} dB of the noise floor): nothing to "
-                           f"{'test' if name == 'held-out' else 'validate'} the fit on")  # fmt: skip
+                           f"{settings.floor_margin_db:g} dB of the noise floor): nothing to {purpose} the fit on")  # fmt: skip
     if not w_train.any():
         raise FitError("no training point has a usable reading")
     if w_train.sum(axis=0).min() < 2 and settings.fit_offsets:
@@ -259,7 +263,8 @@ def fit_materials(
         materials=unpack(theta_best), initial_materials={n: start[n] for n in names},
         offsets_db={su: float(o) for su, o in zip(site.su_ids, off_best)}, su_ids=site.su_ids, train=train,
         validation=validation, holdout=holdout, measured_dbm=meas, predicted_before_dbm=before,
-        predicted_after_dbm=pred_best, predicted_as_built_dbm=as_built, history=history, fit_s=time.perf_counter() - t_start, stopped=stopped,
+        predicted_after_dbm=pred_best, predicted_as_built_dbm=as_built, history=history,
+        fit_s=time.perf_counter() - t_start, stopped=stopped,
     )  # fmt: skip
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from calibration.material_fit import FitResult, nan_rmse
+from calibration.material_fit import FitResult
 from central.twin.site import Site
 
 
@@ -66,9 +66,8 @@ def write_report(res: FitResult, out_dir: Path, stem: str, site: Site, figures: 
     for su, r in per_su.items():
         lines.append(f"| {su} | {res.offsets_db[su]:+.2f} | {r['rmse_before_db']:.2f} | {r['rmse_after_db']:.2f} | "
                      f"{r['bias_before_db']:+.2f} | {r['bias_after_db']:+.2f} |")  # fmt: skip
-    as_built = nan_rmse(res.predicted_as_built_dbm[res.holdout] - res.measured_dbm[res.holdout])
     lines += ["", f"All held-out test readings: RMSE {res.rmse_db('holdout', False):.2f} → {res.rmse_db('holdout'):.2f} dB "
-              f"(the twin as built, without offsets: {as_built:.2f} dB).",
+              f"(the twin as built, without offsets: {res.as_built_rmse_db('holdout'):.2f} dB).",
               "", f"![scatter]({png.name})", ""]  # fmt: skip
     if figures:
         lines += ["Figures: `" + json.dumps(figures) + "`", ""]
