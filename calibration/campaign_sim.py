@@ -104,7 +104,7 @@ def simulate_campaign(
 
     say(f"simulated world ({truth.name}): loading or ray-tracing the true gain maps")
     positions = reference_positions(site, s.points, s.seed)
-    recipe = dataclasses.replace(WorldRecipe().with_seed(s.world_seed), model_error_db=s.model_error_db)
+    recipe = dataclasses.replace(WorldRecipe(), seed=s.world_seed, model_error_db=s.model_error_db)
     files = make_world(workdir / "world", truth, recipe, scenario_toml=reference_scenario_toml(positions, s),
                        progress=progress)  # fmt: skip
     shutil.rmtree(workdir / "station", ignore_errors=True)  # a fresh central unit: no campaign of a past run

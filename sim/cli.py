@@ -25,9 +25,10 @@ def cmd_make_world(args) -> int:
 
     update, close = tracing_progress_bar()
     try:
-        recipe = (IN_MODEL if args.in_model else WorldRecipe()).with_seed(args.seed)
+        recipe = IN_MODEL if args.in_model else WorldRecipe()
         density = recipe.clutter_per_100m2 if args.clutter_per_100m2 is None else args.clutter_per_100m2
-        recipe = dataclasses.replace(recipe, model_error_db=args.model_error_db, clutter_per_100m2=density)
+        recipe = dataclasses.replace(recipe, seed=args.seed, model_error_db=args.model_error_db,
+                                     clutter_per_100m2=density)  # fmt: skip
         files = make_world(args.out, args.site, recipe, jammer_start_s=args.jammer_at_s,
                            jammer_position_m=tuple(args.jammer_at_m),
                            scenario_toml=args.scenario.read_text() if args.scenario else None,

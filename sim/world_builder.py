@@ -48,12 +48,10 @@ class WorldRecipe:
     clutter_clearance_m: float = 1.0  # kept free around the SUs and the scenario's routes
     fidelity: SolverSettings = WORLD_FIDELITY  # how the world's maps are traced
     model_error_db: float = 1.0  # per-SU static gain offsets ~ N(0, this)
+    # the world file's impairments take the recipe's seed (make_world): one seed draws the whole world
     impairments: Impairments = field(default_factory=lambda: Impairments(
         reading_noise_db=1.0, drift_db=0.5, drift_period_s=1800.0, dropout_per_h=1.0, dropout_s=20.0))  # fmt: skip
     seed: int = 7
-
-    def with_seed(self, seed: int) -> WorldRecipe:
-        return replace(self, seed=seed, impairments=replace(self.impairments, seed=seed))
 
     def clutter_count(self, site: Site) -> int:
         return round(self.clutter_per_100m2 * site.hall_size_m[0] * site.hall_size_m[1] / 100.0)
@@ -88,7 +86,7 @@ def make_world(out_dir: Path, site: Site | str = TRUTH_SITE, recipe: WorldRecipe
         "su_gain_offsets_db": {su: round(float(o), 3) for su, o in zip(m.su_ids, offsets)},
         "model_error_db": recipe.model_error_db, "seed": recipe.seed,
         "clutter": clutter_to_dicts(clutter), "fidelity": recipe.fidelity.to_dict(),
-        "impairments": recipe.impairments.to_dict(),
+        "impairments": replace(recipe.impairments, seed=recipe.seed).to_dict(),
     }  # fmt: skip
     maps_path = out_dir / "world.npz"
     GainMapFile(meta, m.gain_db, m.grid.valid, m.su_positions_m).save(maps_path)

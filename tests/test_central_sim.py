@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from contracts.gain_maps import GainMapFile
@@ -35,7 +37,7 @@ def test_make_world_writes_true_maps_with_model_error_and_a_checked_scenario(tmp
     # the impairments of real readings; all in the file, so a test loads it without tracing
     assert (maps.meta["fidelity"]["max_depth"], maps.meta["fidelity"]["diffraction"]) == (5, True)
     assert len(maps.meta["clutter"]) == 1  # 1.25 per 100 m² of the 8 m × 6 m hall
-    assert world.impairments == WorldRecipe().with_seed(7).impairments
+    assert world.impairments == dataclasses.replace(WorldRecipe().impairments, seed=7)
     assert main(["make-world", "--site", site, "--out", str(tmp_path / "ref"), "--scenario", str(tmp_path / "s.toml"),
                  "--in-model"]) == 0  # fmt: skip
     ref = GainMapFile.load(tmp_path / "ref" / "world.npz").meta

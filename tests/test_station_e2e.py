@@ -64,7 +64,7 @@ def test_jammer_on_raises_an_alarm_and_jammer_off_clears_it(tmp_path, tiny_site,
         **tiny_site.materials,
         "concrete": Material("concrete", relative_permittivity=7.0, conductivity_s_per_m=0.3, thickness_m=0.2),
     })  # fmt: skip
-    recipe = dataclasses.replace(IN_MODEL.with_seed(3), model_error_db=0.5)  # the chain, not the mismatch
+    recipe = dataclasses.replace(IN_MODEL, seed=3, model_error_db=0.5)  # the chain, not the mismatch
     files = make_world(tmp_path / "world", site=truth, recipe=recipe, scenario_toml=textwrap.dedent(SCENARIO))
     # No localisation error in the context feed here: with it, a CI-sized learning window (seconds)
     # holds too few independent context draws to set a 0.1 % threshold, and the test would be about
