@@ -19,8 +19,8 @@ the same held-out positions (none of them campaign points). Offsets are the node
 business and are not in the agreement figures, before or after.
 
 Last line: one JSON object with ``agreement_{median,p95}_db_{depth3,depth5,diffraction}``,
-``build_s_{…}`` (the twin's trace, from a cold cache entry: 0 when it came from the cache, then
-``build_s_cached_{…}`` says so), with ``--calibrate`` ``agreement_{median,p95}_db_{…}_calibrated`` and
+``build_s_{…}`` (how long the twin's trace took when it was built, read from its cache entry;
+``build_s_cached_{…}`` says whether this run found it cached), with ``--calibrate`` ``agreement_{median,p95}_db_{…}_calibrated`` and
 ``fit_s_{…}``, ``pairs`` and ``world_clutter``. Writes ``realism.md`` and ``realism.json`` under --out.
 """
 
