@@ -80,7 +80,7 @@ results: install
 	for s in factory-hall-a factory-hall-b; do $(VENV)/bin/rftwin-surrogate train --site $$s --kind rf --out out/surrogate/rf-$$s || exit 1; done
 	$(VPY) bench/detection.py --n 5000 --seed 0 --surrogate out/surrogate --only-surrogate
 	$(VPY) bench/calibration.py --points 40 --seed 0
-	$(VPY) bench/realism.py --positions 400 --seed 0 --calibrate depth3
+	$(VPY) bench/realism.py --positions 400 --seed 0 --calibrate --select
 	$(VPY) bench/los.py
 
 lint: install

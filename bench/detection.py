@@ -9,8 +9,9 @@ prediction at the true positions, DT = the twin's prediction at positions with l
 ``1.5m``) and ``factory-hall-b`` (SUs at 4.9 m, just under the 5 m ceiling; keys ``5m`` as the paper's
 scenario B). The headline rows (keys ``1.5m_world``, ``5m_world``): PT from a mismatched world
 (:func:`sim.world_builder.world_twin` of ``factory-hall-{a,b}-truth``: true materials, 20 unmodelled
-clutter objects, depth 5 with diffraction), DT from the twin; transmitters and jammers stand where the
-world has room. Extra variant (keys ``1.5m_truthpt``): PT from ``factory-hall-a-truth``'s maps (other
+clutter objects, depth 5 with diffraction), DT from the twin as the product builds it (ITU materials, no
+clutter, depth 5 without diffraction: :data:`central.twin.solvers.TWIN_FIDELITY`); transmitters and jammers
+stand where the world has room. The in-model rows keep the first round's depth-3 twin as PT and DT. Extra variant (keys ``1.5m_truthpt``): PT from ``factory-hall-a-truth``'s maps (other
 materials only: the twin's material error), when those maps are cached. Maps are never traced here unless
 ``--build`` is given. With ``--surrogate DIR`` (random-forest surrogates from ``rftwin-surrogate train --kind
 rf``, found under DIR by their manifests' site hash), rows keyed ``1.5m_rf`` and ``5m_rf``: the paper's
@@ -42,10 +43,12 @@ sys.path.insert(0, str(ROOT))
 
 from central.twin import Site, SolverSettings, Twin, resolve_site  # noqa: E402
 from central.twin.gain_maps import cache_key, default_cache_dir  # noqa: E402
+from central.twin.solvers import TWIN_FIDELITY  # noqa: E402
 from evaluation.dataset import generate_dataset  # noqa: E402
 from run_info import generated_line, run_info  # noqa: E402
 from evaluation.protocol import auc_score, evaluate, pd_at_far  # noqa: E402
-from models.detectors import constructor_params, detector_kinds, make_detector  # noqa: E402
+from evaluation.selection import twin_params  # noqa: E402
+from models.detectors import detector_kinds, make_detector  # noqa: E402
 from models.surrogate import find_bundle  # noqa: E402
 
 SIGMAS = (0, 3, 6)
@@ -61,7 +64,7 @@ PAPER = {
 WORLD = "world:"  # a physical-world site traced as sim.world_builder's mismatched world
 SCENARIOS = [  # (key, twin site, physical-world site, label)
     # The headline: mismatched worlds (sim.world_builder.WorldRecipe): true materials, 20 unmodelled
-    # clutter objects, traced at depth 5 with diffraction; the twin is depth 3 without, and knows none of it.
+    # clutter objects, traced at depth 5 with diffraction; the twin (depth 5, no diffraction) knows none of it.
     ("1.5m_world", "factory-hall-a", WORLD + "factory-hall-a-truth",
      "SUs 1.5 m, mismatched world (true materials, clutter, depth 5 + diffraction)"),
     ("5m_world", "factory-hall-b", WORLD + "factory-hall-b-truth",
@@ -85,10 +88,12 @@ def site_with_tx_height(site: Site, height_m: float) -> Site:
     )
 
 
-def maps_cached(site_ref: str | Site) -> bool:
+def maps_cached(site_ref: str | Site, settings: SolverSettings | None = None) -> bool:
+    """Whether the maps of a site reference (at ``settings``; default: as :func:`traced_as`) are cached."""
     from central.twin.rt_runtime import sionna_version
 
-    site, settings = traced_as(site_ref)
+    site, traced = traced_as(site_ref)
+    settings = settings or traced
     return (default_cache_dir() / f"{cache_key(site, settings, sionna_version())}.npz").exists()
 
 
@@ -103,27 +108,15 @@ def traced_as(site_ref: str | Site) -> tuple[Site, SolverSettings]:
     return (site_ref if isinstance(site_ref, Site) else resolve_site(site_ref)), SolverSettings()
 
 
+def dt_settings(pt_site: str | None) -> SolverSettings:
+    """The twin's fidelity in a scenario: the product's (:data:`TWIN_FIDELITY`, depth 5) against a
+    mismatched world; the first round's depth 3 in the in-model references, where PT is the same twin."""
+    return TWIN_FIDELITY if pt_site and pt_site.startswith(WORLD) else SolverSettings()
+
+
 def load_pt_twin(site_ref: str) -> Twin:
     site, settings = traced_as(site_ref)
     return Twin.load(site, settings)
-
-
-def detector_params(kind: str, twin: Twin) -> dict | None:
-    """Constructor arguments a detector needs from the twin, by parameter name; None if unsatisfiable."""
-    cg = None
-    out = {}
-    for name, required in constructor_params(kind).items():
-        if name in ("cell_positions_m", "gain_lin", "gain_db", "cell_gains"):
-            cg = cg or twin.predictor.cell_gains()
-            out[name] = {"cell_positions_m": cg.positions_m, "gain_lin": cg.gain_lin, "gain_db": cg.gain_db,
-                         "cell_gains": cg}[name]  # fmt: skip
-        elif name == "noise_floor_dbm":
-            out[name] = twin.site.noise_floor_dbm
-        elif name in ("predictor", "twin"):
-            out[name] = twin.predictor if name == "predictor" else twin
-        elif required:
-            return None
-    return out
 
 
 def goal_check(figures: dict, scen: list) -> str:
@@ -177,7 +170,7 @@ def unseen_jammers(
     tests = {name: generate_dataset(twin, n, seed + 1, **kw) for name, kw in types.items()}
     figures, rows = {}, {}
     for k in kinds:
-        params = detector_params(k, twin)
+        params = twin_params(k, twin)
         if params is None:
             continue
         for s in SIGMAS:
@@ -246,10 +239,11 @@ def write_markdown(results: dict, kinds: list[str], figures: dict, out: Path, ar
         "",
         "Headline: the rows on *mismatched worlds* (`_world`): the physical world is traced with other "
         "materials, 20 clutter objects the twin's site file does not have, depth 5 and edge diffraction; the "
-        "twin is depth 3 without diffraction and knows none of it (sim.world_builder). The other rows are "
-        "in-model references, where PT comes from the twin's own maps: they flatter every detector that "
-        "uses the twin's gains. \"best\" figures in the JSON are a maximum over detectors on the test "
-        "data, not a result: choosing one default detector on a validation split is still to come.",
+        "twin is the product's (ITU materials, no clutter, depth 5 without diffraction) and knows none of it "
+        "(sim.world_builder). The other rows are in-model references (the first round's depth-3 twin is PT "
+        "and DT): they flatter every detector that uses the twin's gains. \"best\" figures in the JSON are "
+        "a maximum over detectors on these test data, not a result; the one default detector is chosen on "
+        "a validation split in realism.md (bench/realism.py --select).",
         "",
         f"{generated_line(figures['run'])} Protocol: 5-fold CV over {args.n} realisations, "
         "train on the normal snapshots of 4 folds, test on the fold's normals plus as many jammed snapshots, "
@@ -385,11 +379,11 @@ def main(argv=None) -> int:
     for h, site, pt_site, label in scenarios:
         if pt_site and args.no_truth and not pt_site.startswith(WORLD):
             continue
-        if not args.build and not all(maps_cached(s) for s in (site, pt_site) if s):
+        if not args.build and not (maps_cached(site, dt_settings(pt_site)) and (not pt_site or maps_cached(pt_site))):
             print(f"{label}: gain maps not cached, skipped (use --build)", file=sys.stderr)
             skipped[h] = "maps not cached"
             continue
-        twin = Twin.load(site)
+        twin = Twin.load(site, dt_settings(pt_site))
         pt_twin = load_pt_twin(pt_site) if pt_site else None
         dt_predictor = None
         if h.endswith("_rf"):
@@ -411,7 +405,7 @@ def main(argv=None) -> int:
         d0 = ds.delta_db(0.0)[~ds.jammer]
         figures[f"delta_std_normal_db_{h}_sigma0"] = round(float(np.median(d0.std(axis=0))), 3)
         for k in kinds:
-            params = detector_params(k, twin)
+            params = twin_params(k, twin)
             if params is None:
                 skipped[k] = "constructor needs parameters the bench cannot supply"
                 continue
@@ -438,7 +432,7 @@ def main(argv=None) -> int:
                     single_us(k, params, x[tr], x[te], pred[tr], pred[te]), 2
                 )
         if "bayes" in kinds and not pt_site:  # the in-model oracle: Bayes told the jammer's true power (not a detector)
-            oracle = {**detector_params("bayes", twin), "power_dbm_min": ds.jammer_power_dbm,
+            oracle = {**twin_params("bayes", twin), "power_dbm_min": ds.jammer_power_dbm,
                       "power_dbm_max": ds.jammer_power_dbm}  # fmt: skip
             for s in SIGMAS:
                 r = evaluate("bayes", ds, s, seed=args.seed, params=oracle)

@@ -29,7 +29,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from central.twin.solvers import SolverSettings, fidelity_settings
+from central.twin.solvers import TWIN_FIDELITY, fidelity_settings
 from contracts.cli_args import position_arg, run_command
 
 
@@ -277,7 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--site", help="site file (TOML) or built-in name (default: factory-hall-a)")
     common.add_argument("--cache-dir", type=Path, help="gain-map cache (default: $RFTWIN_CACHE_DIR or ~/.cache/rftwin)")
-    common.add_argument("--max-depth", type=int, default=SolverSettings.max_depth, metavar="N",
+    common.add_argument("--max-depth", type=int, default=TWIN_FIDELITY.max_depth, metavar="N",
                         help="reflections per path, as [twin] max_depth (default: %(default)s)")  # fmt: skip
     common.add_argument("--diffraction", action="store_true", help="trace edge diffraction, as [twin] diffraction")
     b = tsub.add_parser("build", parents=[common], help="ray-trace the per-SU gain maps (cached)")

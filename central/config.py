@@ -26,7 +26,7 @@ Example (every key, with its default where it has one)::
     predictor = "maps"                      # "maps": the ray-traced gain maps; "surrogate": an ONNX path-loss model
     surrogate_dir = "models/surrogate-rf"   # used by predictor = "surrogate" (relative: to this file); from
                                             # `rftwin-surrogate train`, and for this site (content hash checked)
-    max_depth = 3                           # ray-tracing fidelity of the maps ("maps"): reflections per path ...
+    max_depth = 5                           # ray-tracing fidelity of the maps ("maps"): reflections per path ...
     diffraction = false                     # ... and edge diffraction; both are part of the map cache key
                                             # (a change traces new maps at the next start: minutes)
 
@@ -83,7 +83,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from central.twin.site import BUILTIN_SITES, DEFAULT_SITE, Site, resolve_site
-from central.twin.solvers import SolverSettings, fidelity_settings
+from central.twin.solvers import TWIN_FIDELITY, SolverSettings, fidelity_settings
 from contracts.toml_fields import ConfigError, Fields, read_toml
 from node.protocol import MAX_BATCH_RECORDS
 
@@ -129,8 +129,8 @@ class TwinConfig:
 
     predictor: str = "maps"  # one of PREDICTORS
     surrogate_dir: Path | None = None
-    max_depth: int = SolverSettings.max_depth
-    diffraction: bool = SolverSettings.diffraction
+    max_depth: int = TWIN_FIDELITY.max_depth
+    diffraction: bool = TWIN_FIDELITY.diffraction
 
     def solver_settings(self) -> SolverSettings:
         return fidelity_settings(self.max_depth, self.diffraction)
@@ -330,8 +330,8 @@ def _twin_config(f: Fields, site: str) -> TwinConfig:
     model must stop the start-up, not make every prediction wrong."""
     predictor = f.string("predictor", "maps", choices=PREDICTORS)
     surrogate_dir = f.path("surrogate_dir")
-    fidelity = {"max_depth": f.integer("max_depth", 1, MAX_TRACE_DEPTH, SolverSettings.max_depth),
-                "diffraction": f.boolean("diffraction", SolverSettings.diffraction)}  # fmt: skip
+    fidelity = {"max_depth": f.integer("max_depth", 1, MAX_TRACE_DEPTH, TWIN_FIDELITY.max_depth),
+                "diffraction": f.boolean("diffraction", TWIN_FIDELITY.diffraction)}  # fmt: skip
     f.reject_unknown()
     if predictor != "surrogate":
         return TwinConfig(predictor, surrogate_dir, **fidelity)

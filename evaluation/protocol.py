@@ -70,15 +70,20 @@ def evaluate_arrays(
     seed: int = 0,
     params: dict | None = None,
     anomaly_positions_m: np.ndarray | None = None,
+    missing_at_test: np.ndarray | None = None,
 ) -> dict:
     """The protocol on raw arrays: Δ (N, n_su), anomaly flags (N,), optionally the DT's prediction
     (N, n_su) for detectors that use it (passed as ``predicted_dbm``).
 
     With ``anomaly_positions_m`` (N, 2|3) and a detector that can ``locate``, every tested anomaly is also
     located: ``loc_error_m`` (x, y distance to the truth, NaN where the detector gives no position) and
-    ``loc_detected`` (its own threshold raised the alarm), pooled like the scores."""
+    ``loc_detected`` (its own threshold raised the alarm), pooled like the scores.
+
+    ``missing_at_test`` (N, n_su) bool: residuals hidden (NaN) from the detector when a snapshot is
+    *tested*, never when it trains: SUs that drop out in operation after a complete offline phase."""
     make = _factory(detector_factory, params)
     x = np.asarray(residuals_db, dtype=np.float64)
+    x_test = x if missing_at_test is None else np.where(missing_at_test, np.nan, x)
     y = np.asarray(anomalous, dtype=bool)
     folds = cv_folds(len(y), n_folds, seed)
     all_s, all_y, own, loc_err, loc_det = [], [], [], [], []
@@ -93,7 +98,7 @@ def evaluate_arrays(
         t0 = time.perf_counter()
         det.fit(x[train], predicted_dbm=None if predicted_dbm is None else predicted_dbm[train])
         t1 = time.perf_counter()
-        s = det.score(x[test], predicted_dbm=None if predicted_dbm is None else predicted_dbm[test])
+        s = det.score(x_test[test], predicted_dbm=None if predicted_dbm is None else predicted_dbm[test])
         score_s += time.perf_counter() - t1
         fit_s += t1 - t0
         n_scored += len(test)
@@ -102,7 +107,7 @@ def evaluate_arrays(
         own.append(np.nan_to_num(s, nan=-np.inf) > det.threshold)
         if anomaly_positions_m is not None and hasattr(det, "locate") and len(anomalies):
             a = test[y[test]]
-            pos, _ = det.locate(x[a], None if predicted_dbm is None else predicted_dbm[a])
+            pos, _ = det.locate(x_test[a], None if predicted_dbm is None else predicted_dbm[a])
             loc_err.append(np.linalg.norm(pos[:, :2] - np.asarray(anomaly_positions_m)[a, :2], axis=1))
             loc_det.append(own[-1][y[test]])
     s, lab, dec = np.concatenate(all_s), np.concatenate(all_y), np.concatenate(own)

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from central.twin import Twin
+from central.twin.solvers import TWIN_FIDELITY
 from central.twin.progress import tracing_progress_bar
 from central.twin.site import DEFAULT_SITE, builtin_site_path, resolve_site
 from sim.station import VIEWER_TOKEN, SimulatedStation, StationSettings, summary
@@ -73,8 +74,8 @@ def main(argv: list[str] | None = None) -> int:
 
     update, close = tracing_progress_bar()
     try:
-        say("digital twin of the hall (ITU concrete): loading or ray-tracing the per-SU gain maps")
-        twin = Twin.load(DEFAULT_SITE, progress=update)
+        say("digital twin of the hall (ITU concrete, depth 5): loading or ray-tracing the per-SU gain maps")
+        twin = Twin.load(DEFAULT_SITE, TWIN_FIDELITY, progress=update)  # the twin the central unit's config loads
         say(f"twin ready ({'cache' if twin.from_cache else f'traced in {twin.maps.build_s:.0f} s'})")
         say("simulated world (concrete eps_r 7.0, sigma 0.3 S/m, unmodelled clutter, depth 5 + diffraction, "
             "per-SU model error, reading noise, drift, dropouts): loading or ray-tracing")

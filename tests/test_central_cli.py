@@ -17,7 +17,7 @@ import pytest
 
 from central.config import load_config, parse_config
 from central.twin.gain_maps import cache_key
-from central.twin.solvers import DEEP_PATHS_PER_TARGET, SolverSettings
+from central.twin.solvers import DEEP_PATHS_PER_TARGET, TWIN_FIDELITY, SolverSettings, fidelity_settings
 from contracts.toml_fields import ConfigError
 from tests.central_helpers import batch_dict
 
@@ -66,7 +66,8 @@ def test_config_defaults_and_relative_paths(config, tmp_path):
     assert (cfg.retention.measurements_days, cfg.retention.snapshots_days) == (7.0, 30.0)
     assert (cfg.limits.max_batch_records, cfg.limits.max_future_skew_s) == (1000, 60.0)
     assert cfg.tls is None and cfg.scheme == "http" and cfg.load_site().name == "factory-hall-a"
-    assert cfg.twin.solver_settings() == SolverSettings()  # the twin's fidelity: depth 3, no diffraction
+    # the product's twin fidelity: depth 5 (with a path buffer for it), no diffraction
+    assert cfg.twin.solver_settings() == TWIN_FIDELITY == fidelity_settings(max_depth=5)
 
 
 def test_twin_fidelity_is_a_setting_and_part_of_the_map_cache_key(tmp_path):

@@ -74,12 +74,12 @@ def world():
 def build(kind, cells, g, **kw):
     if kind == "glrt":
         kw = dict(cell_positions_m=cells, gain_lin=g, top_k=32, **kw)
-    if kind == "bayes":
+    if kind in ("bayes", "fusion"):
         kw = dict(cell_positions_m=cells, gain_lin=g, **kw)
     return make_detector(kind, **kw)
 
 
-KINDS = ["maxres", "gauss", "gls", "glrt", "bayes"]
+KINDS = ["maxres", "gauss", "gls", "glrt", "bayes", "fusion"]
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -96,7 +96,7 @@ def test_detector_beats_ed_and_holds_its_false_alarm_rate(world, kind):
     far = float((s0 > det.threshold).mean())
     print(
         f"\n{kind}: AUC {a:.3f} vs ED {auc_ed:.3f}; FAR {far:.3f} (target 0.05); {us:.1f} µs/snapshot "
-        f"({len(cells) if kind in ('glrt', 'bayes') else '-'} cells)"
+        f"({len(cells) if kind in ('glrt', 'bayes', 'fusion') else '-'} cells)"
     )
     assert a > auc_ed + (0.0 if kind in ("gls", "gauss") else 0.03)
     assert abs(far - 0.05) < 0.015
@@ -322,3 +322,73 @@ def test_bayes_locates_the_source_and_checks_its_arguments():
         BayesDetector(cells, g).fit(xtr)
     with pytest.raises(DetectorError, match="gain maps"):
         BayesDetector().fit(xtr, predicted_dbm=ptr)
+
+
+def test_student_dof_fit_finds_heavy_tails_and_leaves_gaussian_data_gaussian():
+    from models.detectors.bayes import fit_student_dof
+
+    rng = np.random.default_rng(21)
+    m, n = N_SU, 20_000
+    gauss_q = (rng.normal(size=(n, m)) ** 2).sum(axis=1)
+    assert fit_student_dof(gauss_q, m) >= 50.0  # Gaussian residuals: the fit stays at (or near) ν = ∞
+    nu = 4.0  # multivariate t with unit covariance: z · sqrt((ν − 2) / w), w ~ χ²_ν per snapshot
+    t = rng.normal(size=(n, m)) * np.sqrt((nu - 2.0) / rng.chisquare(nu, (n, 1)))
+    assert fit_student_dof((t**2).sum(axis=1), m) in (3.0, 4.0, 5.0)
+
+
+def test_student_t_bayes_beats_the_gaussian_one_when_normal_residuals_have_outliers(tmp_path):
+    """A twin's error against a world it does not model has heavy tails: a Gaussian likelihood reads
+    a normal outlier as a jammer; the Student-t one, with ν learned from the normal data, does not."""
+    cells, g = scene(step=2.0)
+    rng = np.random.default_rng(22)
+
+    def heavy(n, jam):
+        x, p, jc = draw_db_additive(rng, g, n, 1.0, jam, jam_dbm=10.0)
+        w = rng.chisquare(3.0, (n, 1))  # one scale per snapshot: a whole snapshot off the model
+        return x * np.sqrt(1.0 / w), p, jc
+
+    (xtr, ptr, _), (x0, p0, _), (x1, p1, _) = heavy(3000, False), heavy(2000, False), heavy(2000, True)
+    aucs = {}
+    for tails in ("gauss", "student"):
+        det = BayesDetector(cells, g, tails=tails).fit(xtr, predicted_dbm=ptr)
+        aucs[tails] = auc(det.score(x0, predicted_dbm=p0), det.score(x1, predicted_dbm=p1))
+    student = BayesDetector(cells, g, tails="student").fit(xtr, predicted_dbm=ptr)
+    print(f"\nheavy-tailed model error: {aucs}, ν = {student.dof_}")
+    assert np.isfinite(student.dof_) and student.dof_ <= 5.0
+    assert aucs["student"] > aucs["gauss"] + 0.02
+    back = load_detector(student.save(tmp_path / "bt"))
+    assert back.tails == "student" and back.dof_ == student.dof_
+    np.testing.assert_allclose(back.score(x0[:20], predicted_dbm=p0[:20]), student.score(x0[:20], predicted_dbm=p0[:20]))
+    with pytest.raises(DetectorError, match="tails"):
+        BayesDetector(cells, g, tails="cauchy")
+
+
+def test_fusion_holds_up_where_the_twins_gains_are_wrong_and_where_they_are_right():
+    """ED ignores the gains, Bayes relies on them. With the twin's gains right, and with them 8 dB
+    (log-normal, per cell and SU) off the jammer's true ones, the fusion of the two is never below
+    the weaker and stays within 0.03 of the better."""
+    cells, g = scene(step=2.0)
+    rng = np.random.default_rng(23)
+    g_wrong = g * 10 ** (rng.normal(0.0, 8.0, g.shape) / 10)  # what the twin believes
+    xtr, ptr, _ = draw_db_additive(rng, g, 3000, 1.0, False)
+    x0, p0, _ = draw_db_additive(rng, g, 2000, 1.0, False)
+    x1, p1, _ = draw_db_additive(rng, g, 2000, 1.0, True, jam_dbm=0.0)
+    ed = make_detector("ed").fit(xtr)
+    auc_ed = auc(ed.score(x0), ed.score(x1))
+    for gains, label in ((g, "right"), (g_wrong, "wrong")):
+        a = {}
+        for kind in ("bayes", "fusion"):
+            det = build(kind, cells, gains).fit(xtr, predicted_dbm=ptr)
+            a[kind] = auc(det.score(x0, predicted_dbm=p0), det.score(x1, predicted_dbm=p1))
+        print(f"\ngains {label}: ED {auc_ed:.3f}, {a}")
+        assert a["fusion"] >= min(auc_ed, a["bayes"]) and a["fusion"] >= max(auc_ed, a["bayes"]) - 0.03
+
+
+def test_normal_quantile_is_monotone_continues_above_the_training_range_and_keeps_nan():
+    from models.detectors.fusion import normal_quantile
+
+    ref = np.sort(np.random.default_rng(0).normal(size=1000))
+    s = np.array([-10.0, -1.0, 0.0, 1.0, ref[-1], ref[-1] + 1.0, ref[-1] + 2.0, np.nan])
+    z = normal_quantile(s, ref)
+    assert np.all(np.diff(z[:-1]) > 0) and np.isnan(z[-1])
+    assert z[2] == pytest.approx(0.0, abs=0.1) and z[3] == pytest.approx(1.0, abs=0.1)

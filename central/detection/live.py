@@ -30,7 +30,8 @@ from central.detection.alarms import AlarmTransition
 from central.detection.engine import DetectionEngine, EngineConfig
 from central.live import Alarm, Snapshot
 from central.store import StoreCorrupt
-from central.twin import SolverSettings, Twin
+from central.twin import Twin
+from central.twin.solvers import TWIN_FIDELITY
 from models.detectors import DetectorError
 
 log = logging.getLogger("rftwin.central.detection")
@@ -199,7 +200,7 @@ def create_engine(state) -> LiveDetection:
     else:
         from central.twin.progress import tracing_progress_log
 
-        settings = tc.solver_settings() if tc is not None else SolverSettings()
+        settings = tc.solver_settings() if tc is not None else TWIN_FIDELITY
         # a trace (minutes) shows in the journal
         twin = Twin.load(state.site, settings, progress=tracing_progress_log(log))
         how = "from cache" if twin.from_cache else "ray-traced"

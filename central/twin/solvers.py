@@ -176,3 +176,14 @@ def radio_map_gain(scene, source_m, grid: PlaneGrid, settings: SolverSettings) -
     if gain.shape != (grid.ny, grid.nx):
         raise RuntimeError(f"radio map shape {gain.shape} does not match grid {(grid.ny, grid.nx)}")
     return gain
+
+
+# The twin the product builds ([twin] max_depth / diffraction, `rftwin-central twin build`): depth 5,
+# no diffraction. Chosen from bench/realism.py (docs/results/realism.md): against a mismatched world
+# (true materials, unmodelled clutter, depth 5 + diffraction) the depth-5 twin's path gains are within
+# 0.8 dB median / 7.0 dB p95 of the world's at held-out positions, depth 3 within 3.1 / 13.9 dB and
+# depth 3 with diffraction 2.8 / 11.1 dB; calibration did not close depth 3's gap (its error is the
+# paths it lacks, not its materials), and the depth-5 build took no longer on this hall. Reflections
+# are what a metal-and-concrete hall is made of; diffraction adds little where reflections abound.
+# ``SolverSettings()`` stays the cheapest faithful setting (depth 3), which the tests' tiny halls use.
+TWIN_FIDELITY = fidelity_settings(max_depth=5)

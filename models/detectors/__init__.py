@@ -1,10 +1,11 @@
 """Residual-snapshot anomaly detectors behind one interface (:class:`ResidualDetector`).
 
-``make_detector("ed" | "lof" | "maxres" | "gauss" | "gls" | "glrt" | "bayes", **params)`` builds one; ``load_detector(path)`` loads any saved one.
+``make_detector("ed" | "lof" | "maxres" | "gauss" | "gls" | "glrt" | "bayes" | "fusion", **params)`` builds one; ``load_detector(path)`` loads any saved one.
 Issue 5's detectors: ``maxres`` (maximum residual), ``gauss`` (Mahalanobis, Ledoit–Wolf covariance),
 ``glrt`` (point-source jammer GLRT over the twin's gain-map cells; needs ``predicted_dbm`` and the gains
 at construction: ``make_detector("glrt", cell_positions_m=..., gain_lin=...)``), ``bayes`` (the same
-point-source model, likelihood ratio averaged over position and power instead of maximised); robust training with
+point-source model, likelihood ratio averaged over position and power instead of maximised; ``tails="student"``
+for heavy-tailed model error), ``fusion`` (ED and bayes, their scores' normal quantiles summed); robust training with
 ``fit(..., contamination=c)`` (MCD-like cleaning, :mod:`models.detectors.robust`). New detectors subclass :class:`ResidualDetector` and
 decorate with :func:`register`.
 """
@@ -23,6 +24,7 @@ from models.detectors.base import (
 )
 from models.detectors.bayes import BayesDetector
 from models.detectors.energy import EnergyDetector
+from models.detectors.fusion import FusionDetector
 from models.detectors.gauss import GaussDetector, GlsDetector
 from models.detectors.glrt import GlrtDetector
 from models.detectors.lof import LocalOutlierFactor, LofDetector
@@ -33,6 +35,7 @@ __all__ = [
     "BayesDetector",
     "DetectorError",
     "EnergyDetector",
+    "FusionDetector",
     "GaussDetector",
     "GlrtDetector",
     "GlsDetector",

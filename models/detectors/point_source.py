@@ -54,7 +54,11 @@ class PointSourceCells:
             raise DetectorError(f"{self.name}: need at least 2 complete normal snapshots")
         self.mean_, self.cov_, shrink = ledoit_wolf(comp)
         self.fit_info["shrinkage"] = shrink
+        self._fit_tails(comp)
         self._train = self._score(x, pred)
+
+    def _fit_tails(self, complete_rows: np.ndarray) -> None:
+        """Hook: anything else the model error needs from the complete normal rows (mean_, cov_ set)."""
 
     def _training_scores(self):
         return self._train
