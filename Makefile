@@ -82,6 +82,8 @@ results: install
 	$(VPY) bench/calibration.py --points 40 --seed 0
 	$(VPY) bench/realism.py --positions 400 --seed 0 --calibrate --select
 	$(VPY) bench/los.py
+	$(VPY) bench/replay.py --seeds 0 --hours 6 --trials 60 --out docs/results
+	$(VPY) bench/demo_runs.py --runs 5 --out docs/results
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -20,7 +20,8 @@ Example (every key, with its default where it has one)::
     raise_after = 2                         # raise an alarm after k anomalous windows ...
     of_last = 3                             # ... among the last n
     clear_after = 5                         # clear it after m normal windows in a row
-    detector = "ed"                         # detector kind the live engine runs (models.detectors: ed, lof, gls, glrt, bayes, …)
+    detector = "fusion"                     # detector kind the live engine runs (models.detectors: ed, lof, gls, glrt, bayes, …);
+                                            # fusion (ED + bayes): chosen on validation worlds (docs/results/realism.md)
 
     [twin]
     predictor = "maps"                      # "maps": the ray-traced gain maps; "surrogate": an ONNX path-loss model
@@ -87,6 +88,10 @@ from central.twin.solvers import TWIN_FIDELITY, SolverSettings, fidelity_setting
 from contracts.toml_fields import ConfigError, Fields, read_toml
 from node.protocol import MAX_BATCH_RECORDS
 
+# The live engine's detector: the one bench/realism.py --select chose on validation worlds (the largest
+# worst-case AUC margin over ED across SU heights, model errors and robustness stresses).
+DEFAULT_DETECTOR = "fusion"
+
 __all__ = ["CentralConfig", "ConfigError", "load_config", "parse_config", "TokenEntry"]
 
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -115,7 +120,7 @@ class DetectionConfig:
     raise_after: int = 2  # k
     of_last: int = 3  # n
     clear_after: int = 5  # m
-    detector: str = "ed"
+    detector: str = DEFAULT_DETECTOR
 
 
 PREDICTORS = ("maps", "surrogate")
@@ -255,7 +260,7 @@ def parse_config(data: dict, source: str = "<config>", base_dir: Path | None = N
         raise_after=df.integer("raise_after", 1, 1000, default=2),
         of_last=df.integer("of_last", 1, 1000, default=3),
         clear_after=df.integer("clear_after", 1, 100_000, default=5),
-        detector=df.string("detector", "ed"),
+        detector=df.string("detector", DEFAULT_DETECTOR),
     )
     try:
         from models.detectors import DetectorError, make_detector

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import sys
@@ -111,15 +112,21 @@ def main(argv: list[str] | None = None) -> int:
             active = [a for a in station.alarms("active") if a["start_ns"] >= (station.start_time_s + JAMMER_AT_S - 1) * 1e9]
             alarm = active[0] if active else None
             time.sleep(0.1)
+        outcome = {"false_alarms": len(false_alarms), "normal_s": JAMMER_AT_S - NORMAL_S, "detector": learned["detector"],
+                   "alarm_delay_s": None, "localisation_error_m": None}  # fmt: skip
         if alarm is None:
-            say("no alarm within 60 s of the jammer: see out/demo/station/central.log")
+            _write_outcome(args.workdir, outcome)
+            say(f"no alarm within 60 s of the jammer: see {args.workdir / 'station' / 'central.log'}")
             return 1
         delay = alarm["start_ns"] / 1e9 - (station.start_time_s + JAMMER_AT_S)
         say(f"ALARM raised {delay:.2f} s after the jammer switched on: {summary(alarm)}")
+        outcome["alarm_delay_s"] = round(delay, 2)
         pos = alarm.get("suspected_position_m")
         if pos:
             err = ((pos[0] - JAMMER_POSITION_M[0]) ** 2 + (pos[1] - JAMMER_POSITION_M[1]) ** 2) ** 0.5
             say(f"localisation error {err:.1f} m")
+            outcome["localisation_error_m"] = round(err, 2)
+        _write_outcome(args.workdir, outcome)
         try:
             shot = screenshot(dash, VIEWER_TOKEN, OUT / "demo-dashboard.png")
             say(f"dashboard with the alarm saved to {shot}" if shot else "no headless chromium: no screenshot")
@@ -138,6 +145,11 @@ def main(argv: list[str] | None = None) -> int:
         say("stopping the station")
         station.stop()
     return 0
+
+
+def _write_outcome(workdir: Path, outcome: dict) -> None:
+    """``outcome.json`` in the work dir: what this run showed, for bench/demo_runs.py."""
+    (workdir / "outcome.json").write_text(json.dumps(outcome) + "\n")
 
 
 def _wait(station: SimulatedStation, until_scenario_s: float) -> None:

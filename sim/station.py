@@ -24,6 +24,7 @@ from pathlib import Path
 import httpx
 
 from central.auth import hash_token
+from central.config import DEFAULT_DETECTOR
 from central.store import Store
 from central.twin.site import Site
 from sim.context_feed import ContextFeed, run_feed
@@ -45,7 +46,7 @@ class StationSettings:
     stale_s: float = 1.5
     context_period_s: float = 0.5
     localisation_error_m: float = 0.37
-    detector: str = "ed"
+    detector: str = DEFAULT_DETECTOR  # the product's
 
 
 class SimulatedStation:

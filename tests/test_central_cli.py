@@ -62,7 +62,7 @@ def test_config_defaults_and_relative_paths(config, tmp_path):
     assert cfg.site == "factory-hall-a" and cfg.data_dir == tmp_path / "data"
     assert cfg.db_path == tmp_path / "data" / "central.db" and cfg.models_dir == tmp_path / "data" / "models"
     d = cfg.detection
-    assert (d.window_s, d.stale_s, d.raise_after, d.of_last, d.clear_after, d.detector) == (0.1, 1.0, 2, 3, 5, "ed")
+    assert (d.window_s, d.stale_s, d.raise_after, d.of_last, d.clear_after, d.detector) == (0.1, 1.0, 2, 3, 5, "fusion")
     assert (cfg.retention.measurements_days, cfg.retention.snapshots_days) == (7.0, 30.0)
     assert (cfg.limits.max_batch_records, cfg.limits.max_future_skew_s) == (1000, 60.0)
     assert cfg.tls is None and cfg.scheme == "http" and cfg.load_site().name == "factory-hall-a"

@@ -65,6 +65,20 @@ def test_learning_needs_enough_data_then_activates_the_detector_at_once(live):
     assert snaps and snaps[-1]["detector"] == "ed"  # evaluated with the new detector, no restart
 
 
+def test_a_point_source_detector_learns_through_the_api_with_the_twins_predictions(live):
+    """The point-source detectors (the product's default is one) learn from residuals *and* the
+    twin's prediction of each snapshot: the service keeps both for the learning window."""
+    feed(live, 60)
+    r = learn(live, duration_s=30, detector="bayes")
+    assert r.status_code == 200, r.text
+    assert r.json()["detector"] == "bayes" and r.json()["n_snapshots"] >= 50
+    det = live.engine.engine.detector
+    assert det.kind == "bayes" and det.mean_ is not None and det.n_train >= 50
+    feed(live, 20)
+    snaps = httpx.get(f"{live.url}/api/v1/snapshots", params={"limit": 5}, headers=VIEWER).json()
+    assert snaps and snaps[-1]["detector"] == "bayes" and snaps[-1]["score"] is not None
+
+
 def test_saturation_alarm_is_stored_and_blocks_learning_over_its_window(live):
     feed(live, 55)
     feed(live, 4, power_dbm=-20.0, saturated=True)

@@ -15,6 +15,7 @@ import time
 
 import pytest
 
+from central.config import DEFAULT_DETECTOR
 from central.twin.site import Material
 from sim.demo import screenshot
 from sim.station import VIEWER_TOKEN, SimulatedStation, StationSettings
@@ -80,7 +81,7 @@ def test_jammer_on_raises_an_alarm_and_jammer_off_clears_it(tmp_path, tiny_site,
         # delays some readings past their window
         wait_for(lambda: station.scenario_time_s() > 13.0, 40, station, "a normal period")
         learned = station.learn(duration_s=11.0, target_far=0.001)
-        assert learned["n_snapshots"] >= 50 and learned["detector"] == "ed"
+        assert learned["n_snapshots"] >= 50 and learned["detector"] == DEFAULT_DETECTOR
 
         wait_for(lambda: station.scenario_time_s() > JAMMER_ON_S - 1.0, 30, station, "the normal period to pass")
         assert station.alarms() == [], "false alarm during the normal period"
@@ -103,6 +104,6 @@ def test_jammer_on_raises_an_alarm_and_jammer_off_clears_it(tmp_path, tiny_site,
         cleared = station.alarms("cleared")[0]
         assert cleared["id"] == alarm["id"] and cleared["end_ns"] >= int((station.start_time_s + JAMMER_OFF_S) * 1e9)
         snaps = station.get("/snapshots", limit=50)
-        assert snaps and snaps[-1]["detector"] == "ed" and not snaps[-1]["anomalous"]
+        assert snaps and snaps[-1]["detector"] == DEFAULT_DETECTOR and not snaps[-1]["anomalous"]
     finally:
         station.stop()

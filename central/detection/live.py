@@ -74,7 +74,8 @@ class LiveDetection:
                           "normal statistics are learned again", active.id, active.path, e)  # fmt: skip
         else:
             log.warning("no detector learned yet: only saturation alarms until `learn` has run")
-        self._recent: collections.deque[tuple[int, np.ndarray, bool]] = collections.deque(maxlen=LEARN_BUFFER)
+        # (t_ns, residuals dB, the twin's prediction dBm: the point-source detectors learn from both, anomalous)
+        self._recent: collections.deque[tuple[int, np.ndarray, np.ndarray, bool]] = collections.deque(maxlen=LEARN_BUFFER)
         self._last_stored_ns = 0
         self._stop = threading.Event()
         self._timer: threading.Thread | None = None
@@ -122,7 +123,8 @@ class LiveDetection:
         with self._record_lock:
             r = self.engine.last_residuals
             if r is not None:
-                self._recent.append((snap.t_ns, np.array(r.residual_db, dtype=np.float32), snap.anomalous))
+                self._recent.append((snap.t_ns, np.array(r.residual_db, dtype=np.float32),
+                                     np.array(r.predicted_dbm, dtype=np.float32), snap.anomalous))  # fmt: skip
             if snap.anomalous or transitions or snap.t_ns - self._last_stored_ns >= STORE_PERIOD_S * 1e9:
                 self.store.add_snapshot(snap)
                 self._last_stored_ns = snap.t_ns
@@ -156,12 +158,14 @@ class LiveDetection:
             ids = ", ".join(str(a.id) for a in overlapping[:5])
             raise LearnError(f"the window overlaps alarm(s) {ids}: learn from a period without alarms")
         with self._record_lock:
-            rows = [x for t, x, _ in self._recent if since_ns <= t <= until_ns]
+            window = [(x, p) for t, x, p, _ in self._recent if since_ns <= t <= until_ns]
         if len(self._recent) == self._recent.maxlen and self._recent[0][0] > since_ns:
             log.warning("learning window starts before the in-memory buffer: using what it holds")
-        x = np.array(rows, dtype=np.float64).reshape(-1, len(self.engine.su_ids))
+        n_su = len(self.engine.su_ids)
+        x = np.array([w[0] for w in window], dtype=np.float64).reshape(-1, n_su)
+        pred = np.array([w[1] for w in window], dtype=np.float64).reshape(-1, n_su)
         usable = np.isfinite(x).sum(axis=1) >= self.engine.min_usable_sus
-        x = x[usable]
+        x, pred = x[usable], pred[usable]
         if len(x) < MIN_LEARN_SNAPSHOTS:
             raise LearnError(f"only {len(x)} usable snapshots in the window (need {MIN_LEARN_SNAPSHOTS}): "
                              "run the nodes longer, or check that the context feed and nodes are live")  # fmt: skip
@@ -169,7 +173,7 @@ class LiveDetection:
                 "twin_key": self.twin.maps.key, "learned_ns": time.time_ns()}  # fmt: skip
         try:
             det = self.engine.learn(x, kind=detector, target_far=target_far, contamination=contamination,
-                                    provenance=prov)  # fmt: skip
+                                    predicted_dbm=pred, provenance=prov)  # fmt: skip
         except DetectorError as e:
             raise LearnError(str(e)) from None
         directory = self.state.config.models_dir / f"detector-{time.strftime('%Y%m%dT%H%M%S')}-{time.time_ns() % 10**6}"
