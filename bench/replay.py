@@ -40,10 +40,10 @@ also ``DIR/replay.md`` and ``DIR/replay.json``.
 Cost: one evaluation per 0.1 s of simulated time. On the 2-core development machine with ED ~2500-3000
 evaluations per second of wall time (the engine's own ``evaluate`` is ~300 µs of the ~400 µs per tick,
 the context feed ~70 µs), so a simulated day per seed takes ~5-6 min and the defaults (two seeds,
-2 × 24 h + 200 trials) ~11-13 min. A point-source detector costs more per evaluation (``bayes``:
-~800 evaluations per second, ~20 min per simulated day, ~40 min for the defaults): for a look at it
-within ~15 min use e.g. ``--detector bayes --seeds 0 --hours 6 --trials 50`` (~6 min). The progress
-lines say the speed and the time left.
+2 × 24 h + 200 trials) ~11-13 min. A point-source detector costs more per evaluation (``bayes``
+~800 evaluations per second, ~20 min per simulated day; ``fusion`` ~450, ~35 min per day): the
+defaults then take 40-70 min; for a look within ~15 min use e.g. ``--seeds 0 --hours 6 --trials 50``
+(6-12 min). The progress lines say the speed and the time left.
 """
 
 from __future__ import annotations
