@@ -31,6 +31,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from central.config import DEFAULT_DETECTOR
+
 ROOT = Path(__file__).resolve().parents[1]
 SYSTEMD = ROOT / "systemd"
 INSTALL = SYSTEMD / "install.sh"
@@ -573,7 +575,7 @@ def test_central_status_from_the_api_and_from_the_database(tmp_path):
         assert re.search(r"su01 +SU su01 .* 5 records", out) and re.search(r"su02 +SU su02 +never seen", out)
         assert f"alarms    1 active [from the database]\n  #{alarm.id} residual since" in out
         assert "peak score 12.5, suspected at (36.0, 8.0) m; SUs su01, su02; NOT acknowledged" in out
-        assert "detector  configured ed; active model #1 gls learned" in out and "threshold 3.25, n_snapshots 600" in out
+        assert f"detector  configured {DEFAULT_DETECTOR}; active model #1 gls learned" in out and "threshold 3.25, n_snapshots 600" in out
         assert re.search(r"database  .*central\.db: [\d.]+ KiB", out)
         # The API is not where --url says (service running): the database, read-only, with its WAL.
         rc, out = _status("--config", cfg_path, "--url", "http://127.0.0.1:9", "--timeout", "0.5")
