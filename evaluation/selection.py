@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from evaluation.protocol import evaluate_arrays
-from evaluation.stress import Stress, stressed_residuals
+from evaluation.stress import STRESSES, Stress, stressed_residuals
 from models.detectors import constructor_params
 
 BASELINE = "ed"
@@ -82,7 +82,7 @@ class Condition:
 
 
 PAPER_CONDITIONS = tuple(Condition(s) for s in (0.0, 3.0, 6.0))
-STRESS_CONDITIONS = tuple(Condition(3.0, k) for k in ("heavy_tails", "correlated", "dropped_su"))
+STRESS_CONDITIONS = tuple(Condition(3.0, k) for k in STRESSES)
 
 
 def auc_of(candidate: Candidate, dataset, condition: Condition, twin_params: Callable[[str], dict | None],

@@ -69,6 +69,6 @@ def stressed_residuals(dataset, stress: Stress, seed: int) -> tuple[np.ndarray, 
     """(Δ (N, n_su) under the stress, test-time missing mask or None) for a
     :class:`evaluation.dataset.DetectionDataset`."""
     eps = model_error_db(stress.kind, stress.sigma_db, dataset.eps_unit, dataset.su_positions_m, seed)
-    delta = dataset.pt_dbm - dataset.dt_dbm + eps
+    delta = dataset.delta_db(0.0) + eps  # the paper's Δ without its own error, plus the stressed one
     missing = dropped_su_mask(dataset.n, dataset.n_su, seed) if stress.kind == "dropped_su" else None
     return delta, missing
