@@ -82,7 +82,8 @@ results: install
 	$(VPY) bench/calibration.py --points 40 --seed 0
 	$(VPY) bench/realism.py --positions 400 --seed 0 --calibrate --select
 	$(VPY) bench/los.py
-	$(VPY) bench/replay.py --seeds 0 --hours 6 --trials 60 --out docs/results
+	$(VPY) bench/operating_point.py --out docs/results
+	$(VPY) bench/replay.py --jobs 2 --out docs/results
 	$(VPY) bench/demo_runs.py --runs 5 --out docs/results
 
 lint: install

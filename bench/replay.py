@@ -2,7 +2,8 @@
 real DetectionEngine faster than real time.
 
 Usage: python bench/replay.py [--hours 24] [--seeds 0,1] [--trials 100] [--learn-s 600] [--on-s 30]
-       [--gap-s 30] [--detector KIND] [--raise-k K] [--raise-n N] [--target-far F] [--out docs/results]
+       [--gap-s 30] [--detector KIND] [--raise-k K] [--raise-n N] [--target-far F] [--integration cusum|none]
+       [--jobs 2] [--out docs/results]
        (detector and hysteresis default to the product's [detection] defaults: central.config)
 
 World: :func:`sim.world_builder.make_world` of ``factory-hall-a-truth`` with the default
@@ -39,17 +40,18 @@ also ``DIR/replay.md`` and ``DIR/replay.json``.
 
 Cost: one evaluation per 0.1 s of simulated time. On the 2-core development machine with ED ~2500-3000
 evaluations per second of wall time (the engine's own ``evaluate`` is ~300 µs of the ~400 µs per tick,
-the context feed ~70 µs), so a simulated day per seed takes ~5-6 min and the defaults (two seeds,
-2 × 24 h + 200 trials) ~11-13 min. A point-source detector costs more per evaluation (``bayes``
-~800 evaluations per second, ~20 min per simulated day; ``fusion`` ~450, ~35 min per day): the
-defaults then take 40-70 min; for a look within ~15 min use e.g. ``--seeds 0 --hours 6 --trials 50``
-(6-12 min). The progress lines say the speed and the time left.
+the context feed ~70 µs), so a simulated day per seed takes ~5-6 min. The product's ``fusion`` costs more
+per evaluation (~600-700 per second: ~22 min per simulated day); ``--jobs 2`` replays two seeds at once
+in processes of their own, so the defaults (two seeds, 2 × 24 h + 200 trials) take ~30 min on two
+cores. For a look within ~10 min use e.g. ``--seeds 0 --hours 4 --trials 40``. The progress lines say
+the speed and the time left.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import concurrent.futures
 import dataclasses
 import json
 import math
@@ -84,12 +86,12 @@ def say(msg: str) -> None:
 
 
 def product_engine_config(detector: str | None = None, raise_k: int | None = None, raise_n: int | None = None,
-                          target_far: float | None = None) -> EngineConfig:  # fmt: skip
+                          target_far: float | None = None, integration: str | None = None) -> EngineConfig:  # fmt: skip
     """The engine settings the product ships (a default ``[detection]`` section through the service's own
     :func:`engine_config`), with the given knobs overridden."""
     cfg = engine_config(SimpleNamespace(detection=DetectionConfig()))
     over = {k: v for k, v in (("detector", detector), ("raise_k", raise_k), ("raise_n", raise_n),
-                              ("target_far", target_far)) if v is not None}  # fmt: skip
+                              ("target_far", target_far), ("integration", integration)) if v is not None}  # fmt: skip
     cfg = dataclasses.replace(cfg, **over)
     if not 1 <= cfg.raise_k <= cfg.raise_n:
         raise SystemExit(f"need 1 <= --raise-k <= --raise-n, got {cfg.raise_k}, {cfg.raise_n}")
@@ -152,9 +154,19 @@ def run_seed(world: World, predictor, cfg: EngineConfig, seed: int, args, trials
         if (i + 1) % 10 == 0 or i + 1 == trials:
             say(f"seed {seed}: {i + 1}/{trials} trials per power; detected "
                 + ", ".join(f"{p:g} dBm {sum(r['ttd_s'] is not None for r in results[p])}" for p in POWERS_DBM))
+    imp = rep.world.impairments
+    drift_at_fa = [float(np.mean([imp.gain_drift_db(su, e.t_s) for su in rep.world.su_ids])) for e in false_alarms]
     return {"seed": seed, "learned": learned, "false_alarms": false_alarms, "saturation": saturation,
             "per_hour": per_hour, "trials": results, "stats": dict(rep.stats), "sim_wall_s": rep.sim_wall_s,
-            "world": rep.world}  # fmt: skip
+            "drift_at_false_alarms_db": drift_at_fa}  # fmt: skip
+
+
+def seed_worker(seed: int, args, trials: int, cfg: EngineConfig) -> dict:
+    """:func:`run_seed` in a process of its own (``--jobs``): world and twin from their caches."""
+    with tempfile.TemporaryDirectory(prefix="rftwin-replay-") as tmp:
+        world = load_world(Path(tmp))
+    twin = Twin.load("factory-hall-a", TwinConfig().solver_settings(), progress=trace_progress("the twin's maps"))
+    return run_seed(world, twin.predictor, cfg, seed, args, trials, ReplaySettings())
 
 
 def summarise(runs: list[dict], args, cfg: EngineConfig, wall_s: float) -> dict:
@@ -216,11 +228,7 @@ def diagnostics(runs: list[dict]) -> dict:
     ticks = sum(r["stats"]["normal_ticks"] for r in runs)
     stale_snaps = sum(r["stats"]["stale_su_snapshots"] for r in runs)
 
-    def mean_drift(world: World, t_s: float) -> float:
-        imp = world.impairments
-        return float(np.mean([imp.gain_drift_db(su, t_s) for su in world.su_ids]))
-
-    drift_at_fa = [mean_drift(r["world"], e.t_s) for r, e in fas]
+    drift_at_fa = [d for r in runs for d in r["drift_at_false_alarms_db"]]
     margin = [e.score - e.threshold for _, e in fas if e.score is not None and e.threshold is not None]
     return {
         "false_alarms_by_affected_su": dict(sorted(by_su.items(), key=lambda kv: -kv[1])),
@@ -275,8 +283,13 @@ def write_markdown(fig: dict, out_dir: Path) -> list[Path]:
         "noise (thermal at NF 5 dB and the 12-bit ADC's quantisation at 0 dB gain) and the estimator's "
         "1/sqrt(16384) scatter; the context (AGV positions + N(0, 0.37 m) radial error) every 0.5 s.", "",
         f"**Engine**: {changed} — detector `{e['detector']}`, window {e['window_s']} s, stale after "
-        f"{e['stale_s']} s, raise after {e['raise_k']} of {e['raise_n']} anomalous snapshots, clear after "
-        f"{e['clear_m']} normal, threshold at a per-snapshot false-alarm rate of {e['target_far']} learned from "
+        f"{e['stale_s']} s, " + (
+            f"a snapshot anomalous while the CUSUM of its scores (normal scale, drift {e['cusum']['drift']:g}, "
+            f"threshold {e['cusum']['threshold']:g}: `central.detection.sequential`, chosen in "
+            "`docs/results/operating_point.md`) is above its threshold, "
+            if e["integration"] == "cusum" else "a snapshot anomalous when its score is above the threshold, ") +
+        f"raise after {e['raise_k']} of {e['raise_n']} anomalous snapshots, clear after "
+        f"{e['clear_m']} normal; per-snapshot threshold at a false-alarm rate of {e['target_far']}, learned from "
         f"{fig['learn_s']:g} s of normal operation per seed.", "",
         f"Seeds {', '.join(map(str, fig['seeds']))}: {fig['simulated_hours']:g} h of normal operation in all.", "",
         "## Figures", "",
@@ -329,12 +342,15 @@ def main(argv=None) -> int:
     ap.add_argument("--raise-n", type=int, default=d.raise_n, help="... of the last n snapshots (default: %(default)s)")
     ap.add_argument("--target-far", type=float, default=d.target_far,
                     help="per-snapshot false-alarm rate the threshold is learned at (default: %(default)s)")  # fmt: skip
+    ap.add_argument("--integration", default=d.integration, choices=("none", "cusum"),
+                    help="alarms from the CUSUM of the scores or per snapshot (default: %(default)s)")  # fmt: skip
+    ap.add_argument("--jobs", type=int, default=1, help="seeds replayed at once, one process each (default: %(default)s)")
     ap.add_argument("--out", default=None, help="write replay.md and replay.json into this folder")
     args = ap.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     if not seeds:
         raise SystemExit("--seeds: give at least one seed")
-    cfg = product_engine_config(args.detector, args.raise_k, args.raise_n, args.target_far)
+    cfg = product_engine_config(args.detector, args.raise_k, args.raise_n, args.target_far, args.integration)
 
     t_start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="rftwin-replay-") as tmp:
@@ -345,10 +361,13 @@ def main(argv=None) -> int:
         f"({'cached' if twin.from_cache else 'traced'}); engine {cfg}")  # fmt: skip
     ticks = len(seeds) * (args.learn_s + args.hours * 3600) / 0.1 + 2 * args.trials * (15.5 + args.on_s + args.gap_s + 1) / 0.1
     say(f"about {ticks:.3g} evaluations in all")
-    runs = []
-    for i, seed in enumerate(seeds):
-        share = args.trials // len(seeds) + (i < args.trials % len(seeds))
-        runs.append(run_seed(world, twin.predictor, cfg, seed, args, share, ReplaySettings()))
+    shares = [args.trials // len(seeds) + (i < args.trials % len(seeds)) for i in range(len(seeds))]
+    if args.jobs > 1 and len(seeds) > 1:
+        with concurrent.futures.ProcessPoolExecutor(min(args.jobs, len(seeds))) as pool:
+            runs = list(pool.map(seed_worker, seeds, [args] * len(seeds), shares, [cfg] * len(seeds)))
+    else:
+        runs = [run_seed(world, twin.predictor, cfg, seed, args, share, ReplaySettings())
+                for seed, share in zip(seeds, shares)]  # fmt: skip
     out = summarise(runs, args, cfg, time.perf_counter() - t_start)
     meta = world.maps.meta
     out["world"] = {"site": meta.get("site_name"), "clutter_objects": len(meta.get("clutter", [])),

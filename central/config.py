@@ -22,6 +22,9 @@ Example (every key, with its default where it has one)::
     clear_after = 5                         # clear it after m normal windows in a row
     detector = "fusion"                     # detector kind the live engine runs (models.detectors: ed, lof, gls, glrt, bayes, …);
                                             # fusion (ED + bayes): chosen on validation worlds (docs/results/realism.md)
+    integration = "cusum"                   # "cusum": alarms from a CUSUM of the scores; "none": per snapshot
+    cusum_drift = 1.75                      # CUSUM drift and threshold, in standard deviations of a normal
+    cusum_threshold = 33.6                  # snapshot's score (docs/results/operating_point.md)
 
     [twin]
     predictor = "maps"                      # "maps": the ray-traced gain maps; "surrogate": an ONNX path-loss model
@@ -91,6 +94,11 @@ from node.protocol import MAX_BATCH_RECORDS
 # The live engine's detector: the one bench/realism.py --select chose on validation worlds (the largest
 # worst-case AUC margin over ED across SU heights, model errors and robustness stresses).
 DEFAULT_DETECTOR = "fusion"
+INTEGRATIONS = ("none", "cusum")  # central.detection.sequential
+# The product's CUSUM operating point (z units), chosen on a replayed validation day by
+# bench/operating_point.py (docs/results/operating_point.md).
+DEFAULT_CUSUM_DRIFT = 1.75
+DEFAULT_CUSUM_THRESHOLD = 33.6
 
 __all__ = ["CentralConfig", "ConfigError", "load_config", "parse_config", "TokenEntry"]
 
@@ -121,6 +129,11 @@ class DetectionConfig:
     of_last: int = 3  # n
     clear_after: int = 5  # m
     detector: str = DEFAULT_DETECTOR
+    # Temporal integration of the scores (central.detection.sequential): a CUSUM in z units, its values
+    # chosen on a replayed validation day (bench/operating_point.py, docs/results/operating_point.md).
+    integration: str = "cusum"
+    cusum_drift: float = DEFAULT_CUSUM_DRIFT
+    cusum_threshold: float = DEFAULT_CUSUM_THRESHOLD
 
 
 PREDICTORS = ("maps", "surrogate")
@@ -261,6 +274,9 @@ def parse_config(data: dict, source: str = "<config>", base_dir: Path | None = N
         of_last=df.integer("of_last", 1, 1000, default=3),
         clear_after=df.integer("clear_after", 1, 100_000, default=5),
         detector=df.string("detector", DEFAULT_DETECTOR),
+        integration=df.string("integration", DetectionConfig.integration, choices=INTEGRATIONS),
+        cusum_drift=df.real("cusum_drift", 0.01, 100.0, default=DetectionConfig.cusum_drift),
+        cusum_threshold=df.real("cusum_threshold", 0.01, 10_000.0, default=DetectionConfig.cusum_threshold),
     )
     try:
         from models.detectors import DetectorError, make_detector

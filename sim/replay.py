@@ -285,6 +285,8 @@ class Replay:
         self._chunk: Readings | None = None
         self._chunk_k0 = 0
         self.last_snapshot: Snapshot | None = None
+        # Called with every snapshot, whatever the caller of run() watches (e.g. to record the scores).
+        self.on_snapshot: Callable[[Snapshot], None] | None = None
         self.stats = {"ticks": 0, "readings": 0, "dropped_readings": 0, "saturated_readings": 0, "contexts": 0,
                       "normal_ticks": 0, "stale_su_snapshots": 0}  # fmt: skip
         self.sim_wall_s = 0.0
@@ -368,6 +370,8 @@ class Replay:
                 self.next_ctx_ns += self.ctx_period_ns
             snap, transitions = engine.evaluate(t_ns)
             self.last_snapshot = snap
+            if self.on_snapshot is not None:
+                self.on_snapshot(snap)
             self.k = k + 1
             ran += 1
             if on_tick is not None and on_tick(k, snap, transitions):
@@ -498,7 +502,8 @@ class Replay:
         cleared_by = self.t_s + clear_max_s
         if eng.residual_alarms.active is not None:
             self.run(cleared_by, lambda k, s, tr: watch(k, s, tr) or eng.residual_alarms.active is None)
-        out.update(ttd_s=first[0], position_m=pos, t_on_s=t_on, stuck=eng.residual_alarms.active is not None)
+        out.update(ttd_s=first[0], position_m=pos, t_on_s=t_on, t_on_ns=t_on_ns[0],
+                   stuck=eng.residual_alarms.active is not None)  # fmt: skip
         return out
 
 

@@ -16,10 +16,13 @@ import httpx
 import pytest
 
 from central.config import load_config, parse_config
+from central.detection.live import engine_config
 from central.twin.gain_maps import cache_key
 from central.twin.solvers import DEEP_PATHS_PER_TARGET, TWIN_FIDELITY, SolverSettings, fidelity_settings
 from contracts.toml_fields import ConfigError
 from tests.central_helpers import batch_dict
+
+ROOT = Path(__file__).resolve().parents[1]
 
 SCRIPT = str(Path(sys.executable).with_name("rftwin-central"))
 
@@ -68,6 +71,11 @@ def test_config_defaults_and_relative_paths(config, tmp_path):
     assert cfg.tls is None and cfg.scheme == "http" and cfg.load_site().name == "factory-hall-a"
     # the product's twin fidelity: depth 5 (with a path buffer for it), no diffraction
     assert cfg.twin.solver_settings() == TWIN_FIDELITY == fidelity_settings(max_depth=5)
+    # alarms come from the CUSUM at the operating point chosen on the validation replay
+    chosen = json.loads((ROOT / "docs" / "results" / "operating_point.json").read_text())
+    assert (d.integration, d.cusum_drift, d.cusum_threshold) == ("cusum", chosen["drift"], chosen["threshold"])
+    engine = engine_config(cfg)
+    assert engine.integration == "cusum" and (engine.cusum.drift, engine.cusum.threshold) == (d.cusum_drift, d.cusum_threshold)
 
 
 def test_twin_fidelity_is_a_setting_and_part_of_the_map_cache_key(tmp_path):
@@ -112,6 +120,8 @@ def test_config_site_file_tls_and_tokens(tmp_path):
      "operators: duplicate name 'a'"),
     ({"advertise": "yes"}, "advertise: expected true or false"),
     ({"detection": {"detector": "magic"}}, "detection.detector: unknown detector kind 'magic'"),
+    ({"detection": {"integration": "ewma"}}, "detection.integration: "),
+    ({"detection": {"cusum_threshold": 0}}, "detection.cusum_threshold: 0 is outside"),
     ({"twin": {"max_depth": 0}}, "twin.max_depth: 0 is outside 1..8"),
     ({"twin": {"diffraction": "on"}}, "twin.diffraction: expected true or false"),
 ])  # fmt: skip

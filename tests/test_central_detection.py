@@ -380,3 +380,64 @@ def test_point_source_detectors_get_the_twins_gains_without_configuration():
     loud, _ = eng.evaluate(T0 + S // 10)
     assert quiet.detector == loud.detector == "bayes"
     assert loud.score > det.threshold > quiet.score
+
+
+# ---------------------------------------------------------------------------------------- temporal integration
+
+
+def test_cusum_gathers_a_persistent_shift_ignores_a_lone_spike_and_recovers_under_its_ceiling():
+    from central.detection.sequential import Cusum, CusumSettings
+
+    rng = np.random.default_rng(4)
+    c = Cusum(CusumSettings(drift=1.0, threshold=8.0))
+    normal = [c.update(T0 + i, float(z)) for i, z in enumerate(rng.normal(0, 1, 20_000))]
+    assert not any(s.anomalous for s in normal)  # ARL under H0 ≈ 10⁷ snapshots at these settings
+    c.reset()
+    assert not c.update(T0, 7.0).anomalous and c.statistic == pytest.approx(6.0)  # one spike: 6 < 8
+    assert c.update(T0 + 1, None).statistic == pytest.approx(6.0)  # no score: unchanged
+    c.reset()
+    for i in range(5):
+        c.update(T0 + i, 0.0)  # S stays 0
+    states = [c.update(T0 + 100 + i, 2.5) for i in range(10)]  # a shift of 2.5 σ from snapshot 100
+    first = next(i for i, s in enumerate(states) if s.anomalous)
+    assert first == 5  # 1.5 per step: 7.5 after five, 9 after six
+    assert states[first].onset_ns == T0 + 100  # the change point, not the crossing
+    for i in range(40):
+        c.update(T0 + 200 + i, 10.0)
+    assert c.statistic == pytest.approx(16.0)  # the ceiling (2 × threshold)
+    back = [c.update(T0 + 300 + i, 0.0).anomalous for i in range(10)]
+    assert back.index(False) == 7  # 16 − 8 × 1 = 8 after eight steps: no longer above the threshold
+
+
+def test_cusum_engine_raises_on_a_jammer_too_weak_for_any_single_snapshot_and_starts_the_alarm_at_its_onset():
+    from central.detection.sequential import CusumSettings
+
+    pred = free_space_predictor()
+    rng = np.random.default_rng(5)
+    normal = rng.normal(0, 1, (3000, 6))  # ED score = mean of 6: N(0, 1/6) when normal
+    weak = 0.75 * np.std(normal.mean(axis=1)) * 2.0  # a shift of 1.5 σ of the score, every snapshot
+
+    def run(integration):
+        cfg = EngineConfig(target_far=0.01, integration=integration, cusum=CusumSettings(0.5, 5.0), localise=False)
+        eng = DetectionEngine(pred, cfg)
+        eng.learn(normal)
+        t, out = T0, []
+        for i in range(60):
+            t += S // 10
+            residual = np.full(6, weak if i >= 20 else 0.0)
+            if i == 10:
+                residual = np.full(6, 5 * np.std(normal.mean(axis=1)))  # one spike of 5 σ
+            feed(eng, t, -100.0 + residual)  # no context: predicted = the −100 dBm floor
+            snap, tr = eng.evaluate(t)
+            out += [(i, x) for x in tr]
+        return eng, out
+
+    eng, per_snapshot = run("none")
+    assert [(i, x.event) for i, x in per_snapshot] == [], "per snapshot: the spike is one window, the jammer under the threshold"
+    assert eng.detector.threshold > weak
+    eng, integrated = run("cusum")
+    assert [x.event for _, x in integrated] == ["raised"], integrated  # the spike: S ≈ 5 − 0.5 = 4.5 < 5
+    i, raised = integrated[0]
+    assert 20 < i <= 26  # 1.0 per snapshot above the drift: over 5 after five, raised on the second of them
+    assert raised.alarm.start_ns == T0 + 21 * (S // 10)  # the first snapshot of the weak jammer
+    assert eng.stats["cusum"] > 5.0

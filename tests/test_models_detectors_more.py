@@ -385,7 +385,7 @@ def test_fusion_holds_up_where_the_twins_gains_are_wrong_and_where_they_are_righ
 
 
 def test_normal_quantile_is_monotone_continues_above_the_training_range_and_keeps_nan():
-    from models.detectors.fusion import normal_quantile
+    from models.detectors.base import normal_quantile
 
     ref = np.sort(np.random.default_rng(0).normal(size=1000))
     s = np.array([-10.0, -1.0, 0.0, 1.0, ref[-1], ref[-1] + 1.0, ref[-1] + 2.0, np.nan])

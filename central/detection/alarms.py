@@ -85,7 +85,10 @@ class AlarmTracker:
         score: float | None = None,
         affected_sus: Sequence[str] = (),
         position_m: tuple[float, float] | None = None,
+        onset_ns: int | None = None,
     ) -> list[AlarmTransition]:
+        """Advance by one verdict. ``onset_ns``: when the caller knows the anomaly began before the
+        window's first anomalous snapshot (a CUSUM's change-point estimate), the raised alarm starts there."""
         if anomalous is None:
             return []
         self._window.append((t_ns, bool(anomalous)))
@@ -94,8 +97,9 @@ class AlarmTracker:
                 return []
             hits = [t for t, a in self._window if a]
             if len(hits) >= self.raise_k:
+                start_ns = hits[0] if onset_ns is None else min(hits[0], onset_ns)
                 pending = Alarm(
-                    id=0, kind=self.kind, state="active", start_ns=hits[0], end_ns=None,
+                    id=0, kind=self.kind, state="active", start_ns=start_ns, end_ns=None,
                     peak_score=score, affected_sus=tuple(affected_sus), suspected_position_m=position_m,
                 )  # fmt: skip
                 self.active = replace(pending, id=int(self.new_id(pending)))

@@ -10,8 +10,12 @@ Data flow per evaluation (:meth:`DetectionEngine.evaluate`):
    detector fitted yet: no score, reason "no detector" (saturation alarms still work).
 3. Anomalous snapshot (score > threshold) → affected SUs (residual above the detector's per-SU normal
    limit, else the top contributor) and the suspected position (:class:`PointSourceLocaliser`).
-4. Hysteresis (:class:`AlarmTracker`, kind "residual"): raise after k of n, clear after m normal.
-5. Saturation rule (kind "saturation"): any fresh saturated SU makes the snapshot anomalous for the
+4. Temporal integration (``integration = "cusum"``, :mod:`central.detection.sequential`): the score on
+   the normal scale (z) feeds a CUSUM, and the residual verdict is "the CUSUM is above its threshold"
+   instead of "this snapshot's score is above the detector's threshold"; the alarm starts at the
+   CUSUM's onset estimate. ``"none"``: the per-snapshot verdict, as the paper does.
+5. Hysteresis (:class:`AlarmTracker`, kind "residual"): raise after k of n verdicts, clear after m normal.
+6. Saturation rule (kind "saturation"): any fresh saturated SU makes the snapshot anomalous for the
    saturation tracker; raised after ``saturation_k`` consecutive such snapshots even when no residual
    statistics can be computed; affected SUs = the saturated ones; suspected position = the cell
    they all hear best.
@@ -41,9 +45,11 @@ from pathlib import Path
 
 import numpy as np
 
+from central.config import DEFAULT_CUSUM_DRIFT, DEFAULT_CUSUM_THRESHOLD, INTEGRATIONS
 from central.detection.alarms import AlarmTracker, AlarmTransition, counter_ids
 from central.detection.assembly import Residuals, SnapshotAssembler
 from central.detection.localise import PointSourceLocaliser
+from central.detection.sequential import Cusum, CusumSettings
 from central.live import Alarm, Snapshot, TxContext
 from central.twin.predictor import Predictor
 from models.detectors import (DetectorError, ResidualDetector, constructor_params, load_detector, make_detector,
@@ -73,6 +79,14 @@ class EngineConfig:
     target_far: float = 0.01
     affected_margin_db: float = 6.0  # per-SU limit when the detector has none
     localise: bool = True
+    # "none": a snapshot is anomalous when its score is above the detector's threshold; "cusum": when
+    # the CUSUM of the scores (normal scale) is above cusum.threshold (central.detection.sequential).
+    integration: str = "none"
+    cusum: CusumSettings = CusumSettings(DEFAULT_CUSUM_DRIFT, DEFAULT_CUSUM_THRESHOLD)
+
+    def __post_init__(self):
+        if self.integration not in INTEGRATIONS:
+            raise ValueError(f"integration must be one of {INTEGRATIONS}, got {self.integration!r}")
 
 
 class DetectionEngine:
@@ -102,6 +116,7 @@ class DetectionEngine:
                                               config.saturation_clear_m, ids, config.update_interval_s)  # fmt: skip
         self.detector: ResidualDetector | None = None
         self.fallback: ResidualDetector | None = None
+        self.cusum = Cusum(config.cusum) if config.integration == "cusum" else None
         if detector is not None:
             self.set_detector(detector, fallback)
         self.window_ns = int(config.window_s * 1e9)
@@ -144,6 +159,8 @@ class DetectionEngine:
         if fallback is not None and not fallback.handles_missing:
             raise DetectorError(f"fallback {fallback.name} cannot handle missing SUs")
         self.detector, self.fallback = detector, fallback
+        if self.cusum is not None:  # evidence gathered against the old statistics means nothing now
+            self.cusum.reset()
 
     def learn(
         self,
@@ -289,7 +306,8 @@ class DetectionEngine:
         if status:
             self.stats[status] += 1
         threshold = used.threshold if used is not None else None
-        res_anomalous = score is not None and score > threshold
+        verdict, onset_ns = self._verdict(t_ns, score, used)
+        res_anomalous = bool(verdict)
         affected: tuple[str, ...] = ()
         position = None
         if res_anomalous:
@@ -301,8 +319,9 @@ class DetectionEngine:
         sat_ids = tuple(su for su, s in zip(self.su_ids, sat) if s)
         sat_position = self._near(sat) if sat_ids else None
 
-        transitions = self.residual_alarms.update(t_ns, None if score is None else res_anomalous, score, affected,
-                                                  position)  # fmt: skip
+        transitions = self.residual_alarms.update(t_ns, verdict, score, affected, position, onset_ns=onset_ns)
+        if self.cusum is not None and any(tr.event == "cleared" for tr in transitions):
+            self.cusum.reset()  # like the tracker's window: a new alarm needs fresh evidence
         sat_verdict = None if r.stale.all() else bool(sat_ids)
         transitions += self.saturation_alarms.update(t_ns, sat_verdict, None, sat_ids, sat_position)
 
@@ -323,6 +342,26 @@ class DetectionEngine:
         self.stats["eval_us_last"] = dt
         self.stats["eval_us_total"] += dt
         return snap, transitions
+
+    def _verdict(self, t_ns: int, score: float | None, used: ResidualDetector | None) -> tuple[bool | None, int | None]:
+        """(residual verdict: None when unknown, onset estimate in ns or None) of this snapshot."""
+        if score is None:
+            if self.cusum is not None:
+                self.cusum.update(t_ns, None)
+            return None, None
+        if self.cusum is None:
+            return score > used.threshold, None
+        state = self.cusum.update(t_ns, float(used.normal_scores([score])[0]))  # z ~ N(0, 1) when normal
+        self.stats["cusum"] = state.statistic
+        return state.anomalous, state.onset_ns
+
+    def normal_score(self, snap: Snapshot) -> float | None:
+        """A snapshot's score on the normal scale (z ~ N(0, 1) in normal operation) of the detector that
+        produced it, as the CUSUM sees it; None without a score."""
+        if snap.score is None or self.detector is None:
+            return None
+        used = self.detector if snap.detector == self.detector.name or self.fallback is None else self.fallback
+        return float(used.normal_scores([snap.score])[0])
 
     def _affected(self, r: Residuals, det: ResidualDetector) -> tuple[str, ...]:
         lim = det.su_limit_db if det.su_limit_db is not None else np.full(len(self.su_ids), np.nan)

@@ -28,6 +28,7 @@ import numpy as np
 
 from central.detection.alarms import AlarmTransition
 from central.detection.engine import DetectionEngine, EngineConfig
+from central.detection.sequential import CusumSettings
 from central.live import Alarm, Snapshot
 from central.store import StoreCorrupt
 from central.twin import Twin
@@ -188,7 +189,8 @@ def engine_config(cfg) -> EngineConfig:
     """The ``[detection]`` section of the central config as the engine's settings."""
     d = cfg.detection
     return EngineConfig(window_s=d.window_s, stale_s=d.stale_s, raise_k=d.raise_after, raise_n=d.of_last,
-                        clear_m=d.clear_after, detector=d.detector)  # fmt: skip
+                        clear_m=d.clear_after, detector=d.detector, integration=d.integration,
+                        cusum=CusumSettings(d.cusum_drift, d.cusum_threshold))  # fmt: skip
 
 
 def create_engine(state) -> LiveDetection:

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+from scipy.special import ndtri
 
 FORMAT_VERSION = 1
 # Per-SU limit quantile: an SU is "affected" when its residual exceeds this quantile of its normal residuals.
@@ -128,6 +129,25 @@ def quantile_threshold(normal_scores, target_far: float) -> float:
     return u + float(excess.mean()) * math.log(TAIL_FRACTION / target_far)
 
 
+_Z_CLIP = 1e-6  # quantiles are kept inside (1e-6, 1 − 1e-6) before Φ⁻¹
+
+
+def normal_quantile(scores, reference: np.ndarray) -> np.ndarray:
+    """z = Φ⁻¹ of each score's rank among the sorted finite ``reference`` scores, continued linearly
+    above the reference maximum (slope 1/std, so a stronger anomaly always scores higher); NaN stays NaN.
+
+    Why: it puts any detector's score on one scale, z ~ N(0, 1) under normal operation, which is what
+    fusing two detectors (``fusion``) and integrating scores over time (the live engine's CUSUM) need."""
+    ref = reference
+    s = np.asarray(scores, dtype=np.float64)
+    u = (np.searchsorted(ref, s, side="right") + 0.5) / (ref.size + 1.0)
+    z = ndtri(np.clip(u, _Z_CLIP, 1.0 - _Z_CLIP))
+    top_z = ndtri((ref.size + 0.5) / (ref.size + 1.0))
+    scale = float(np.std(ref)) or 1.0
+    z = np.where(s > ref[-1], top_z + (s - ref[-1]) / scale, z)
+    return np.where(np.isnan(s), np.nan, z)
+
+
 class ResidualDetector(ABC):
     """Base class. Subclasses set :attr:`kind`, implement ``_fit``, ``_score``, ``_training_scores``,
     and the persistence pair ``_params`` / ``_arrays`` / ``_restore``."""
@@ -147,6 +167,7 @@ class ResidualDetector(ABC):
         self.n_train = 0
         self.provenance: dict = {}
         self.fit_info: dict = {}
+        self._z_reference: np.ndarray | None = None  # sorted training scores, for normal_scores
 
     # ------------------------------------------------------------------ the interface
 
@@ -203,6 +224,7 @@ class ResidualDetector(ABC):
             scores = self._training_scores()
             self.fit_info["threshold_from"] = "training"
         self.threshold = quantile_threshold(scores, self.target_far)
+        self._z_reference = None
         self.provenance = dict(provenance or {})
         self.fit_info["fitted_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         return self
@@ -235,6 +257,18 @@ class ResidualDetector(ABC):
         """Scores of the training snapshots, computed so they behave like held-out normal scores."""
         self._require_fitted()
         return self._training_scores()
+
+    def normal_scores(self, scores) -> np.ndarray:
+        """Scores as z ~ N(0, 1) under normal operation (:func:`normal_quantile` against the training
+        scores): a scale shared by every detector."""
+        self._require_fitted()
+        if self._z_reference is None:  # sorted once per fit or load
+            train = self._training_scores()
+            ref = np.sort(train[np.isfinite(train)])
+            if ref.size == 0:
+                raise DetectorError(f"{self.name}: no finite training scores to scale by")
+            self._z_reference = ref
+        return normal_quantile(scores, self._z_reference)
 
     # ------------------------------------------------------------------ persistence
 

@@ -46,7 +46,7 @@ from models.detectors.point_source import PointSourceCells
 from models.detectors.robust import RobustCleaningMixin, marginal_mahalanobis, pattern_groups
 
 K_DB = 10.0 / np.log(10.0)
-_CHUNK_ELEMS = 1_500_000  # b × C × m float32 per step
+_CHUNK_ELEMS = 1_500_000  # P × b × C × m float32 per step
 TAILS = ("gauss", "student")
 # ν candidates of the Student-t fit (> 2: the covariance exists); the Gaussian competes as ν = ∞.
 DOF_GRID = (2.5, 3.0, 4.0, 5.0, 7.0, 10.0, 15.0, 25.0, 50.0, 100.0)
@@ -151,7 +151,7 @@ class BayesDetector(PointSourceCells, RobustCleaningMixin, ResidualDetector):
         for rows, idx, w in pattern_groups(ok, self.cov_):
             g = self.gain_lin[np.ix_(cells, idx)].astype(np.float32)
             wt = w.T.astype(np.float32)
-            chunk = max(1, _CHUNK_ELEMS // (g.shape[0] * idx.size))
+            chunk = max(1, _CHUNK_ELEMS // (len(powers) * g.shape[0] * idx.size))
             for s in range(0, rows.size, chunk):
                 rr = rows[s : s + chunk]
                 u = ((x[np.ix_(rr, idx)] - self.mean_[idx]) @ w.T).astype(np.float32)  # (b, m)
@@ -159,15 +159,15 @@ class BayesDetector(PointSourceCells, RobustCleaningMixin, ResidualDetector):
                     g[None, :, :]
                     * np.power(10.0, -pred[np.ix_(rr, idx)] * 0.1).astype(np.float32)[:, None, :]
                 )
-                llr = np.empty((len(powers), rr.size, g.shape[0]), dtype=np.float32)
-                q0 = np.einsum("bm,bm->b", u, u)[:, None]  # (b, 1) Mahalanobis² under H0
-                for i, p in enumerate(powers):
-                    v = (K_DB * np.log1p(p * h)) @ wt  # (b, C, m)
-                    uv, vv = np.einsum("bcm,bm->bc", v, u), np.einsum("bcm,bcm->bc", v, v)
-                    if np.isinf(self.dof_):
-                        llr[i] = uv - 0.5 * vv
-                    else:
-                        llr[i] = -0.5 * (self.dof_ + idx.size) * np.log1p((vv - 2.0 * uv) / (self.dof_ - 2.0 + q0))
+                # Every power at once (P, b, C, m): one call per step instead of one per power. log(1 + x)
+                # rather than log1p: 2.5× faster in float32, and where they differ (x < 1e-7) a ≈ 0 anyway.
+                v = (K_DB * np.log(1.0 + powers[:, None, None, None] * h[None])) @ wt
+                uv, vv = np.einsum("pbcm,bm->pbc", v, u), np.einsum("pbcm,pbcm->pbc", v, v)
+                if np.isinf(self.dof_):
+                    llr = uv - 0.5 * vv
+                else:
+                    q0 = np.einsum("bm,bm->b", u, u)[None, :, None]  # Mahalanobis² under H0
+                    llr = -0.5 * (self.dof_ + idx.size) * np.log1p((vv - 2.0 * uv) / (self.dof_ - 2.0 + q0))
                 top = llr.max(axis=(0, 2))  # (b,)
                 e = np.exp(llr - top[None, :, None]).astype(np.float64)
                 cell_mean = e.mean(axis=0)  # (b, C), relative to top

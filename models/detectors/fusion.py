@@ -17,26 +17,9 @@ The threshold comes from the fused training scores, like any detector's.
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats
-
-from models.detectors.base import ResidualDetector, register
+from models.detectors.base import ResidualDetector, normal_quantile, register
 from models.detectors.bayes import BayesDetector
 from models.detectors.energy import EnergyDetector
-
-_Z_CLIP = 1e-6  # quantiles are kept inside (1e-6, 1 − 1e-6) before Φ⁻¹
-
-
-def normal_quantile(scores: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """z = Φ⁻¹ of each score's rank among the sorted finite ``reference`` scores, continued linearly
-    above the reference maximum (slope 1/std); NaN stays NaN."""
-    ref = reference
-    s = np.asarray(scores, dtype=np.float64)
-    u = (np.searchsorted(ref, s, side="right") + 0.5) / (ref.size + 1.0)
-    z = stats.norm.ppf(np.clip(u, _Z_CLIP, 1.0 - _Z_CLIP))
-    top_z = stats.norm.ppf((ref.size + 0.5) / (ref.size + 1.0))
-    scale = float(np.std(ref)) or 1.0
-    z = np.where(s > ref[-1], top_z + (s - ref[-1]) / scale, z)
-    return np.where(np.isnan(s), np.nan, z)
 
 
 @register
@@ -79,12 +62,16 @@ class FusionDetector(ResidualDetector):
         return {"tails": self.tails}
 
     def _arrays(self):
-        parts = {f"{p}_{k}": v for p, d in (("ed", self.ed), ("bayes", self.bayes)) for k, v in d._arrays().items()}
+        parts = {
+            f"{p}_{k}": v for p, d in (("ed", self.ed), ("bayes", self.bayes)) for k, v in d._arrays().items()
+        }
         return {**parts, "ref_ed": self._refs[0], "ref_bayes": self._refs[1], "train_scores": self._train}
 
     def _restore(self, arrays):
         for prefix, d in (("ed", self.ed), ("bayes", self.bayes)):
-            d._restore({k.removeprefix(prefix + "_"): v for k, v in arrays.items() if k.startswith(prefix + "_")})
+            d._restore(
+                {k.removeprefix(prefix + "_"): v for k, v in arrays.items() if k.startswith(prefix + "_")}
+            )
             d.n_su = self.n_su
         self._refs = [arrays["ref_ed"], arrays["ref_bayes"]]
         self._train = arrays["train_scores"]

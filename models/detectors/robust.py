@@ -52,6 +52,11 @@ def ledoit_wolf(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
 def pattern_groups(ok: np.ndarray, cov: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Rows grouped by which SUs they observe: (row indices, observed SU indices, whitener of the
     sub-covariance) per non-empty pattern, so each group is scored with one matrix product."""
+    if ok.shape[0] == 1:  # the live engine's case: one snapshot, one pattern (np.unique costs more than the rest)
+        if ok[0].any():
+            idx = np.flatnonzero(ok[0])
+            yield np.zeros(1, dtype=np.int64), idx, whitener(cov, idx)
+        return
     pats, inv = np.unique(ok, axis=0, return_inverse=True)
     inv = inv.reshape(-1)
     for pi, pat in enumerate(pats):
