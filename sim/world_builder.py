@@ -77,8 +77,7 @@ def make_world(out_dir: Path, site: Site | str = TRUTH_SITE, recipe: WorldRecipe
     site = site if isinstance(site, Site) else resolve_site(site)
     out_dir.mkdir(parents=True, exist_ok=True)
     scenario_text = scenario_toml or demo_scenario_toml(site, jammer_start_s, jammer_position_m)
-    routes = route_points_m(scenario_from_dict(tomllib.loads(scenario_text), "scenario"))
-    twin, clutter = world_twin(site, recipe, routes, progress)
+    twin, clutter = world_twin(site, recipe, scenario_routes(scenario_text), progress)
     m = twin.maps
     offsets = np.random.default_rng(recipe.seed).normal(0.0, recipe.model_error_db, m.num_su)
     meta = {
@@ -113,6 +112,11 @@ def world_site(site: Site, recipe: WorldRecipe, keep_clear_m=()) -> tuple[Site, 
         rng = np.random.default_rng(recipe.seed)
         clutter = draw_clutter(site, rng, n_clutter, keep_clear_m, recipe.clutter_clearance_m)
     return (with_clutter(site, clutter, f"{site.name}-world-s{recipe.seed}") if clutter else site), clutter
+
+
+def scenario_routes(scenario_toml: str) -> list[tuple[float, ...]]:
+    """Where the emitters of a scenario file's text stand or pass: what a world's clutter keeps off."""
+    return route_points_m(scenario_from_dict(tomllib.loads(scenario_toml), "scenario"))
 
 
 def route_points_m(scenario: Scenario, step_m: float = 0.5) -> list[tuple[float, ...]]:

@@ -31,7 +31,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from central.config import DEFAULT_DETECTOR
+from central.config import DEFAULT_CUSUM_DRIFT, DEFAULT_CUSUM_THRESHOLD, DEFAULT_DETECTOR
 
 ROOT = Path(__file__).resolve().parents[1]
 SYSTEMD = ROOT / "systemd"
@@ -184,7 +184,11 @@ def test_central_template_is_a_valid_config():
     head, tail = text.split("# Context feeds")
     head = "\n".join(line for line in head.splitlines() if not line.startswith(("# [tls]", "# cert =", "# key =")))
     cfg = parse_config(tomllib.loads(re.sub(r"(?m)^# ([a-z_]+ = )", r"\1", head)), "central.toml.example (all keys)")
-    assert cfg.listen.port == 8080 and cfg.detection.detector == "ed" and cfg.retention.snapshots_days == 30.0
+    assert cfg.listen.port == 8080 and cfg.retention.snapshots_days == 30.0
+    # the commented values are the product's defaults
+    d = cfg.detection
+    assert (d.detector, d.integration, d.cusum_drift, d.cusum_threshold) == (
+        DEFAULT_DETECTOR, "cusum", DEFAULT_CUSUM_DRIFT, DEFAULT_CUSUM_THRESHOLD)
 
 
 def test_udev_rule_syntax():

@@ -114,11 +114,14 @@ def path_gain_matrix(
     targets_m: np.ndarray,
     settings: SolverSettings,
     progress: Callable[[int, int], None] | None = None,
+    diffuse_reflection: bool = False,
 ) -> np.ndarray:
     """Linear path gain (num_sources, num_targets) with the PathSolver, targets in chunks.
 
     Chunking bounds the path buffer (``max_num_paths_per_src`` is preallocated per source and shared
     by all targets of a call). ``progress(targets_done, targets_total)`` is called after each chunk.
+    ``diffuse_reflection``: only for measuring what it would cost and change (``bench/diffuse.py``);
+    no product map uses it, so it is not part of the settings or the cache key.
     """
     rt = sionna_rt()
     sources_m = np.atleast_2d(np.asarray(sources_m, dtype=float))
@@ -141,6 +144,7 @@ def path_gain_matrix(
                 specular_reflection=settings.specular_reflection,
                 refraction=settings.refraction,
                 diffraction=settings.diffraction,
+                diffuse_reflection=diffuse_reflection,
                 seed=settings.seed,
             )
         out[:, start : start + len(chunk)] = _incoherent_gain(paths).T
@@ -150,8 +154,9 @@ def path_gain_matrix(
     return out
 
 
-def radio_map_gain(scene, source_m, grid: PlaneGrid, settings: SolverSettings) -> np.ndarray:
-    """Linear path gain (ny, nx) averaged over each grid cell, with the RadioMapSolver."""
+def radio_map_gain(scene, source_m, grid: PlaneGrid, settings: SolverSettings, diffuse_reflection: bool = False) -> np.ndarray:
+    """Linear path gain (ny, nx) averaged over each grid cell, with the RadioMapSolver
+    (``diffuse_reflection``: as for :func:`path_gain_matrix`)."""
     import mitsuba as mi
 
     rt = sionna_rt()
@@ -169,6 +174,7 @@ def radio_map_gain(scene, source_m, grid: PlaneGrid, settings: SolverSettings) -
         specular_reflection=settings.specular_reflection,
         refraction=settings.refraction,
         diffraction=settings.diffraction,
+        diffuse_reflection=diffuse_reflection,
         seed=settings.seed,
     )
     _clear_devices(scene)
