@@ -441,3 +441,38 @@ def test_cusum_engine_raises_on_a_jammer_too_weak_for_any_single_snapshot_and_st
     assert 20 < i <= 26  # 1.0 per snapshot above the drift: over 5 after five, raised on the second of them
     assert raised.alarm.start_ns == T0 + 21 * (S // 10)  # the first snapshot of the weak jammer
     assert eng.stats["cusum"] > 5.0
+
+
+def test_the_operating_point_benchmark_replays_the_engines_alarm_rule_exactly():
+    """bench/operating_point.py chooses the CUSUM on recorded z, offline: it must raise where the engine does."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    from central.detection.sequential import CusumSettings
+
+    bench = Path(__file__).resolve().parents[1] / "bench"
+    sys.path.insert(0, str(bench))
+    try:
+        spec = importlib.util.spec_from_file_location("operating_point", bench / "operating_point.py")
+        op = sys.modules["operating_point"] = importlib.util.module_from_spec(spec)  # its dataclass needs it
+        spec.loader.exec_module(op)
+    finally:
+        sys.path.remove(str(bench))
+        sys.modules.pop("operating_point", None)
+    rng = np.random.default_rng(6)
+    settings = CusumSettings(1.0, 6.0)
+    cfg = EngineConfig(integration="cusum", cusum=settings, localise=False)
+    eng = DetectionEngine(free_space_predictor(), cfg)
+    eng.learn(rng.normal(0, 1, (2000, 6)))
+    level = np.repeat(rng.choice([0.0, 0.0, 0.3, 1.0], 40), 25)  # stretches of normal and of weak jammers
+    t, ts, zs, raised = T0, [], [], []
+    for shift in level:
+        t += S // 10
+        feed(eng, t, -100.0 + shift + rng.normal(0, 1, 6))
+        snap, tr = eng.evaluate(t)
+        ts.append(t)
+        zs.append(eng.normal_score(snap))
+        raised += [t for x in tr if x.event == "raised"]
+    assert len(raised) >= 3
+    assert op.raises(np.array(ts), np.array(zs, dtype=float), settings, cfg) == raised
