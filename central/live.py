@@ -49,7 +49,7 @@ class Snapshot:
     txs: tuple[TxContext, ...]
     score: float | None  # detector score; None when no detector could run
     threshold: float | None
-    anomalous: bool
+    anomalous: bool  # the verdict feeding the alarms: the CUSUM's with integration "cusum", else score > threshold
     detector: str  # name of the detector that produced the score ("" if none)
     reason: str = ""  # "", "residual", "saturation", "insufficient data"
     suspected_position_m: tuple[float, float] | None = None

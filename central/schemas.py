@@ -215,9 +215,12 @@ class SnapshotOut(BaseModel):
     t_ns: int
     sus: list[SuStateOut]
     txs: list[TxContextOut]
-    score: float | None
-    threshold: float | None
-    anomalous: bool
+    score: float | None = Field(description="this snapshot's detector score (higher: more anomalous)")
+    threshold: float | None = Field(description="the detector's per-snapshot threshold for that score")
+    anomalous: bool = Field(description="the verdict that feeds the alarms: with [detection] integration "
+                            "\"cusum\" (the default), the CUSUM of the scores is above its threshold, which a "
+                            "weak but lasting jammer reaches with every score below `threshold`; with \"none\", "
+                            "score > threshold (or a saturated SU)")
     detector: str
     reason: str = ""
     suspected_position_m: list[float] | None = None

@@ -8,7 +8,7 @@ Data flow per evaluation (:meth:`DetectionEngine.evaluate`):
    default) and says so in ``Snapshot.detector`` (``"ed (fallback: lof needs all 12 SUs)"``). Fewer
    than ``min_usable_sus`` usable SUs, or no fallback: no score, reason "insufficient data". No
    detector fitted yet: no score, reason "no detector" (saturation alarms still work).
-3. Anomalous snapshot (score > threshold) → affected SUs (residual above the detector's per-SU normal
+3. Anomalous verdict (score > threshold, or the CUSUM's: step 4) → affected SUs (residual above the detector's per-SU normal
    limit, else the top contributor) and the suspected position (:class:`PointSourceLocaliser`).
 4. Temporal integration (``integration = "cusum"``, :mod:`central.detection.sequential`): the score on
    the normal scale (z) feeds a CUSUM, and the residual verdict is "the CUSUM is above its threshold"
