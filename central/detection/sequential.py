@@ -3,7 +3,7 @@ is still found, and the rare normal snapshot that crosses a per-snapshot thresho
 
 Why: snapshots come at 10 Hz, 864 000 a day. A per-snapshot false-alarm rate of 1 % with 2-of-3
 hysteresis still raised about 2000 alarms a day in the replay of normal operation
-(``docs/results/replay.md``), and the per-snapshot rate that would give one a day leaves a weak
+(``python bench/replay.py --integration none``), and the per-snapshot rate that would give one a day leaves a weak
 jammer unseen. A jammer, unlike a noise spike, lasts: evidence summed over time separates the two.
 
 Each score is first put on one scale, z = Φ⁻¹(F₀(score)) with F₀ the detector's training scores

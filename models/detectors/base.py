@@ -20,7 +20,8 @@ the twin's prediction, not only Δ) travel as keyword ``predicted_dbm`` (B, n_su
 Robust training hook: ``fit(..., contamination=c)`` self-trims: fit, drop the top fraction c of the
 training scores, refit once. Deliberately simple; issue 5 elaborates (and can override :meth:`_clean`).
 
-Nothing here imports ``node``, ``central`` or ``calibration``; runtime needs numpy (and scipy for LOF).
+Nothing here imports ``node``, ``central`` or ``calibration``; runtime needs numpy and scipy
+(Φ⁻¹ for :func:`normal_quantile`, LOF's neighbours).
 """
 
 from __future__ import annotations
