@@ -386,7 +386,8 @@ def test_fuzz_ingest_from_the_openapi_spec(fz):
         ack_of(fz, case, fz.send(case))
 
     run()
-    assert fz.statuses.get(200, 0) >= 20 and len(fz.acked) >= 5, "the generator should get some batches accepted"
+    # accepted batches, not distinct seqs: hypothesis likes to repeat a seq (a CI run got 35 accepted with 4 seqs)
+    assert fz.statuses.get(200, 0) >= 20 and fz.acked, "the generator should get some batches accepted"
     assert set(fz.statuses) <= {200, 401, 403, 413, 415, 422}, fz.statuses
     assert {401, 403, 415, 422} <= set(fz.statuses), fz.statuses
     fz.still_serves()

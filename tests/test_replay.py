@@ -178,7 +178,8 @@ def test_a_strong_jammer_near_an_su_is_detected_within_its_on_period(tmp_path, d
                  seed=2)  # fmt: skip
     assert rep.learn(60.0)["detector"].startswith(detector)
     r = rep.trial(20.0, on_s=10.0, gap_s=5.0, lead_in_max_s=3.0, position_xy_m=(2.5, 10.5))  # 1.7 m from su2
-    assert r["ttd_s"] is not None and 0.1 <= r["ttd_s"] < 1.0 and r["raised_on"] == 1
+    # the product's CUSUM raises once ⌈threshold / (z − drift)⌉ snapshots have piled up: a few for a strong jammer
+    assert r["ttd_s"] is not None and 0.1 <= r["ttd_s"] < 2.0 and r["raised_on"] == 1
     assert r["invalidated"] == 0 and not r["stuck"] and r["saturation"] == 0
     assert r["located_error_m"] is not None and r["located_error_m"] < 3.0
     assert rep.engine.residual_alarms.active is None  # cleared after the jammer went off
