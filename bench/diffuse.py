@@ -41,12 +41,8 @@ from central.twin.grid import PlaneGrid  # noqa: E402
 from central.twin.rt_runtime import load_rt_scene  # noqa: E402
 from central.twin.site import resolve_site  # noqa: E402
 from central.twin.solvers import path_gain_matrix, radio_map_gain  # noqa: E402
-from run_info import generated_line, run_info  # noqa: E402
+from run_info import generated_line, run_info, say, write_results  # noqa: E402
 from sim.world_builder import TRUTH_SITE, WorldRecipe, demo_scenario_toml, scenario_routes, world_site  # noqa: E402
-
-
-def say(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 def trace(scene, su, grid: PlaneGrid, settings, diffuse: bool, method: str) -> tuple[np.ndarray, float, str]:
@@ -67,7 +63,6 @@ def set_scattering(scene, s: float) -> None:
 
 
 def write_markdown(fig: dict, out: Path) -> list[Path]:
-    out.mkdir(parents=True, exist_ok=True)
     rows = [f"| {r['scattering']:g} | {r['su']} ({r['method']}) | {r['trace_s_specular']:.1f} | {r['trace_s_diffuse']:.1f} | "
             f"{r['time_ratio']:.2f} | {r['delta_db_signed_median']:+.2f} | {r['delta_db_median']:.2f} | {r['delta_db_p95']:.2f} |" for r in fig["rows"]]  # fmt: skip
     lines = [
@@ -83,10 +78,7 @@ def write_markdown(fig: dict, out: Path) -> list[Path]:
         "compilation.", "",
         "Figures: `" + json.dumps(fig) + "`", "",
     ]  # fmt: skip
-    md, js = out / "diffuse.md", out / "diffuse.json"
-    md.write_text("\n".join(lines))
-    js.write_text(json.dumps(fig, indent=1) + "\n")
-    return [md, js]
+    return write_results(out, "diffuse", lines, fig)
 
 
 def main(argv=None) -> int:

@@ -59,10 +59,9 @@ from replay import (  # noqa: E402
     POWERS_DBM,
     load_world,
     product_engine_config,
-    say,
     trace_progress,
 )
-from run_info import generated_line, run_info  # noqa: E402
+from run_info import generated_line, run_info, say, write_results  # noqa: E402
 from sim.replay import Replay, ReplaySettings, ttd_figures  # noqa: E402
 
 DRIFTS = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 3.0)
@@ -169,7 +168,6 @@ def choose(grid: list[dict]) -> dict:
 
 
 def write_markdown(fig: dict, out_dir: Path) -> list[Path]:
-    out_dir.mkdir(parents=True, exist_ok=True)
     v = fig["validation"]
 
     def f(x, fmt="{:.2f}"):
@@ -206,10 +204,7 @@ def write_markdown(fig: dict, out_dir: Path) -> list[Path]:
         + ". The twin's error moves with the AGVs, so a stretch of normal snapshots scores high together.", "",
         "Figures: `" + json.dumps(fig) + "`", "",
     ]  # fmt: skip
-    md, js = out_dir / "operating_point.md", out_dir / "operating_point.json"
-    md.write_text("\n".join(lines))
-    js.write_text(json.dumps(fig, indent=1) + "\n")
-    return [md, js]
+    return write_results(out_dir, "operating_point", lines, fig)
 
 
 def main(argv=None) -> int:

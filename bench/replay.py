@@ -70,7 +70,7 @@ from central.config import DetectionConfig, TwinConfig  # noqa: E402
 from central.detection.engine import EngineConfig  # noqa: E402
 from central.detection.live import engine_config  # noqa: E402
 from central.twin import Twin  # noqa: E402
-from run_info import generated_line, run_info  # noqa: E402
+from run_info import generated_line, run_info, say, write_results  # noqa: E402
 from sim.replay import Replay, ReplaySettings, ttd_figures  # noqa: E402
 from sim.world import World  # noqa: E402
 from sim.world_builder import TRUTH_SITE, WorldRecipe, make_world  # noqa: E402
@@ -80,9 +80,6 @@ GOAL_FA_PER_24H = 1.0
 GOAL_PD_20 = 0.95
 GOAL_TTD_P95_20_S = 5.0
 
-
-def say(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 def product_engine_config(detector: str | None = None, raise_k: int | None = None, raise_n: int | None = None,
@@ -244,7 +241,6 @@ def diagnostics(runs: list[dict]) -> dict:
 
 
 def write_markdown(fig: dict, out_dir: Path) -> list[Path]:
-    out_dir.mkdir(parents=True, exist_ok=True)
 
     def v(x, fmt="{:.2f}", none="— (falls on misses)"):
         return none if x is None else fmt.format(x)
@@ -322,10 +318,7 @@ def write_markdown(fig: dict, out_dir: Path) -> list[Path]:
         f"{v(d['mean_su_drift_db_at_false_alarms'], none='—')} dB.", "",
         "Figures: `" + json.dumps(fig) + "`", "",
     ]  # fmt: skip
-    md, js = out_dir / "replay.md", out_dir / "replay.json"
-    md.write_text("\n".join(lines))
-    js.write_text(json.dumps(fig, indent=1) + "\n")
-    return [md, js]
+    return write_results(out_dir, "replay", lines, fig)
 
 
 def main(argv=None) -> int:
