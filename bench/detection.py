@@ -9,9 +9,11 @@ prediction at the true positions, DT = the twin's prediction at positions with l
 ``1.5m``) and ``factory-hall-b`` (SUs at 4.9 m, just under the 5 m ceiling; keys ``5m`` as the paper's
 scenario B). The headline rows (keys ``1.5m_world``, ``5m_world``): PT from a mismatched world
 (:func:`sim.world_builder.world_twin` of ``factory-hall-{a,b}-truth``: true materials, 20 unmodelled
-clutter objects, depth 5 with diffraction), DT from the twin as the product builds it (ITU materials, no
-clutter, depth 5 without diffraction: :data:`central.twin.solvers.TWIN_FIDELITY`); transmitters and jammers
-stand where the world has room. The in-model rows keep the first round's depth-3 twin as PT and DT. Extra variant (keys ``1.5m_truthpt``): PT from ``factory-hall-a-truth``'s maps (other
+clutter objects, depth 5 with diffraction and diffuse reflection), DT from the twin at the product's fidelity
+(no clutter, depth 5, specular only: :data:`central.twin.solvers.TWIN_FIDELITY`) after a simulated
+calibration campaign of 40 points in that world (:mod:`calibration.calibrated_twin`: its materials fitted,
+as a site would before trusting it; ``delta_std_normal_db_{h}_sigma0_as_built`` gives the as-built twin's
+normal residual spread beside the calibrated one's); transmitters and jammers stand where the world has room. The in-model rows keep the first round's depth-3 twin as PT and DT. Extra variant (keys ``1.5m_truthpt``): PT from ``factory-hall-a-truth``'s maps (other
 materials only: the twin's material error), when those maps are cached. Maps are never traced here unless
 ``--build`` is given. With ``--surrogate DIR`` (random-forest surrogates from ``rftwin-surrogate train --kind
 rf``, found under DIR by their manifests' site hash), rows keyed ``1.5m_rf`` and ``5m_rf``: the paper's
@@ -64,11 +66,12 @@ PAPER = {
 WORLD = "world:"  # a physical-world site traced as sim.world_builder's mismatched world
 SCENARIOS = [  # (key, twin site, physical-world site, label)
     # The headline: mismatched worlds (sim.world_builder.WorldRecipe): true materials, 20 unmodelled
-    # clutter objects, traced at depth 5 with diffraction; the twin (depth 5, no diffraction) knows none of it.
+    # clutter objects, traced at depth 5 with diffraction and diffuse reflection; the twin (depth 5,
+    # specular only, its materials calibrated in the world) knows none of the rest.
     ("1.5m_world", "factory-hall-a", WORLD + "factory-hall-a-truth",
-     "SUs 1.5 m, mismatched world (true materials, clutter, depth 5 + diffraction)"),
+     "SUs 1.5 m, mismatched world (true materials, clutter, depth 5 + diffraction + diffuse), calibrated twin"),
     ("5m_world", "factory-hall-b", WORLD + "factory-hall-b-truth",
-     "SUs 4.9 m, mismatched world (true materials, clutter, depth 5 + diffraction)"),
+     "SUs 4.9 m, mismatched world (true materials, clutter, depth 5 + diffraction + diffuse), calibrated twin"),
     # In-model references: PT from the twin's own maps (or only its materials changed).
     ("1.5m", "factory-hall-a", None, "SUs 1.5 m (factory-hall-a), in-model reference"),
     ("5m", "factory-hall-b", None, "SUs 4.9 m (factory-hall-b; paper: 5 m), in-model reference"),
@@ -112,6 +115,16 @@ def dt_settings(pt_site: str | None) -> SolverSettings:
     """The twin's fidelity in a scenario: the product's (:data:`TWIN_FIDELITY`, depth 5) against a
     mismatched world; the first round's depth 3 in the in-model references, where PT is the same twin."""
     return TWIN_FIDELITY if pt_site and pt_site.startswith(WORLD) else SolverSettings()
+
+
+def calibrated_dt(twin: Twin, world: Twin, seed: int) -> Twin:
+    """``twin`` (at its settings) after a 40-point simulated campaign in ``world`` (campaign seed
+    ``seed`` + 1, as bench/realism.py's, which shares the cached fit)."""
+    from calibration.calibrated_twin import SimulatedCampaign, calibrated_twin, log_fit_step
+
+    cal = calibrated_twin(twin.site, TWIN_FIDELITY, world, SimulatedCampaign(points=40, seed=seed + 1), progress=log_fit_step)
+    print(f"  calibrated DT{' (cached fit)' if cal.fit_cached else ''}: {cal.materials} ({cal.stopped})", file=sys.stderr)
+    return cal.twin
 
 
 def load_pt_twin(site_ref: str) -> Twin:
@@ -238,9 +251,11 @@ def write_markdown(results: dict, kinds: list[str], figures: dict, out: Path, ar
         "# Detection: the paper's study on our twin (issues 5, 15)",
         "",
         "Headline: the rows on *mismatched worlds* (`_world`): the physical world is traced with other "
-        "materials, 20 clutter objects the twin's site file does not have, depth 5 and edge diffraction; the "
-        "twin is the product's (ITU materials, no clutter, depth 5 without diffraction) and knows none of it "
-        "(sim.world_builder). The other rows are in-model references (the first round's depth-3 twin is PT "
+        "materials, 20 clutter objects the twin's site file does not have, depth 5, edge diffraction and "
+        "diffuse reflection (S = 0.3); the twin is the product's (no clutter, depth 5, specular only) after a "
+        "simulated 40-point calibration campaign in that world fitted its materials (calibration.calibrated_twin; "
+        "`delta_std_normal_db_…_as_built` in the JSON is the uncalibrated twin's normal residual spread), and "
+        "knows nothing of the rest (sim.world_builder). The other rows are in-model references (the first round's depth-3 twin is PT "
         "and DT): they flatter every detector that uses the twin's gains. \"best\" figures in the JSON are "
         "a maximum over detectors on these test data, not a result; the one default detector is chosen on "
         "a validation split in realism.md (bench/realism.py --select).",
@@ -385,6 +400,9 @@ def main(argv=None) -> int:
             continue
         twin = Twin.load(site, dt_settings(pt_site))
         pt_twin = load_pt_twin(pt_site) if pt_site else None
+        as_built = None
+        if pt_site and pt_site.startswith(WORLD):  # DT: the twin calibrated in this world, as a site runs it
+            as_built, twin = twin, calibrated_dt(twin, pt_twin, args.seed)
         dt_predictor = None
         if h.endswith("_rf"):
             model_dir = find_bundle(args.surrogate, twin.site.content_hash(), "rf")
@@ -404,6 +422,9 @@ def main(argv=None) -> int:
         scen.append((h, site, pt_site, label))
         d0 = ds.delta_db(0.0)[~ds.jammer]
         figures[f"delta_std_normal_db_{h}_sigma0"] = round(float(np.median(d0.std(axis=0))), 3)
+        if as_built is not None:
+            raw = generate_dataset(as_built, args.n, args.seed, pt_twin=pt_twin)
+            figures[f"delta_std_normal_db_{h}_sigma0_as_built"] = round(float(np.median(raw.delta_db(0.0)[~raw.jammer].std(axis=0))), 3)
         for k in kinds:
             params = twin_params(k, twin)
             if params is None:

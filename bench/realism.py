@@ -52,6 +52,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from calibration.calibrated_twin import CalibratedTwin, SimulatedCampaign, calibrated_twin, log_fit_step  # noqa: E402
 from central.twin import SolverSettings, Twin, resolve_site  # noqa: E402
 from central.twin.positions import sample_positions  # noqa: E402
 from central.twin.solvers import TWIN_FIDELITY, fidelity_settings  # noqa: E402
@@ -68,6 +69,7 @@ FIDELITIES = {  # tag → the twin's solver settings (a path buffer sized for ea
     "diffraction": fidelity_settings(diffraction=True),
 }
 
+CAMPAIGN_POINTS = 40  # the calibration campaign of every calibrated twin here (and of bench/detection.py)
 VALIDATION_WORLD_SEED = 8  # another clutter draw than the headline world's (WorldRecipe().seed)
 HEIGHTS = {"1.5m": ("factory-hall-a", "factory-hall-a-truth"), "5m": ("factory-hall-b", "factory-hall-b-truth")}
 
@@ -85,35 +87,24 @@ def timed_twin(site, settings: SolverSettings) -> tuple[Twin, float, bool]:
     return twin, time.perf_counter() - t0, twin.from_cache
 
 
-def calibrated_twin(site, settings: SolverSettings, world: Twin, args, rng) -> tuple[Twin, float]:
-    """The twin after a simulated campaign in the world: fitted materials, traced anew."""
-    from calibration.material_fit import FitSettings, fit_materials
-
-    cell = site.tx_plane.cell_size_m
-    pts = sample_positions(world.site, args.points, rng)
-    pts[:, :2] = (np.floor(pts[:, :2] / cell) + 0.5) * cell  # on the floor grid, as bench/calibration.py
-    power = np.full(args.points, 20.0)
-    offsets = rng.uniform(-3.0, 3.0, len(site.sensing_units))
-    noise = rng.normal(0.0, 2.0, (100, args.points, len(site.sensing_units))).mean(axis=0)
-    measured = world.predictor.predict(pts[:, None, :], power[:, None]) + offsets + noise
-    t0 = time.perf_counter()
-    res = fit_materials(site, pts, power, measured, FitSettings(max_depth=settings.max_depth, seed=args.seed),
-                        progress=lambda s: print(f"    fit step {s.iteration}: validation loss "
-                                                 f"{s.validation_loss_db2:.3f} dB²", file=sys.stderr, flush=True))  # fmt: skip
-    fit_s = time.perf_counter() - t0
-    cal = res.calibrated_site(site, "bench-realism")
-    print(f"  fitted: {res.materials} ({res.stopped}, {fit_s:.0f} s); tracing the calibrated twin", file=sys.stderr)
-    return Twin.load(cal, settings), fit_s
+def calibrated(site, settings: SolverSettings, world: Twin, points: int, seed: int) -> CalibratedTwin:
+    """The twin after a simulated campaign in the world (:mod:`calibration.calibrated_twin`; fitted
+    once per world and cached): campaign points drawn from ``seed`` + 1, never the held-out ones."""
+    cal = calibrated_twin(site, settings, world, SimulatedCampaign(points=points, seed=seed + 1), progress=log_fit_step)
+    print(f"  fitted{' (cached)' if cal.fit_cached else ''}: {cal.materials} ({cal.stopped}, {cal.fit_s:.0f} s)",
+          file=sys.stderr)  # fmt: skip
+    return cal
 
 
 def mismatched_datasets(world_seed: int, dataset_seed: int, n: int) -> dict:
     """{height key: (dataset, twin_params)}: the paper's scenario with PT from the mismatched world of
-    ``world_seed`` and DT from the twin as built, at both SU heights."""
+    ``world_seed`` and DT from the twin calibrated in that world (a campaign from ``dataset_seed``), at
+    both SU heights."""
     out = {}
     for h, (twin_site, truth) in HEIGHTS.items():
-        twin = Twin.load(twin_site, TWIN_FIDELITY)
         t0 = time.perf_counter()
         world, _ = world_twin(resolve_site(truth), dc.replace(WorldRecipe(), seed=world_seed))
+        twin = calibrated(resolve_site(twin_site), TWIN_FIDELITY, world, CAMPAIGN_POINTS, dataset_seed).twin
         ds = generate_dataset(twin, n, dataset_seed, pt_twin=world)
         print(f"  {h}: world seed {world_seed} ({world.site.name}), {n} realisations ({time.perf_counter() - t0:.0f} s)",
               file=sys.stderr)  # fmt: skip
@@ -151,7 +142,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--calibrate", nargs="*", choices=list(FIDELITIES), default=None, metavar="FIDELITY",
                     help="also fit these twins (none named: every one) to a campaign in the world")  # fmt: skip
-    ap.add_argument("--points", type=int, default=40, help="campaign points with --calibrate")
+    ap.add_argument("--points", type=int, default=CAMPAIGN_POINTS, help="campaign points with --calibrate")
     ap.add_argument("--select", action="store_true", help="choose the default detector (validation worlds) and "
                     "report it on the headline worlds")  # fmt: skip
     ap.add_argument("--n-select", type=int, default=5000, help="realisations per dataset with --select")
@@ -179,11 +170,11 @@ def main(argv=None) -> int:
               f"(built in {twin.maps.build_s:.0f} s{', from the cache now' if cached else ''}; {build_s:.0f} s here)",
               file=sys.stderr)  # fmt: skip
         if args.calibrate is not None and (not args.calibrate or tag in args.calibrate):
-            cal, fit_s = calibrated_twin(site, settings, world, args, np.random.default_rng(args.seed + 1))
-            e = agreement_db(cal, world, held_out)
+            cal = calibrated(site, settings, world, args.points, args.seed)
+            e = agreement_db(cal.twin, world, held_out)
             out[f"agreement_median_db_{tag}_calibrated"] = round(float(np.median(e)), 2)
             out[f"agreement_p95_db_{tag}_calibrated"] = round(float(np.percentile(e, 95)), 2)
-            out[f"fit_s_{tag}"] = round(fit_s, 1)
+            out[f"fit_s_{tag}"] = cal.fit_s
             print(f"{tag} calibrated: median {np.median(e):.2f} dB, p95 {np.percentile(e, 95):.2f} dB", file=sys.stderr)
     if args.select:
         out.update(detector_choice(args))

@@ -136,15 +136,21 @@ class FitResult:
 
     def calibrated_site(self, site: Site, campaign: str, date: str | None = None) -> Site:
         """The site with the fitted materials as explicit ε_r, σ and their provenance."""
-        import dataclasses as dc
-
         date = date or time.strftime("%Y-%m-%d", time.gmtime())
-        mats = dict(site.materials)
-        for name, (eps, sigma) in self.materials.items():
-            prov = (f"calibrated: campaign {campaign}, {date}, held-out RMSE {self.rmse_db('holdout', False):.2f} → "
-                    f"{self.rmse_db('holdout'):.2f} dB over {len(self.holdout)} points")  # fmt: skip
-            mats[name] = Material(name, None, round(eps, 4), round(sigma, 5), site.materials[name].thickness_m, prov)
-        return dc.replace(site, materials=mats)
+        return with_materials(site, self.materials, f"campaign {campaign}, {date}, held-out RMSE "
+                              f"{self.rmse_db('holdout', False):.2f} → {self.rmse_db('holdout'):.2f} dB over {len(self.holdout)} points")  # fmt: skip
+
+
+def with_materials(site: Site, materials: dict[str, tuple[float, float]], provenance: str) -> Site:
+    """``site`` with ``materials`` (name → (ε_r, σ S/m)) as explicit, frequency-independent values,
+    each with the provenance "calibrated: ``provenance``"."""
+    import dataclasses as dc
+
+    mats = dict(site.materials)
+    for name, (eps, sigma) in materials.items():
+        mats[name] = Material(name, None, round(eps, 4), round(sigma, 5), site.materials[name].thickness_m,
+                              f"calibrated: {provenance}")  # fmt: skip
+    return dc.replace(site, materials=mats)
 
 
 def _huber(e: np.ndarray, delta_db: float) -> float:

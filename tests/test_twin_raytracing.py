@@ -69,6 +69,48 @@ def test_a_deeper_trace_with_diffraction_loses_no_power(tiny_site):
     assert (deep - shallow)[has_path].min() > -1.0
 
 
+def test_scattering_moves_reflected_power_from_specular_into_a_diffuse_part(tiny_site, tiny_settings, tmp_path):
+    """With S > 0 every reflection keeps (1 − S²) of its specular power, so the PathSolver's map can
+    only fall (never below (1 − S²)^depth of the specular-only one), and the diffuse part the radio
+    maps add is power, ≥ 0, present at most cells: the world's map is the sum of the two."""
+    from central.twin.grid import PlaneGrid
+    from central.twin.rt_runtime import load_rt_scene
+    from central.twin.solvers import diffuse_part_gain, path_gain_matrix, set_scattering
+
+    s = 0.5
+    grid = PlaneGrid.for_site(tiny_site)
+    scene = load_rt_scene(tiny_site)
+    low = tiny_site.sensing_units[0].position_m
+    cells = grid.cell_centres_m(only_valid=True)
+    specular = path_gain_matrix(scene, [low], cells, tiny_settings)[0]
+    set_scattering(scene, s)
+    rough = dataclasses.replace(tiny_settings, scattering_coefficient=s)
+    reduced = path_gain_matrix(scene, [low], cells, rough)[0]
+    diffuse = diffuse_part_gain(scene, low, grid, rough)[grid.valid]
+    assert (reduced <= specular * (1 + 1e-6)).all()
+    assert (reduced >= specular * (1 - s**2) ** rough.max_depth * (1 - 1e-6)).all()
+    assert np.median(reduced / specular) < 0.95  # reflections matter in this hall
+    assert (diffuse >= 0).all() and (diffuse > 0).mean() > 0.9
+    world = get_gain_maps(tiny_site, rough, cache_dir=tmp_path).maps  # what a world's build does
+    assert np.allclose(world.gain_db[0][grid.valid], 10 * np.log10(reduced + diffuse), atol=0.01)
+
+
+def test_the_diffuse_part_is_averaged_over_valid_neighbours_only():
+    from central.twin.solvers import box_mean_3x3
+
+    valid = np.array([[True, True, False], [True, True, True]])
+    values = np.array([[1.0, 2.0, 100.0], [3.0, 4.0, 6.0]])
+    out = box_mean_3x3(values, valid)
+    assert out[0, 0] == pytest.approx((1 + 2 + 3 + 4) / 4)  # the invalid 100 never leaks in
+    assert out[1, 2] == pytest.approx((2 + 4 + 6) / 3)
+    assert out[0, 2] == 0.0
+
+
+def test_a_scattering_coefficient_outside_0_1_is_refused():
+    with pytest.raises(ValueError, match="scattering_coefficient"):
+        SolverSettings(scattering_coefficient=1.2)
+
+
 def test_line_of_sight_cells_receive_at_least_free_space_power(tiny_site, tiny_twin):
     """Reflections only add power: a cell in LoS of the SU gets Friis gain plus at most a few dB."""
     su = np.array(tiny_site.sensing_units[0].position_m)

@@ -117,32 +117,27 @@ def build_gain_maps(
     over it only ever moves forward; ``su_id`` is the SU being traced.
     """
     from central.twin.rt_runtime import load_rt_scene, sionna_version
-    from central.twin.solvers import path_gain_matrix, radio_map_gain
+    from central.twin.solvers import set_scattering
 
     t0 = time.perf_counter()
     grid = PlaneGrid.for_site(site)
     scene = load_rt_scene(site)
     targets = grid.cell_centres_m(only_valid=True)
-    flat_valid = grid.valid.ravel()
     gains = np.full((len(site.sensing_units), grid.ny, grid.nx), np.nan, dtype=np.float32)
     methods = []
     total = len(site.sensing_units) * len(targets)  # every SU's map covers the same valid cells
     if progress:
         progress(site.sensing_units[0].id, 0, total)
+    if settings.scattering_coefficient:
+        set_scattering(scene, settings.scattering_coefficient)
     for j, su in enumerate(site.sensing_units):
         method = settings.method_for(su.position_m[2], grid.height_m)
         methods.append(method)
         before = j * len(targets)
-        if method == "paths":
-            report = (lambda done, _, su_id=su.id, before=before: progress(su_id, before + done, total)) if progress else None
-            lin = path_gain_matrix(scene, [su.position_m], targets, settings, report)[0]
-            flat = np.full(grid.ny * grid.nx, np.nan)
-            flat[flat_valid] = lin
-            lin_map = flat.reshape(grid.ny, grid.nx)
-        else:
-            lin_map = radio_map_gain(scene, su.position_m, grid, settings)
-            if progress:
-                progress(su.id, before + len(targets), total)
+        report = (lambda done, _, su_id=su.id, before=before: progress(su_id, before + done, total)) if progress else None
+        lin_map = su_gain_map(scene, su.position_m, grid, settings, method, report)
+        if progress:
+            progress(su.id, before + len(targets), total)
         with np.errstate(divide="ignore"):
             db = 10.0 * np.log10(lin_map)
         db = np.maximum(db, GAIN_FLOOR_DB)
@@ -159,6 +154,23 @@ def build_gain_maps(
         settings=settings.to_dict(),
         build_s=time.perf_counter() - t0,
     )
+
+
+def su_gain_map(scene, su_position_m, grid: PlaneGrid, settings: SolverSettings, method: str,
+                progress: Callable[[int, int], None] | None = None) -> np.ndarray:  # fmt: skip
+    """One SU's linear path gain (ny, nx; NaN off the valid cells) by ``method``: "paths" puts receivers
+    at the valid cell centres (with S > 0 the diffuse part is added from radio maps:
+    :func:`~central.twin.solvers.diffuse_part_gain`), "radiomap" averages over each cell."""
+    from central.twin.solvers import diffuse_part_gain, path_gain_matrix, radio_map_gain
+
+    if method != "paths":
+        return radio_map_gain(scene, su_position_m, grid, settings)
+    flat = np.full(grid.ny * grid.nx, np.nan)
+    flat[grid.valid.ravel()] = path_gain_matrix(scene, [su_position_m], grid.cell_centres_m(only_valid=True), settings, progress)[0]
+    lin = flat.reshape(grid.ny, grid.nx)
+    if settings.scattering_coefficient:
+        lin = lin + diffuse_part_gain(scene, su_position_m, grid, settings)
+    return lin
 
 
 @dataclass(frozen=True)
