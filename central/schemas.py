@@ -107,6 +107,10 @@ class MeasurementModel(BaseModel):
     saturated: bool = False
     clip_fraction: float = Field(default=0.0, ge=0.0, le=1.0)
     gain_db: float = Field(default=0.0, ge=GAIN_DB_RANGE[0], le=GAIN_DB_RANGE[1])
+    band_plan: str = Field(default="", pattern=r"^[0-9a-f]{0,32}$",
+                           description="fingerprint of the band plan the sub-bands were measured against (GET /site "
+                           "band_plan.fingerprint); empty: they follow none, and only power_dbm is used. A reading of "
+                           "another plan than the site's is stored but not used, and its node is flagged in GET /nodes")  # fmt: skip
 
 
 class SpoolStateModel(BaseModel):
@@ -251,6 +255,27 @@ class SensingUnitOut(BaseModel):
     position_m: list[float]
 
 
+class SubBandOut(BaseModel):
+    id: int = Field(description="0 … subbands − 1, from the lowest frequency up")
+    first_prb: int
+    last_prb: int = Field(description="inclusive")
+    center_hz: float
+    width_hz: float
+
+
+class BandPlanOut(BaseModel):
+    """The monitored band (contracts.band_plan): an NR carrier split into groups of PRBs. Readings
+    name the plan they were measured against by its fingerprint."""
+
+    center_hz: float
+    bandwidth_hz: float = Field(description="channel bandwidth")
+    scs_hz: float = Field(description="subcarrier spacing")
+    prbs: int = Field(description="PRBs of the carrier (12 subcarriers each), centred in the channel")
+    subbands: int
+    fingerprint: str = Field(description="what a reading carries in band_plan when measured against this plan")
+    grid: list[SubBandOut]
+
+
 class SiteOut(BaseModel):
     name: str
     description: str
@@ -261,6 +286,7 @@ class SiteOut(BaseModel):
     tx_plane_height_m: float
     obstacles: list[ObstacleOut]
     sensing_units: list[SensingUnitOut]
+    band_plan: BandPlanOut
 
 
 class LearnRequest(BaseModel):

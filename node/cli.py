@@ -120,12 +120,18 @@ def cmd_check(args) -> int:
     try:
         import httpx
 
-        from node.protocol import HEALTH_PATH
+        from node.protocol import BAND_PLAN_PATH, HEALTH_PATH
 
         url = locator.url()
         resp = httpx.get(url + HEALTH_PATH, timeout=cfg.central.timeout_s,
                          verify=tls_verify(cfg.central.ca_file))  # fmt: skip
         report("central", resp.status_code == 200, f"{url}: health {resp.status_code}")
+        resp = httpx.get(url + BAND_PLAN_PATH, timeout=cfg.central.timeout_s, verify=tls_verify(cfg.central.ca_file),
+                         headers={"Authorization": f"Bearer {cfg.central.token}"})  # fmt: skip
+        if resp.status_code != 200:
+            report("band plan", False, f"{url}{BAND_PLAN_PATH}: {resp.status_code} {resp.text[:200]}")
+        else:
+            report("band plan", *band_plan_check(cfg, resp.json()))
     except Exception as e:  # UplinkError, httpx errors, TLS errors: all are a failed check
         report("central", False, f"{type(e).__name__}: {e}")
     if cfg.spool.path.exists():
@@ -138,6 +144,24 @@ def cmd_check(args) -> int:
         report("spool", True, f"{sp.path}: {len(spool)} pending, {spool.dropped} dropped by policy, {room}")
         spool.close()
     return 0 if ok else 1
+
+
+def band_plan_check(cfg, site_plan: dict) -> tuple[bool, str]:
+    """(good, detail): does the node's [band] measure the site's band plan (``GET /api/v1/band-plan``)?"""
+    from contracts.band_plan import BandPlan, BandPlanError
+
+    try:
+        site = BandPlan.from_dict({k: site_plan[k] for k in ("center_hz", "bandwidth_hz", "scs_hz", "prbs", "subbands")})
+    except (KeyError, TypeError, BandPlanError) as e:
+        return False, f"the central unit's band plan is not one: {e}"
+    if not cfg.band.band_plan:
+        return True, (f"[band] follows no band plan: the central unit uses only its band power. To measure the site's "
+                      f"{site.subbands} sub-bands, set [band.plan] center_hz = {site.center_hz:g}, bandwidth_hz = "
+                      f"{site.bandwidth_hz:g}, scs_hz = {site.scs_hz:g}, prbs = {site.prbs}, subbands = {site.subbands}")  # fmt: skip
+    if cfg.band.band_plan == site.fingerprint:
+        return True, f"measures the site's plan {site.fingerprint}: {site.subbands} sub-bands of {site.bandwidth_hz / 1e6:g} MHz at {site.center_hz / 1e6:g} MHz"
+    return False, (f"[band.plan] {cfg.band.band_plan} is not the site's {site.fingerprint} (its readings would be stored, "
+                   f"not used): " + "; ".join(cfg.band_plan.differences(site)))  # fmt: skip
 
 
 def cmd_status(args) -> int:

@@ -16,7 +16,10 @@ Example (every key, with its default where it has one)::
     [radio.args]                            # passed to the backend (pluto: uri; soapy: device, ...)
     uri = "usb:1.2.5"
 
-    [band]                                  # relative to center_hz
+    [band]                                  # relative to center_hz; or instead of offset_hz,
+                                            # bandwidth_hz and subbands, the site's band plan:
+                                            # [band.plan] center_hz = 3.7e9, bandwidth_hz = 100e6,
+                                            # scs_hz = 30e3, subbands = 16 (GET /api/v1/site band_plan)
     offset_hz = 0.0
     bandwidth_hz = 20e6
     nperseg = 1024
@@ -59,6 +62,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from contracts.band_plan import BandPlan, BandPlanError
 from contracts.toml_fields import ConfigError, Fields, read_toml
 from node.calibration_table import CalibrationTable
 from node.dsp import Band, BandPowerConfig
@@ -120,6 +124,7 @@ class NodeConfig:
     sigmf: SigmfConfig
     source: str = ""  # the file it came from, for error messages
     base_dir: Path | None = None  # relative paths in backend args resolve against this
+    band_plan: BandPlan | None = None  # [band.plan]: the site's band plan this node measures
 
     @property
     def status_path(self) -> Path:
@@ -140,7 +145,7 @@ def parse_config(data: dict, source: str = "<config>", base_dir: Path | None = N
     state_dir = top.path("state_dir", default="state")
 
     radio = _radio(top.sub("radio", required=True))
-    band = _band(top.sub("band", required=True), radio.sample_rate_hz)
+    band, band_plan = _band(top.sub("band", required=True), radio)
     if radio.samples_per_reading < band.nperseg:
         raise top.error("radio.samples_per_reading", f"shorter than one Welch segment (band.nperseg = {band.nperseg})")
     calibration = _calibration(top.sub("calibration"), radio)
@@ -162,7 +167,8 @@ def parse_config(data: dict, source: str = "<config>", base_dir: Path | None = N
     )
     sig_f.reject_unknown()
     top.reject_unknown()
-    return NodeConfig(node_id, position, interval, state_dir, radio, band, calibration, central, spool, sigmf, source, base_dir)  # type: ignore[arg-type]
+    return NodeConfig(node_id, position, interval, state_dir, radio, band, calibration, central, spool, sigmf, source, base_dir,  # type: ignore[arg-type]
+                      band_plan)
 
 
 def _radio(f: Fields) -> RadioConfig:
@@ -178,20 +184,41 @@ def _radio(f: Fields) -> RadioConfig:
     return r
 
 
-def _band(f: Fields, sample_rate_hz: float) -> BandPowerConfig:
+def _band(f: Fields, radio: RadioConfig) -> tuple[BandPowerConfig, BandPlan | None]:
+    """``[band]``: explicit bands relative to the radio's centre, or ``[band.plan]``, the site's band plan
+    (GET /api/v1/site band_plan: centre, channel bandwidth, subcarrier spacing, PRBs, sub-bands), from
+    which the band (the PRB grid) and its sub-bands follow, and which every reading then names."""
     def band(g: Fields) -> Band:
         b = Band(g.real("offset_hz", -1e9, 1e9, default=0.0), g.real("bandwidth_hz", 1.0, 1e9))
         g.reject_unknown()
         return b
 
-    main = Band(f.real("offset_hz", -1e9, 1e9, default=0.0), f.real("bandwidth_hz", 1.0, 1e9))
-    subs = tuple(band(g) for g in f.subs("subbands"))
+    plan, fingerprint = None, ""
+    if f.has("plan"):
+        if f.has("offset_hz") or f.has("bandwidth_hz") or f.has("subbands"):
+            raise f.error("plan", "give either [band.plan] or offset_hz / bandwidth_hz / [[band.subbands]], not both")
+        try:
+            plan = BandPlan.from_dict(f.sub("plan").table)
+        except BandPlanError as e:
+            raise f.error("plan", str(e)) from None
+        main = Band(plan.center_hz - radio.center_hz, plan.occupied_hz)
+        subs = tuple(Band(b.center_hz - radio.center_hz, b.width_hz) for b in plan.grid)
+        fingerprint = plan.fingerprint
+    else:
+        main = Band(f.real("offset_hz", -1e9, 1e9, default=0.0), f.real("bandwidth_hz", 1.0, 1e9))
+        subs = tuple(band(g) for g in f.subs("subbands"))
     nperseg = f.integer("nperseg", 16, 1 << 20, default=1024)
     edge_crop = f.real("edge_crop", 0.0, 0.49, default=0.1)
     f.reject_unknown()
     try:
-        return BandPowerConfig(sample_rate_hz, main, subs, nperseg=nperseg, edge_crop=edge_crop)
+        return BandPowerConfig(radio.sample_rate_hz, main, subs, nperseg=nperseg, edge_crop=edge_crop, band_plan=fingerprint), plan
     except ValueError as e:
+        if plan is not None:
+            usable = radio.sample_rate_hz * (1 - 2 * edge_crop)
+            raise f.error("plan", f"the band plan's {plan.occupied_hz / 1e6:g} MHz at {plan.center_hz / 1e6:g} MHz do not fit "
+                          f"the radio's usable {usable / 1e6:g} MHz around {radio.center_hz / 1e6:g} MHz "
+                          f"(radio.sample_rate_hz × (1 − 2·edge_crop)): raise the sample rate or retune; "
+                          f"sweeping a band wider than the radio is not built yet ({e})") from None  # fmt: skip
         raise f.error("bandwidth_hz", str(e)) from None
 
 

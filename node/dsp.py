@@ -43,6 +43,9 @@ class BandPowerConfig:
     edge_crop: float = 0.1
     # A sample is clipped when |I| or |Q| reaches this fraction of full scale.
     clip_level: float = 0.999
+    # contracts.band_plan.BandPlan.fingerprint when ``band`` and ``subbands`` come from a band plan (a
+    # node's [band] plan): the readings say so, and the central unit uses their sub-bands; "" otherwise.
+    band_plan: str = ""
     # Saturated (reading is a lower bound) above this clipped fraction, or when the total power is
     # within this of full scale (ADC/LNA compression before the rails are hit).
     saturation_clip_fraction: float = 1e-4

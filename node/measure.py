@@ -54,5 +54,6 @@ class Measurer:
             saturated=bp.saturated,
             clip_fraction=bp.clip_fraction,
             gain_db=buf.gain_db,
+            band_plan=self.band.band_plan,
         )
         return Reading(m, bp, buf)

@@ -15,8 +15,10 @@ PROTOCOL_VERSION = 1
 # ``Authorization: Bearer <node token>`` and get an IngestAck back.
 INGEST_PATH = "/api/v1/ingest"
 HEALTH_PATH = "/api/v1/health"  # 200 when the central unit is up (``rftwin-node check`` asks it)
+BAND_PLAN_PATH = "/api/v1/band-plan"  # the site's band plan (node token); ``rftwin-node check`` compares
 MAX_BATCH_RECORDS = 1000
 NODE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+BAND_PLAN_RE = re.compile(r"^[0-9a-f]{0,32}$")
 # Bounds that no real reading can leave: anything outside is a bug or an attack, not a measurement.
 POWER_DBM_RANGE = (-200.0, 60.0)
 FREQUENCY_HZ_RANGE = (1e6, 1e11)
@@ -55,6 +57,10 @@ class Measurement:
     saturated: bool = False
     clip_fraction: float = 0.0
     gain_db: float = 0.0
+    # contracts.band_plan.BandPlan.fingerprint of the plan the sub-bands were measured against; "" when
+    # the node's sub-bands follow no plan (nodes before band plans): the central unit then uses only
+    # the band power, never the sub-bands
+    band_plan: str = ""
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -85,7 +91,10 @@ class Measurement:
             raise ProtocolError(f"saturated must be true or false, got {saturated!r}")
         clip = _real(d, "clip_fraction", 0.0, 1.0, default=0.0)
         gain = _real(d, "gain_db", *GAIN_DB_RANGE, default=0.0)
-        return cls(node_id, seq, t_ns, f, bw, power, subs, saturated, clip, gain)
+        plan = d.get("band_plan", "")
+        if not isinstance(plan, str) or not BAND_PLAN_RE.match(plan):
+            raise ProtocolError(f"band_plan must be a band plan's fingerprint (0-32 hex digits), got {plan!r}")
+        return cls(node_id, seq, t_ns, f, bw, power, subs, saturated, clip, gain, plan)
 
 
 @dataclass(frozen=True)

@@ -40,8 +40,10 @@ from sim.world import Scenario, World, scenario_from_dict
 TRUTH_SITE = "factory-hall-a-truth"
 # Depth 5 with edge diffraction, and diffuse reflection off rough surfaces (stacked goods, racks,
 # corrugated walls): scattering coefficient 0.3 on every material, within the 0.2–0.5 measured on
-# building walls; it lifts the median path gain of hall A by ≈ 1.5 dB over a specular-only trace for
-# about twice the trace time (bench/diffuse.py, docs/results/diffuse.md). The twin models none of it.
+# building walls. On hall A's 1.5 m SUs it moves the path gains by 0.4–0.5 dB median, 1.3–1.7 dB p95
+# (net −0.2 to −0.4 dB: the specular part loses S² per bounce, and much of what is scattered leaves the
+# SUs' plane) for about twice the trace time (bench/diffuse.py, docs/results/diffuse.md). The twin
+# models none of it.
 WORLD_SCATTERING = 0.3
 WORLD_FIDELITY = replace(fidelity_settings(max_depth=5, diffraction=True), scattering_coefficient=WORLD_SCATTERING)
 

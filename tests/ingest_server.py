@@ -21,7 +21,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from node.protocol import HEALTH_PATH, INGEST_PATH, IngestAck, IngestBatch, ProtocolError
+from contracts.band_plan import BandPlan
+from node.protocol import BAND_PLAN_PATH, HEALTH_PATH, INGEST_PATH, IngestAck, IngestBatch, ProtocolError
 
 MAX_BODY_BYTES = 4 << 20
 
@@ -71,6 +72,7 @@ class IngestServer:
         self.tokens = tokens
         self.fail_with: int | None = None
         self.delay_s = 0.0
+        self.band_plan = BandPlan(3.7e9)  # what GET BAND_PLAN_PATH serves
         self._httpd = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self._httpd.daemon_threads = True
         if tls is not None:
@@ -110,6 +112,11 @@ class IngestServer:
             def do_GET(self):
                 if self.path == HEALTH_PATH:
                     self._reply(200, {"status": "ok"})
+                elif self.path == BAND_PLAN_PATH:  # the fields of GET /api/v1/band-plan a node reads
+                    plan = server.band_plan
+                    if self.headers.get("Authorization", "") not in {f"Bearer {t}" for t in server.tokens.values()}:
+                        return self._reply(401, {"detail": "unknown or wrong node token"})
+                    self._reply(200, {**plan.to_dict(), "fingerprint": plan.fingerprint})
                 else:
                     self._reply(404, {"detail": "not found"})
 

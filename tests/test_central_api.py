@@ -434,6 +434,34 @@ def test_site_for_the_dashboard(central):
     assert len(s["sensing_units"]) == 12 and s["sensing_units"][0] == {"id": "su01", "position_m": [6.5, 29.5, 1.5]}
 
 
+def test_the_band_plan_is_served_to_readers_nodes_and_the_scheduler_not_to_anyone(central):
+    plan = central.state.site.band_plan
+    site = central.client.get("/api/v1/site", headers=VIEWER).json()["band_plan"]
+    assert site["fingerprint"] == plan.fingerprint and len(site["grid"]) == 16
+    assert site["grid"][5] == {"id": 5, "first_prb": 85, "last_prb": 101, "center_hz": plan.grid[5].center_hz,
+                               "width_hz": pytest.approx(6.12e6)}  # fmt: skip
+    for token in (NODE_TOKENS["su01"], INTEGRATION_TOKEN, OPERATOR_TOKEN):
+        assert central.client.get("/api/v1/band-plan", headers=bearer(token)).json() == site
+    refused(central.client.get("/api/v1/band-plan"), 401, "missing or malformed")
+    refused(central.client.get("/api/v1/band-plan", headers=bearer(NODE_TOKENS["su03"])), 401, "revoked")
+    refused(central.client.get("/api/v1/band-plan", headers=bearer(SCRAPER_TOKEN)), 401, "unknown or wrong")
+
+
+def test_readings_of_another_band_plan_are_stored_not_used_and_their_node_is_flagged(central):
+    site_plan = central.state.site.band_plan.fingerprint
+    assert central.ingest(batch_dict(2, band_plan=site_plan)).status_code == 200
+    assert central.ingest(batch_dict(2, first_seq=2, band_plan="0123456789ab")).json() == {"acked": [2, 3], "duplicates": 0}
+    assert central.ingested == [("su01", 2)]  # stored, never handed to detection
+    assert [m.band_plan for m in central.store.measurements("su01")] == [site_plan] * 2 + ["0123456789ab"] * 2
+    su01 = next(n for n in central.client.get("/api/v1/nodes", headers=VIEWER).json() if n["node_id"] == "su01")
+    assert not su01["healthy"] and su01["extra"]["band_plan"] == "0123456789ab"
+    assert su01["detail"].startswith(f"band plan mismatch: measures against plan 0123456789ab, the site's is {site_plan}")
+    central.ingest(batch_dict(1, first_seq=4))  # a node that follows no plan: its band power is used
+    assert central.ingested == [("su01", 2), ("su01", 1)]
+    su01 = next(n for n in central.client.get("/api/v1/nodes", headers=VIEWER).json() if n["node_id"] == "su01")
+    assert su01["healthy"]
+
+
 def test_unknown_paths_and_methods_answer_with_a_detail(central):
     refused(central.client.get("/api/v1/nope"), 404, "Not Found")
     refused(central.client.get(INGEST_PATH), 405, "Method Not Allowed")
@@ -501,11 +529,13 @@ def test_openapi_documents_problems_and_bearer_security(central):
                ("POST", "/api/v1/campaigns/{name}/points"), ("POST", "/api/v1/campaigns/{name}/import"),
                ("POST", "/api/v1/campaigns/{name}/close")]:  # fmt: skip
         assert wants[op] == ["OperatorToken", "DashboardSession"], op
-    reads = [op for op in wants if op[0] == "GET" and op[1] not in ("/api/v1/health", "/api/v1/metrics", "/api/v1/session")]
+    reads = [op for op in wants if op[0] == "GET" and op[1] not in ("/api/v1/health", "/api/v1/metrics", "/api/v1/session",
+                                                                    "/api/v1/band-plan")]  # fmt: skip
     assert len(reads) == 8, reads  # context, site, nodes, snapshots, alarms, models, campaigns, a campaign
     for op in reads:
         assert wants[op] == ["ViewerToken", "OperatorToken", "DashboardSession"], op
     assert wants["GET", "/api/v1/health"] == [] and wants["GET", "/api/v1/metrics"] == ["ScraperToken"]
+    assert wants["GET", "/api/v1/band-plan"] == ["NodeToken", "ViewerToken", "OperatorToken", "IntegrationToken", "DashboardSession"]
     assert wants["POST", "/api/v1/los"] == ["ViewerToken", "OperatorToken", "IntegrationToken", "DashboardSession"]
     assert wants["POST", "/api/v1/session"] == []  # the login: its body carries the token
     assert wants["GET", "/api/v1/session"] == wants["DELETE", "/api/v1/session"] == ["DashboardSession"]

@@ -13,6 +13,7 @@ import pytest
 from node.cli import main
 from tests.ingest_server import IngestServer
 from tests.node_configs import simulated_node_toml, write_config
+from contracts.band_plan import BandPlan
 from tests.sigmf_check import assert_valid_sigmf
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,6 +55,35 @@ def test_check_reports_each_step_and_succeeds_on_a_good_setup(tmp_path, capsys):
         srv.stop()
     out = capsys.readouterr().out
     assert "[ok] config" in out and "[ok] radio: -60." in out and f"[ok] central: {srv.url}: health 200" in out
+
+
+PLAN_BAND = """[band]
+nperseg = 1024
+[band.plan]
+center_hz = 3.7e9
+bandwidth_hz = 100e6
+subbands = 16
+"""
+
+
+def test_check_compares_the_nodes_band_plan_with_the_central_units(tmp_path, capsys):
+    srv = IngestServer(tmp_path / "c.db", {"su01": "secret-su01"}).start()
+    wide = simulated_node_toml(url=srv.url).replace("sample_rate_hz = 30.72e6", "sample_rate_hz = 122.88e6")
+    wide = wide[: wide.index("[band]")] + PLAN_BAND + wide[wide.index("[central]"):]
+    try:
+        cfg = write_config(tmp_path, wide)
+        assert main(["check", "--config", str(cfg)]) == 0
+        assert f"[ok] band plan: measures the site's plan {srv.band_plan.fingerprint}: 16 sub-bands" in capsys.readouterr().out
+        srv.band_plan = BandPlan(3.7e9, subbands=8)
+        assert main(["check", "--config", str(cfg)]) == 1
+        assert "[FAIL] band plan: [band.plan] a3b08f6922d8 is not the site's" in (out := capsys.readouterr().out)
+        assert "subbands: 16 here, 8 there" in out
+        legacy = write_config(tmp_path, simulated_node_toml(url=srv.url), "legacy.toml")  # explicit sub-bands
+        assert main(["check", "--config", str(legacy)]) == 0
+        assert "[ok] band plan: [band] follows no band plan" in (out := capsys.readouterr().out)
+        assert "set [band.plan] center_hz = 3.7e+09, bandwidth_hz = 1e+08, scs_hz = 30000, prbs = 273, subbands = 8" in out
+    finally:
+        srv.stop()
 
 
 def test_check_fails_when_the_central_unit_is_unreachable_or_the_radio_saturates(tmp_path, capsys):

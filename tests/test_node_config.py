@@ -55,6 +55,39 @@ def test_bad_configs_name_the_key(tmp_path, old, new, message):
     assert str(e.value).startswith(str(tmp_path / "node.toml"))
 
 
+def plan_config(sample_rate_hz: float = 122.88e6, plan: str = "center_hz = 3.7e9\nsubbands = 16") -> str:
+    text = simulated_node_toml().replace("sample_rate_hz = 30.72e6", f"sample_rate_hz = {sample_rate_hz:g}")
+    return text[: text.index("[band]")] + f"[band]\n[band.plan]\n{plan}\n\n" + text[text.index("[central]"):]
+
+
+def test_a_band_plan_gives_the_node_the_sites_sub_bands_and_names_itself_in_readings(tmp_path):
+    from contracts.band_plan import BandPlan
+    from node.measure import Measurer
+    from node.sdr.open import calibration_for, open_backend
+
+    cfg = load_config(write_config(tmp_path, plan_config()))
+    plan = BandPlan(3.7e9)
+    assert cfg.band_plan == plan and cfg.band.band_plan == plan.fingerprint
+    assert cfg.band.band.bandwidth_hz == pytest.approx(98.28e6) and len(cfg.band.subbands) == 16
+    assert [b.offset_hz for b in cfg.band.subbands] == pytest.approx([b.center_hz - 3.7e9 for b in plan.grid])
+    radio = open_backend(cfg)
+    try:
+        m = Measurer(cfg.node_id, radio, cfg.band, calibration_for(cfg), cfg.radio.samples_per_reading).read().measurement
+    finally:
+        radio.close()
+    assert m.band_plan == plan.fingerprint and len(m.subband_powers_dbm) == 16
+
+
+def test_a_band_plan_wider_than_the_radio_or_beside_explicit_bands_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match=r"band\.plan: the band plan's 98\.28 MHz .* do not fit the radio's usable 24\.576 MHz"):
+        load_config(write_config(tmp_path, plan_config(30.72e6)))
+    with pytest.raises(ConfigError, match="band.plan: band.subbands must be a whole number"):
+        load_config(write_config(tmp_path, plan_config(plan="center_hz = 3.7e9\nsubbands = 0")))
+    both = simulated_node_toml().replace("[band]\n", "[band]\nplan = { center_hz = 3.7e9 }\n")
+    with pytest.raises(ConfigError, match="give either"):
+        load_config(write_config(tmp_path, both))
+
+
 def test_a_real_radio_without_calibration_is_refused(tmp_path):
     text = simulated_node_toml().replace('backend = "simulated"', 'backend = "pluto"')
     with pytest.raises(ConfigError, match="calibration: required for the pluto backend"):

@@ -27,7 +27,8 @@ from tests.central_helpers import (
 TINY_HALL = Path(__file__).parent / "data" / "tiny_hall.toml"
 NODE_TOKEN = "rtn_read-auth-node"
 OPEN = {"/api/v1/health"}
-NOT_READS = {"/api/v1/metrics", "/api/v1/session"}  # a scraper's; the login's
+# a scraper's; the login's; the band plan, which nodes and the scheduler read as well (test below)
+NOT_READS = {"/api/v1/metrics", "/api/v1/session", "/api/v1/band-plan"}
 
 
 def start(tmp_path, **limits) -> CentralService:
@@ -87,6 +88,14 @@ def test_metrics_want_a_scraper_token_and_nothing_else_does(unit):
     r = httpx.get(unit.url + "/api/v1/metrics", headers=bearer(SCRAPER_TOKEN))
     assert r.status_code == 200 and "rftwin_ingest_records_total" in r.text
     assert httpx.get(unit.url + "/api/v1/nodes", headers=bearer(SCRAPER_TOKEN)).status_code == 401
+
+
+def test_the_band_plan_is_for_readers_nodes_and_integrations_only(unit):
+    assert httpx.get(unit.url + "/api/v1/band-plan").status_code == 401
+    assert httpx.get(unit.url + "/api/v1/band-plan", headers=bearer(SCRAPER_TOKEN)).status_code == 401
+    for token in (VIEWER_TOKEN, OPERATOR_TOKEN, NODE_TOKEN, INTEGRATION_TOKEN):
+        r = httpx.get(unit.url + "/api/v1/band-plan", headers=bearer(token))
+        assert r.status_code == 200 and len(r.json()["grid"]) == 16, (token, r.text)
 
 
 def test_los_is_a_read_and_an_integration_may_ask_too(unit):

@@ -89,9 +89,12 @@ def store_batch(state: AppState, node_id: str, raw: bytes) -> bytes:
     if batch.spool is not None:  # after the store: a refused batch's header says nothing
         state.node_spool[node_id] = batch.spool.to_dict()
     state.metrics.ingested(len(batch.records), ack.duplicates, committed_ns, [m.t_ns for m in batch.records])
-    if state.on_ingest is not None:
+    # Readings of another band plan than the site's are stored but never mixed into detection (GET
+    # /nodes flags their node); readings that follow no plan ("") carry only their band power.
+    usable = [m for m in batch.records if m.band_plan in ("", state.site.band_plan.fingerprint)]
+    if state.on_ingest is not None and usable:
         try:
-            state.on_ingest(node_id, batch.records)
+            state.on_ingest(node_id, usable)
         except Exception:
             log.exception("on_ingest callback failed (the batch is stored)")
     try:

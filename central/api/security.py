@@ -218,6 +218,21 @@ def los_credential(request: Request, state: AppState = Depends(app_state),
                         session_roles=("viewer", "operator"))[0]  # fmt: skip
 
 
+def band_plan_credential(request: Request, state: AppState = Depends(app_state),
+                         _: HTTPAuthorizationCredentials | None = Security(NODE_BEARER),
+                         __: HTTPAuthorizationCredentials | None = Security(VIEWER_BEARER),
+                         ___: HTTPAuthorizationCredentials | None = Security(OPERATOR_BEARER),
+                         ____: HTTPAuthorizationCredentials | None = Security(INTEGRATION_BEARER),
+                         _____: str | None = Security(SESSION_COOKIE)) -> Principal:  # fmt: skip
+    """A reader, an integration (the scheduler allocates in the plan's sub-bands) or a node (``rftwin-node
+    check`` compares its [band] with the site's); a revoked node is refused."""
+    principal, found = authenticate(request, state, ("node", "viewer", "operator", "integration"),
+                                    session_roles=("viewer", "operator"))  # fmt: skip
+    if principal.kind == "node" and found[1]:
+        raise unauthorized(f"the token of node {principal.name!r} has been revoked")
+    return principal
+
+
 def scraper_credential(request: Request, state: AppState = Depends(app_state),
                        _: HTTPAuthorizationCredentials | None = Security(SCRAPER_BEARER)) -> str:  # fmt: skip
     """A metrics scraper's name: GET /metrics."""

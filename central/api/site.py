@@ -5,6 +5,7 @@ open operation. The live event stream, ``GET /events``, is the dashboard's
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from fastapi import APIRouter, Depends
@@ -12,10 +13,10 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 
 from central.api.problems import PROBLEM_MEDIA_TYPE
 from central.api.responses import AUTH, STORE, errors
-from central.api.security import READ, scraper_credential
+from central.api.security import READ, Principal, band_plan_credential, scraper_credential
 from central.api.state import API_PREFIX, AppState, app_state
-from central.schemas import Health, SiteOut
-from node.protocol import HEALTH_PATH
+from central.schemas import BandPlanOut, Health, SiteOut
+from node.protocol import BAND_PLAN_PATH, HEALTH_PATH
 
 router = APIRouter(tags=["site and service"])
 
@@ -31,7 +32,21 @@ def site(state: AppState = Depends(app_state)) -> Any:
         "obstacles": [{"name": b.name, "material": b.material, "min_m": list(b.min_m), "size_m": list(b.size_m)}
                       for b in s.obstacles],
         "sensing_units": [{"id": u.id, "position_m": list(u.position_m)} for u in s.sensing_units],
+        "band_plan": band_plan_body(s.band_plan),
     }  # fmt: skip
+
+
+@router.get(BAND_PLAN_PATH.removeprefix(API_PREFIX), summary="The monitored band and its sub-band grid",
+            response_model=BandPlanOut, responses=errors(*AUTH))  # fmt: skip
+def band_plan(_: Principal = Depends(band_plan_credential), state: AppState = Depends(app_state)) -> Any:
+    """The site's band plan (as in ``GET /site``), also for node tokens (``rftwin-node check``) and
+    integrations (the scheduler's allocations use its sub-band ids)."""
+    return band_plan_body(state.site.band_plan)
+
+
+def band_plan_body(plan) -> dict:
+    """A :class:`contracts.band_plan.BandPlan` as :class:`central.schemas.BandPlanOut`."""
+    return {**plan.to_dict(), "fingerprint": plan.fingerprint, "grid": [dataclasses.asdict(b) for b in plan.grid]}
 
 
 @router.get(HEALTH_PATH.removeprefix(API_PREFIX), summary="Liveness and the store's health", response_model=Health,

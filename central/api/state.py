@@ -60,7 +60,7 @@ class AppState:
     def node_report(self) -> list[dict]:
         """Every node's health (``GET /nodes``, the dashboard's ``nodes`` event), with what its latest
         batch said about its spool (``spool``: None when nothing since this process started)."""
-        health = self.store.node_health(self.config.detection.stale_s)
+        health = self.store.node_health(self.config.detection.stale_s, band_plan=self.site.band_plan.fingerprint)
         return [{**h.to_dict(), "spool": self.node_spool.get(h.node_id)} for h in health]
 
 

@@ -20,36 +20,36 @@ class DataQueries(StoreBase):
         recs = batch.records
         rows = [(m.node_id, m.seq, m.t_ns, m.f_center_hz, m.bandwidth_hz, m.power_dbm,
                  _floats_json(m.subband_powers_dbm), m.saturated, m.clip_fraction,
-                 m.gain_db, received_ns) for m in recs]  # fmt: skip
+                 m.gain_db, received_ns, m.band_plan) for m in recs]  # fmt: skip
         newest = max(recs, key=lambda m: (m.t_ns, m.seq))
         with self._write() as c:
             before = c.total_changes
             # Only the (node_id, seq) conflict is ignored (INSERT OR IGNORE would also drop a row that
             # breaks NOT NULL, and the ack would then promise a record that is not there).
-            c.executemany("INSERT INTO measurements VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            c.executemany("INSERT INTO measurements VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                           "ON CONFLICT (node_id, seq) DO NOTHING", rows)  # fmt: skip
             inserted = c.total_changes - before
             c.execute("UPDATE nodes SET records = records + ?, last_seen_ns = ? WHERE id = ?",
                       [inserted, received_ns, batch.node_id])  # fmt: skip
-            latest = (newest.t_ns, newest.seq, newest.power_dbm, newest.saturated)
+            latest = (newest.t_ns, newest.seq, newest.power_dbm, newest.saturated, newest.band_plan)
             if inserted < len(recs):  # resends: the node's latest reading is the *stored* one, not a resent copy
-                latest = c.execute(f"SELECT t_ns, seq, power_dbm, saturated FROM measurements WHERE node_id = ? AND seq "
+                latest = c.execute(f"SELECT t_ns, seq, power_dbm, saturated, band_plan FROM measurements WHERE node_id = ? AND seq "
                                    f"IN ({','.join('?' * len(recs))}) ORDER BY t_ns DESC, seq DESC LIMIT 1",
                                    [batch.node_id, *(m.seq for m in recs)]).fetchone()  # fmt: skip
-            t_ns, seq, power, saturated = latest
-            c.execute("UPDATE nodes SET last_t_ns = ?, last_seq = ?, last_power_dbm = ?, last_saturated = ? "
-                      "WHERE id = ? AND (last_t_ns IS NULL OR last_t_ns < ? OR (last_t_ns = ? AND last_seq < ?))",
-                      [t_ns, seq, power, saturated, batch.node_id, t_ns, t_ns, seq])
+            t_ns, seq, power, saturated, plan = latest
+            c.execute("UPDATE nodes SET last_t_ns = ?, last_seq = ?, last_power_dbm = ?, last_saturated = ?, "
+                      "last_band_plan = ? WHERE id = ? AND (last_t_ns IS NULL OR last_t_ns < ? OR (last_t_ns = ? AND last_seq < ?))",
+                      [t_ns, seq, power, saturated, plan, batch.node_id, t_ns, t_ns, seq])  # fmt: skip
         return IngestAck(tuple(m.seq for m in recs), len(recs) - inserted)
 
     def measurements(self, node_id: str, since_ns: int | None = None, limit: int = 1000) -> list[Measurement]:
         """A node's records with t_ns > since_ns, oldest first (at most ``limit``)."""
         rows = self._r().execute(
             "SELECT node_id, seq, t_ns, f_center_hz, bandwidth_hz, power_dbm, subband_powers_dbm, saturated, "
-            "clip_fraction, gain_db FROM measurements WHERE node_id = ? AND t_ns > ? ORDER BY seq LIMIT ?",
+            "clip_fraction, gain_db, band_plan FROM measurements WHERE node_id = ? AND t_ns > ? ORDER BY seq LIMIT ?",
             [node_id, -1 if since_ns is None else since_ns, limit],
         ).fetchall()
-        return [Measurement(r[0], r[1], r[2], r[3], r[4], r[5], tuple(json.loads(r[6])), bool(r[7]), r[8], r[9])
+        return [Measurement(r[0], r[1], r[2], r[3], r[4], r[5], tuple(json.loads(r[6])), bool(r[7]), r[8], r[9], r[10])
                 for r in rows]  # fmt: skip
 
     def seqs(self, node_id: str) -> list[int]:

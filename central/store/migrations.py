@@ -89,8 +89,16 @@ def _m4_viewers_scrapers(c: sqlite3.Connection) -> None:
         c.execute(f"CREATE TABLE {table} (name TEXT PRIMARY KEY, token_sha256 TEXT NOT NULL, created_ns INTEGER)")
 
 
+def _m5_band_plans(c: sqlite3.Connection) -> None:
+    """The band plan each reading's sub-bands were measured against (node.protocol.Measurement.band_plan;
+    '' for readings before band plans), and each node's latest, so that GET /nodes can flag a node
+    whose plan is not the site's."""
+    c.execute("ALTER TABLE measurements ADD COLUMN band_plan TEXT NOT NULL DEFAULT ''")
+    c.execute("ALTER TABLE nodes ADD COLUMN last_band_plan TEXT")
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m1_initial, _m2_node_stats_operators_retention,
-                                                          _m3_campaigns, _m4_viewers_scrapers]  # fmt: skip
+                                                          _m3_campaigns, _m4_viewers_scrapers, _m5_band_plans]  # fmt: skip
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -68,14 +68,16 @@ class NodeQueries(StoreBase):
         rows = self._r().execute("SELECT token_sha256, id, revoked FROM nodes").fetchall()
         return [(h, (n, bool(rev))) for h, n, rev in rows]
 
-    def node_health(self, stale_s: float, now: int | None = None) -> list[NodeHealth]:
+    def node_health(self, stale_s: float, now: int | None = None, band_plan: str | None = None) -> list[NodeHealth]:
+        """Every node's health. With ``band_plan`` (the site's fingerprint), a node whose latest reading
+        was measured against another plan is unhealthy: its sub-band powers are stored, not used."""
         now = now_ns() if now is None else now
         rows = self._r().execute(
             "SELECT id, x, y, z, su_id, revoked, enrolled_ns, records, last_seen_ns, last_t_ns, last_seq, "
-            "last_power_dbm, last_saturated FROM nodes ORDER BY id"
+            "last_power_dbm, last_saturated, last_band_plan FROM nodes ORDER BY id"
         ).fetchall()
         out = []
-        for (nid, x, y, z, su, revoked, enrolled, records, seen, last_t, last_seq, power, sat) in rows:
+        for (nid, x, y, z, su, revoked, enrolled, records, seen, last_t, last_seq, power, sat, plan) in rows:
             saturated = bool(sat)
             if revoked:
                 healthy, detail = False, "revoked"
@@ -85,9 +87,13 @@ class NodeQueries(StoreBase):
                 healthy, detail = False, f"stale: last seen {(now - seen) / 1e9:.1f} s ago"
             elif saturated:
                 healthy, detail = False, "saturated"
+            elif band_plan and plan and plan != band_plan:
+                healthy, detail = False, (f"band plan mismatch: measures against plan {plan}, the site's is {band_plan} "
+                                          "(rftwin-node check says what differs); its readings are stored, not used")  # fmt: skip
             else:
                 healthy, detail = True, ""
-            extra = {"su_id": su, "revoked": bool(revoked), "enrolled_ns": enrolled, "last_seq": last_seq}
+            extra = {"su_id": su, "revoked": bool(revoked), "enrolled_ns": enrolled, "last_seq": last_seq,
+                     "band_plan": plan or ""}  # fmt: skip
             out.append(NodeHealth(nid, (x, y, z), seen, last_t, power, records, saturated, healthy, detail, extra))
         return out
 

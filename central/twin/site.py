@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from contracts.band_plan import BandPlan, BandPlanError
+
 # ITU-R P.2040 materials known to Sionna RT (``sionna.rt.radio_materials.itu``). Kept here as data so
 # that validating a site needs no ray tracer; a test checks the list against the installed Sionna.
 ITU_MATERIALS = frozenset(
@@ -103,6 +105,11 @@ class Site:
     sensing_units: tuple[SensingUnit, ...]
     materials: dict[str, Material] = field(default_factory=dict)
     description: str = ""
+    band_plan: BandPlan | None = None  # the monitored band ([band]); None: a 100 MHz carrier at frequency_hz
+
+    def __post_init__(self):
+        if self.band_plan is None:
+            object.__setattr__(self, "band_plan", BandPlan(self.frequency_hz))
 
     @property
     def su_ids(self) -> list[str]:
@@ -127,6 +134,7 @@ class Site:
         d = self.to_dict()
         d.pop("name")
         d.pop("description")
+        d.pop("band_plan")  # the monitored sub-band grid does not change a traced gain
         for m in d["materials"].values():
             m.pop("provenance")
         blob = json.dumps(d, sort_keys=True, default=list).encode()
@@ -266,7 +274,13 @@ def site_from_dict(doc: dict) -> Site:
     if unused:
         raise SiteError(f"materials defined but never used: {sorted(unused)}")
 
+    try:
+        band_plan = BandPlan.from_dict(doc.get("band", {}), default_center_hz=freq)
+    except BandPlanError as e:
+        raise SiteError(str(e)) from None
+
     return Site(
+        band_plan=band_plan,
         name=str(s.get("name", "site")),
         description=str(s.get("description", "")),
         frequency_hz=freq,
@@ -348,6 +362,7 @@ def site_to_toml(site: Site, header: str = "") -> str:
                    "noise_floor_dbm": site.noise_floor_dbm})  # fmt: skip
     table("hall", {"size_m": list(site.hall_size_m), "material": site.hall_material})
     table("tx_plane", {"height_m": site.tx_plane.height_m, "cell_size_m": site.tx_plane.cell_size_m})
+    table("band", site.band_plan.to_dict())
     for name, m in site.materials.items():
         table(f"materials.{json.dumps(name)}",
               {"itu_type": m.itu_type, "relative_permittivity": m.relative_permittivity,
