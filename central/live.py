@@ -10,6 +10,10 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
+
+from contracts.band_plan import BandPlan
+
 
 def _finite_or_none(x: float | None) -> float | None:
     return None if x is None or not math.isfinite(x) else float(x)
@@ -22,9 +26,28 @@ class TxContext:
     tx_id: str
     t_ns: int
     position_m: tuple[float, float, float]
-    power_dbm: float
+    power_dbm: float  # total EIRP; with an allocation, the sum over its sub-bands
     f_center_hz: float = 0.0
     bandwidth_hz: float = 0.0
+    # The scheduler's allocation over the site's band plan: (sub-band id, EIRP dBm in that sub-band)
+    # per allocated sub-band; () idle (transmits nothing); None not reported (power_dbm spread evenly
+    # over the band plan's PRB grid).
+    allocation: tuple[tuple[int, float], ...] | None = None
+
+    @property
+    def transmitting(self) -> bool:
+        return self.allocation is None or len(self.allocation) > 0
+
+    def subband_powers_dbm(self, plan: BandPlan) -> np.ndarray:
+        """EIRP per sub-band of ``plan`` (dBm, −inf where it does not transmit), shape (subbands,)."""
+        out = np.full(plan.subbands, -np.inf)
+        if self.allocation is None:
+            widths = np.array([b.width_hz for b in plan.grid])
+            out[:] = self.power_dbm + 10 * np.log10(widths / plan.occupied_hz)
+        else:
+            for b, p in self.allocation:
+                out[b] = p
+        return out
 
 
 @dataclass(frozen=True)
@@ -56,6 +79,8 @@ class Snapshot:
 
     def to_dict(self) -> dict:
         d = asdict(self)
+        for t in d["txs"]:
+            t["allocation"] = None if t["allocation"] is None else [list(a) for a in t["allocation"]]
         d["score"] = _finite_or_none(self.score)
         d["threshold"] = _finite_or_none(self.threshold)
         for su in d["sus"]:

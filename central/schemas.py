@@ -152,10 +152,19 @@ class IngestAckModel(BaseModel):
 # ----------------------------------------------------------------------------------------- context
 
 
+class SubBandAllocation(BaseModel):
+    """One sub-band of the site's band plan that the scheduler gave a transmitter, and its EIRP there."""
+
+    model_config = STRICT
+    subband: int = Field(ge=0, lt=64, description="sub-band id of the band plan (GET /band-plan grid)")
+    power_dbm: Power = Field(description="EIRP in this sub-band")
+
+
 class TxContextIn(BaseModel):
     """A legitimate transmitter as the context feed estimates it. Checked against the site and the
     clock (422): ``t_ns`` at most ``[limits] max_future_skew_s`` ahead, ``position_m`` inside the hall,
-    ``bandwidth_hz`` at most ``f_center_hz`` (when that is given)."""
+    ``bandwidth_hz`` at most ``f_center_hz`` (when that is given); an ``allocation`` against the site's
+    band plan (ids inside its grid, each once), its powers summing to ``power_dbm`` within 0.5 dB."""
 
     model_config = STRICT
     tx_id: str = Field(pattern=ID_PATTERN, examples=["ue1"])
@@ -165,6 +174,12 @@ class TxContextIn(BaseModel):
     power_dbm: Power
     f_center_hz: float = Field(default=0.0, ge=0.0, le=FREQUENCY_HZ_RANGE[1], description="0: the site's band")
     bandwidth_hz: float = Field(default=0.0, ge=0.0, le=FREQUENCY_HZ_RANGE[1], description="0: unknown")
+    allocation: list[SubBandAllocation] | None = Field(
+        None, max_length=64, description="the scheduler's allocation over the band plan at t_ns: [] idle (transmits "
+        "nothing), null or absent: not reported (power_dbm spread over the band)")
+    band_plan: str | None = Field(None, pattern=r"^[0-9a-f]{1,32}$",
+                                  description="the plan the allocation refers to (GET /band-plan fingerprint); "
+                                  "422 when it is not the site's")  # fmt: skip
 
 
 class ContextUpdate(BaseModel):
@@ -185,6 +200,7 @@ class TxContextOut(BaseModel):
     power_dbm: float
     f_center_hz: float
     bandwidth_hz: float
+    allocation: list[SubBandAllocation] | None = Field(None, description="as reported; null: not reported")
 
 
 # --------------------------------------------------------------------------------- what is served

@@ -12,6 +12,7 @@ import time
 import warnings
 
 import httpx
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -316,6 +317,20 @@ def test_context_is_stored_served_latest_per_tx_and_handed_to_the_engine(central
     assert central.contexts[2] == TxContext("ue1", t200, (30.0, 5.0, 1.5), 20.0, 0.0, 0.0)
 
 
+def test_the_schedulers_allocation_is_stored_served_and_handed_on(central):
+    t = MIN_T_NS + 100
+    plan = central.state.site.band_plan.fingerprint
+    two = [{"subband": 6, "power_dbm": 17.0}, {"subband": 5, "power_dbm": 16.9897}]  # 50 + 50 mW = 20 dBm
+    r = post_context(central, [tx("ue1", t, allocation=two, band_plan=plan), tx("ue2", t, allocation=[])])
+    assert r.status_code == 200, r.text
+    latest = {x["tx_id"]: x for x in central.client.get("/api/v1/context", headers=VIEWER).json()}
+    assert latest["ue1"]["allocation"] == [{"subband": 5, "power_dbm": 16.9897}, {"subband": 6, "power_dbm": 17.0}]
+    assert latest["ue2"]["allocation"] == [] and central.store.latest_context()[1].allocation == ()
+    ue1, ue2 = central.contexts
+    assert ue1.allocation == ((5, 16.9897), (6, 17.0)) and ue1.transmitting and not ue2.transmitting
+    assert ue1.subband_powers_dbm(central.state.site.band_plan)[[4, 5, 6]] == pytest.approx([-np.inf, 16.9897, 17.0])
+
+
 def test_context_tokens_from_the_config_or_enrolled(central):
     enrolled = central.store.add_integration("fleet-manager")
     assert post_context(central, [tx()], token=enrolled).status_code == 200
@@ -337,6 +352,11 @@ BAD_CONTEXT = [
     ([tx(tx_id="ue 1")], "transmitters[0].tx_id: String should match pattern"),
     ([tx(colour="red")], "transmitters[0].colour: Extra inputs are not permitted"),
     ([tx(f_center_hz=1e6, bandwidth_hz=2e6)], "bandwidth_hz exceeds f_center_hz"),
+    ([tx(allocation=[{"subband": 16, "power_dbm": 20.0}])], "allocation: sub-band 16 is outside the band plan's 0..15"),
+    ([tx(allocation=[{"subband": 2, "power_dbm": 17.0}, {"subband": 2, "power_dbm": 17.0}])], "a sub-band appears twice"),
+    ([tx(allocation=[{"subband": 2, "power_dbm": 14.0}])], "power_dbm 20 is not the allocation's total 14.00 dBm"),
+    ([tx(allocation=[{"subband": -1, "power_dbm": 20.0}])], "allocation[0].subband: Input should be greater than"),
+    ([tx(band_plan="0123456789ab", allocation=[])], "band_plan 0123456789ab is not the site's"),
     ([], "transmitters: List should have at least 1 item"),
     ({"txs": []}, "transmitters: Field required"),
     ("hello", "Input should be a valid dictionary"),

@@ -3,6 +3,8 @@ context, snapshots, alarms, models, retention."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import sqlite3
 import threading
 
@@ -209,6 +211,13 @@ def test_snapshots_round_trip_and_page_by_time(store):
     assert [s.t_ns for s in got] == [400, 500, 600]
     assert got[1] == snapshot(500, anomalous=True) and got[2].score is None
     assert [s.t_ns for s in store.snapshots(limit=10, since_ns=300)] == [400, 500, 600]
+
+
+def test_a_snapshots_transmitters_keep_their_allocation(store):
+    snap = dataclasses.replace(snapshot(700), txs=(TxContext("agv-1", 700, (1.0, 2.0, 1.5), 20.0, allocation=((5, 17.0), (6, 17.0))),
+                                                   TxContext("agv-2", 700, (3.0, 2.0, 1.5), 20.0, allocation=())))  # fmt: skip
+    store.add_snapshot(snap)
+    assert store.snapshots(limit=1) == [snap]
 
 
 def test_alarm_lifecycle(store):

@@ -122,3 +122,40 @@ def test_cell_gain_matrix_lists_only_valid_cells():
     x, y = cg.positions_m[:, 0], cg.positions_m[:, 1]
     np.testing.assert_allclose(cg.gain_db[:, 1], -50 - 2 * x - y, atol=1e-4)
     np.testing.assert_allclose(cg.gain_lin, 10 ** (cg.gain_db / 10))
+
+
+# ------------------------------------------------------------------------- the spectral twin
+
+
+def test_sub_band_prediction_puts_power_only_where_it_is_allocated_and_sums_to_the_wideband_one():
+    from central.live import TxContext
+    from contracts.band_plan import BandPlan
+
+    plan = BandPlan(3.7e9)
+    widths = [b.width_hz for b in plan.grid]
+    p = make_predictor([plane_db(), plane_db(-70, 1.0, 0.5)], noise_dbm=-95.0)
+    agv = TxContext("agv-1", 0, (1.2, 2.1, 1.5), 20.0, allocation=((5, 17.0), (6, 17.0)))
+    ue = TxContext("ue-2", 0, (3.0, 0.5, 1.5), 10.0)  # no allocation reported: spread over the PRB grid
+    txs = [agv, ue]
+    powers = np.array([t.subband_powers_dbm(plan) for t in txs])
+    spec = p.predict_subbands([t.position_m for t in txs], powers, widths, plan.occupied_hz)
+    assert spec.shape == (2, 16)
+    wide = p.predict([t.position_m for t in txs], [10 * np.log10(10**1.7 * 2), 10.0])
+    np.testing.assert_allclose(10 * np.log10((10 ** (spec / 10)).sum(axis=1)), wide, atol=1e-6)
+    g = p.lookup(np.array([agv.position_m])).gain_db[0]
+    noise_5 = 10 ** (-9.5) * widths[5] / plan.occupied_hz
+    ue_5 = 10 ** ((10 + p.lookup(np.array([ue.position_m])).gain_db[0] + 10 * np.log10(widths[5] / plan.occupied_hz)) / 10)
+    np.testing.assert_allclose(spec[:, 5], 10 * np.log10(10 ** ((17 + g) / 10) + ue_5 + noise_5), atol=1e-9)
+    idle = p.predict_subbands(np.zeros((0, 3)), np.zeros((0, 16)), widths, plan.occupied_hz)
+    np.testing.assert_allclose(10 * np.log10((10 ** (idle / 10)).sum(axis=1)), [-95.0, -95.0], atol=1e-9)
+
+
+def test_an_idle_transmitter_adds_nothing_to_the_wideband_prediction():
+    from central.detection.assembly import SnapshotAssembler
+    from central.live import TxContext
+
+    p = make_predictor([plane_db(), plane_db(-70, 1.0, 0.5)])
+    asm = SnapshotAssembler(p)
+    busy = TxContext("agv-1", 0, (1.2, 2.1, 1.5), 20.0)
+    idle = TxContext("agv-2", 0, (3.0, 0.5, 1.5), 20.0, allocation=())
+    np.testing.assert_allclose(asm.predict([busy, idle]), asm.predict([busy]))

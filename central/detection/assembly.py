@@ -162,7 +162,9 @@ class SnapshotAssembler:
         return tuple(sorted(fresh, key=lambda c: c.tx_id))
 
     def predict(self, txs: Sequence[TxContext]) -> np.ndarray:
-        """Twin prediction (dBm per SU) for these transmitters (noise floor included)."""
+        """Twin prediction (dBm per SU) for these transmitters (noise floor included); a transmitter
+        the scheduler left idle (an empty allocation) sends nothing."""
+        txs = [c for c in txs if c.transmitting]
         if not txs:
             return np.full(self.predictor.num_su, self.predictor.noise_floor_dbm)
         xy = np.array([c.position_m[:2] for c in txs], dtype=np.float64)

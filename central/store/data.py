@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from central.live import Snapshot, TxContext
 from central.store.base import StoreBase, StoreError, now_ns
-from central.store.records import _finite, _floats_json, snapshot_from_dict
+from central.store.records import _finite, _floats_json, allocation_tuple, snapshot_from_dict
 from node.protocol import IngestAck, IngestBatch, Measurement
 
 
@@ -66,10 +66,10 @@ class DataQueries(StoreBase):
     def add_context(self, txs: Sequence[TxContext], received_ns: int | None = None) -> int:
         """Store context reports; a repeated (tx_id, t_ns) replaces the earlier report."""
         received_ns = now_ns() if received_ns is None else received_ns
-        rows = [(t.tx_id, t.t_ns, *map(float, t.position_m), t.power_dbm, t.f_center_hz, t.bandwidth_hz, received_ns)
-                for t in txs]  # fmt: skip
+        rows = [(t.tx_id, t.t_ns, *map(float, t.position_m), t.power_dbm, t.f_center_hz, t.bandwidth_hz, received_ns,
+                 None if t.allocation is None else json.dumps([list(a) for a in t.allocation])) for t in txs]  # fmt: skip
         with self._write() as c:
-            c.executemany("INSERT OR REPLACE INTO context VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            c.executemany("INSERT OR REPLACE INTO context VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
         return len(rows)
 
     def latest_context(self, at_ns: int | None = None, max_age_s: float | None = None) -> list[TxContext]:
@@ -80,12 +80,13 @@ class DataQueries(StoreBase):
         if max_age_s is not None:
             oldest = (now_ns() if at_ns is None else at_ns) - int(max_age_s * 1e9)
         rows = self._r().execute(
-            "SELECT c.tx_id, c.t_ns, c.x, c.y, c.z, c.power_dbm, c.f_center_hz, c.bandwidth_hz FROM context c "
+            "SELECT c.tx_id, c.t_ns, c.x, c.y, c.z, c.power_dbm, c.f_center_hz, c.bandwidth_hz, c.allocation FROM context c "
             "JOIN (SELECT tx_id, max(t_ns) AS t FROM context WHERE t_ns <= ? GROUP BY tx_id) l "
             "ON c.tx_id = l.tx_id AND c.t_ns = l.t WHERE c.t_ns >= ? ORDER BY c.tx_id",
             [at, oldest],
         ).fetchall()
-        return [TxContext(r[0], r[1], (r[2], r[3], r[4]), r[5], r[6], r[7]) for r in rows]
+        return [TxContext(r[0], r[1], (r[2], r[3], r[4]), r[5], r[6], r[7], allocation_tuple(None if r[8] is None else json.loads(r[8])))
+                for r in rows]  # fmt: skip
 
     # --------------------------------------------------------------------------------- snapshots
     def add_snapshot(self, snap: Snapshot) -> int:

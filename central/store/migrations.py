@@ -92,9 +92,11 @@ def _m4_viewers_scrapers(c: sqlite3.Connection) -> None:
 def _m5_band_plans(c: sqlite3.Connection) -> None:
     """The band plan each reading's sub-bands were measured against (node.protocol.Measurement.band_plan;
     '' for readings before band plans), and each node's latest, so that GET /nodes can flag a node
-    whose plan is not the site's."""
+    whose plan is not the site's; and each context report's scheduler allocation over the plan (JSON
+    [[sub-band, dBm], …]; NULL: not reported)."""
     c.execute("ALTER TABLE measurements ADD COLUMN band_plan TEXT NOT NULL DEFAULT ''")
     c.execute("ALTER TABLE nodes ADD COLUMN last_band_plan TEXT")
+    c.execute("ALTER TABLE context ADD COLUMN allocation TEXT")
 
 
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m1_initial, _m2_node_stats_operators_retention,

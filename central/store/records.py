@@ -42,8 +42,14 @@ def _tuple_or_none(v) -> tuple | None:
 def snapshot_from_dict(d: dict) -> Snapshot:
     """Inverse of :meth:`Snapshot.to_dict` (lists back to tuples)."""
     sus = tuple(SuState(**{**s, "position_m": tuple(s["position_m"])}) for s in d["sus"])
-    txs = tuple(TxContext(**{**t, "position_m": tuple(t["position_m"])}) for t in d["txs"])
+    txs = tuple(TxContext(**{**t, "position_m": tuple(t["position_m"]), "allocation": allocation_tuple(t.get("allocation"))})
+                for t in d["txs"])  # fmt: skip
     return Snapshot(**{**d, "sus": sus, "txs": txs, "suspected_position_m": _tuple_or_none(d.get("suspected_position_m"))})
+
+
+def allocation_tuple(allocation) -> tuple[tuple[int, float], ...] | None:
+    """A TxContext allocation from JSON ([[sub-band, dBm], …] or null) back to tuples."""
+    return None if allocation is None else tuple((int(b), float(p)) for b, p in allocation)
 
 
 def _floats_json(values: Sequence[float]) -> str:
