@@ -4,7 +4,9 @@ In a plant the positions come from the RAN or the AGV fleet manager, with their 
 error; here they come from the simulated world's scenario (true positions at scenario time) plus a
 radial error ~ N(0, 0.37 m) in a uniform direction (the paper's DT inaccuracy), clipped to the hall.
 The feed posts them to the central unit's context API with its integration token, like any other
-integration. Jammers are, of course, never reported.
+integration. With a :class:`sim.scheduler.Scheduler` it also reports each transmitter's allocation
+over the band plan, as a RAN's scheduler would (its power then the allocation's total). Jammers are,
+of course, never reported.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import httpx
 import numpy as np
 
 from central.live import TxContext
+from sim.scheduler import Scheduler
 from sim.world import World
 
 log = logging.getLogger(__name__)
@@ -27,8 +30,9 @@ CONTEXT_PATH = "/api/v1/context"
 class ContextFeed:
     def __init__(self, world: World, start_time_s: float, hall_xy_m: tuple[float, float],
                  localisation_error_m: float = 0.37, seed: int = 11,
-                 clock: Callable[[], float] = time.time):  # fmt: skip
+                 clock: Callable[[], float] = time.time, scheduler: Scheduler | None = None):  # fmt: skip
         self.world = world
+        self.scheduler = scheduler
         self.start_time_s = start_time_s
         self.hall_xy_m = hall_xy_m
         self.error_m = localisation_error_m
@@ -45,14 +49,20 @@ class ContextFeed:
             a = self._rng.uniform(0.0, 2 * math.pi)
             x = min(max(s.position_m[0] + r * math.cos(a), 0.0), self.hall_xy_m[0])
             y = min(max(s.position_m[1] + r * math.sin(a), 0.0), self.hall_xy_m[1])
-            out.append(TxContext(s.id, t_ns, (x, y, s.position_m[2]), s.tx_power_dbm, 0.0, s.bandwidth_hz))
+            power, allocation = s.tx_power_dbm, None
+            if self.scheduler is not None:
+                allocation = self.scheduler.allocation_dbm(s.id, now_s - self.start_time_s, s.tx_power_dbm)
+                power = self.scheduler.total_dbm(allocation) if allocation else s.tx_power_dbm
+            out.append(TxContext(s.id, t_ns, (x, y, s.position_m[2]), power, 0.0, s.bandwidth_hz, allocation))
         return out
 
 
 def context_payload(reports: list[TxContext]) -> dict:
     return {"transmitters": [{"tx_id": r.tx_id, "t_ns": r.t_ns, "position_m": list(r.position_m),
-                              "power_dbm": r.power_dbm, "f_center_hz": r.f_center_hz,
-                              "bandwidth_hz": r.bandwidth_hz} for r in reports]}  # fmt: skip
+                              "power_dbm": r.power_dbm, "f_center_hz": r.f_center_hz, "bandwidth_hz": r.bandwidth_hz,
+                              **({} if r.allocation is None else
+                                 {"allocation": [{"subband": b, "power_dbm": p} for b, p in r.allocation]})}
+                             for r in reports]}  # fmt: skip
 
 
 def run_feed(feed: ContextFeed, central_url: str, token: str, period_s: float = 0.5,
