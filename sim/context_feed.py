@@ -4,9 +4,10 @@ In a plant the positions come from the RAN or the AGV fleet manager, with their 
 error; here they come from the simulated world's scenario (true positions at scenario time) plus a
 radial error ~ N(0, 0.37 m) in a uniform direction (the paper's DT inaccuracy), clipped to the hall.
 The feed posts them to the central unit's context API with its integration token, like any other
-integration. With a :class:`sim.scheduler.Scheduler` it also reports each transmitter's allocation
-over the band plan, as a RAN's scheduler would (its power then the allocation's total). Jammers are,
-of course, never reported.
+integration. When the scenario has a scheduler (``[scheduler]``: :mod:`sim.scheduler`), it also
+reports each transmitter's allocation over the band plan, as a RAN's scheduler would (its power then
+the allocation's total), the same allocation the world's radios transmit. Jammers are, of course,
+never reported.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import httpx
 import numpy as np
 
 from central.live import TxContext
-from sim.scheduler import Scheduler
 from sim.world import World
 
 log = logging.getLogger(__name__)
@@ -30,9 +30,9 @@ CONTEXT_PATH = "/api/v1/context"
 class ContextFeed:
     def __init__(self, world: World, start_time_s: float, hall_xy_m: tuple[float, float],
                  localisation_error_m: float = 0.37, seed: int = 11,
-                 clock: Callable[[], float] = time.time, scheduler: Scheduler | None = None):  # fmt: skip
+                 clock: Callable[[], float] = time.time):  # fmt: skip
         self.world = world
-        self.scheduler = scheduler
+        self.scheduler = world.scheduler  # the scenario's: the world's radios transmit what it allocates
         self.start_time_s = start_time_s
         self.hall_xy_m = hall_xy_m
         self.error_m = localisation_error_m

@@ -59,7 +59,9 @@ from contracts.gain_maps import GAIN_FLOOR_DB, GainMapFile
 from contracts.toml_fields import ConfigError, Fields
 from node.sdr.base import IQBuffer, SdrReadError
 from node.sdr.simulated import Emitter, ReceiverModel, SimulatedSdr, Waveform
+from contracts.band_plan import BandPlan, BandPlanError
 from sim.impairments import Impairments
+from sim.scheduler import Scheduler, SchedulerSettings
 
 ROLES = ("legitimate", "jammer")
 WAVEFORMS: tuple[str, ...] = get_args(Waveform)
@@ -96,6 +98,9 @@ class ScenarioEmitter:
     period_s: float = 1e-3
     start_s: float = 0.0
     end_s: float | None = None  # exclusive; None: active until the scenario ends
+    # a jammer that mimics this legitimate emitter: it transmits in the sub-bands the scheduler gives
+    # that one (a deceptive jammer), at its own spectral density; needs a [scheduler]
+    follows: str | None = None
 
     def is_active(self, t_s: float) -> bool:
         return self.start_s <= t_s and (self.end_s is None or t_s < self.end_s)
@@ -143,6 +148,8 @@ class Scenario:
     emitters: tuple[ScenarioEmitter, ...]
     center_hz: float | None = None  # what the emitters' offset_hz are relative to; None: the tuned centre
     description: str = ""
+    band_plan: BandPlan | None = None  # [band]: the monitored carrier the scheduler allocates in
+    scheduler: SchedulerSettings | None = None  # [scheduler]: legitimate emitters follow its allocations
 
     def active_at(self, t_s: float) -> list[ScenarioEmitter]:
         return [e for e in self.emitters if e.is_active(t_s)]
@@ -173,6 +180,27 @@ def _scenario(top: Fields) -> Scenario:
     description = head.string("description") if head.has("description") else ""
     center_hz = head.real("center_hz", 1e6, 1e11) if head.has("center_hz") else None
     head.reject_unknown()
+    band_plan = scheduler = None
+    if top.has("band"):
+        try:
+            band_plan = BandPlan.from_dict(top.sub("band").table, default_center_hz=center_hz)
+        except BandPlanError as e:
+            raise top.error("band", str(e)) from None
+        if center_hz is None:
+            center_hz = band_plan.center_hz
+        elif center_hz != band_plan.center_hz:
+            raise top.error("band", f"center_hz {band_plan.center_hz:g} is not the scenario's {center_hz:g}")
+    if top.has("scheduler"):
+        if band_plan is None:
+            raise top.error("scheduler", "needs the [band] plan it allocates in")
+        g = top.sub("scheduler")
+        try:
+            scheduler = SchedulerSettings(g.real("period_s", 1e-3, 3600.0, default=1.0), g.real("load_min", 0.0, 1.0, default=0.2),
+                                          g.real("load_max", 0.0, 1.0, default=0.9), g.real("idle_probability", 0.0, 1.0, default=0.15),
+                                          g.integer("seed", 0, 2**31 - 1, default=0))  # fmt: skip
+        except ValueError as e:
+            raise g.error("load_min" if "load" in str(e) else "idle_probability", str(e)) from None
+        g.reject_unknown()
 
     items = top.raw("emitters", [])
     if not isinstance(items, list) or not items:
@@ -186,7 +214,13 @@ def _scenario(top: Fields) -> Scenario:
             raise f.error("id", f"duplicate emitter id {e.id!r}")
         emitters.append(e)
     top.reject_unknown()
-    return Scenario(name, tuple(emitters), center_hz, description)
+    legitimate = {e.id for e in emitters if e.role == "legitimate"}
+    for i, e in enumerate(emitters):
+        if e.follows is not None and (scheduler is None or e.follows not in legitimate or e.role != "jammer"):
+            why = ("needs a [scheduler]" if scheduler is None else "only a jammer follows" if e.role != "jammer"
+                   else f"{e.follows!r} is not a legitimate emitter of this scenario")  # fmt: skip
+            raise ScenarioError(f"{top.source}: emitters[{i}] ({e.id}).follows: {why}")
+    return Scenario(name, tuple(emitters), center_hz, description, band_plan, scheduler)
 
 
 def _emitter(f: Fields) -> ScenarioEmitter:
@@ -216,6 +250,7 @@ def _emitter(f: Fields) -> ScenarioEmitter:
         period_s=f.real("period_s", 1e-9, 3600.0, default=1e-3),
         start_s=start,
         end_s=end,
+        follows=f.string("follows") if f.has("follows") else None,
     )
     f.reject_unknown()
     if moving and not e.loop_length_m > 0:
@@ -262,6 +297,10 @@ class World:
         self._su_index = {su: j for j, su in enumerate(maps.su_ids)}
         for e in scenario.emitters:
             self._check_emitter(e)
+        self.scheduler: Scheduler | None = None  # the scenario's, allocating to its legitimate emitters
+        if scenario.scheduler is not None:
+            legit = [e.id for e in scenario.emitters if e.role == "legitimate"]
+            self.scheduler = Scheduler(scenario.band_plan, legit, scenario.scheduler)  # type: ignore[arg-type]
 
     @classmethod
     def load(cls, maps_path: str | Path, scenario_path: str | Path) -> World:
@@ -301,11 +340,33 @@ class World:
         if not active:
             return []
         gain_db = self._gains.lookup([e.position_at(t_s) for e in active]).gain_db[:, j]
+        allocated = self.scheduler.subbands_at(t_s) if self.scheduler is not None else {}
         out = []
         for e, g in zip(active, gain_db):
             rx_dbm = e.tx_power_dbm + float(g)
             if g > GAIN_FLOOR_DB + 1e-6 and rx_dbm >= NEGLIGIBLE_DBM:
-                out.append(e.as_received(rx_dbm))
+                scheduled = e.follows or (e.id if e.role == "legitimate" else None)
+                if scheduled in allocated:
+                    out += self._in_subbands(e, rx_dbm, allocated[scheduled])
+                else:
+                    out.append(e.as_received(rx_dbm))
+        return out
+
+    def _in_subbands(self, e: ScenarioEmitter, rx_dbm: float, subbands: tuple[int, ...]) -> list[Emitter]:
+        """A scheduled emitter as received: one signal per run of consecutive allocated sub-bands, at the
+        power spectral density of ``rx_dbm`` over the whole PRB grid (nothing when idle)."""
+        plan = self.scenario.band_plan
+        grid = plan.grid  # type: ignore[union-attr]
+        out, run = [], []
+        for b in sorted(subbands) + [None]:
+            if run and (b is None or b != run[-1] + 1):
+                lo, hi = grid[run[0]].low_hz, grid[run[-1]].high_hz
+                share_db = 10 * math.log10((hi - lo) / plan.occupied_hz)  # type: ignore[union-attr]
+                out.append(dataclasses.replace(e.as_received(rx_dbm + share_db), offset_hz=(lo + hi) / 2 - plan.center_hz,  # type: ignore[union-attr]
+                                               bandwidth_hz=hi - lo))  # fmt: skip
+                run = []
+            if b is not None:
+                run.append(b)
         return out
 
     def _check_emitter(self, e: ScenarioEmitter) -> None:

@@ -16,6 +16,7 @@ from sim.context_feed import ContextFeed, context_payload
 from sim.scheduler import Scheduler, SchedulerSettings
 from sim.world import World
 from tests.test_node_simworld import LEGIT_AND_JAMMER, LOOP, scenario, synthetic_maps
+from tests.test_sim_spectral_world import MIMIC
 
 PLAN = BandPlan(3.7e9)
 TXS = ["agv-1", "agv-2", "agv-3"]
@@ -64,23 +65,25 @@ def test_bad_settings_are_refused():
 
 
 def test_the_feed_reports_allocations_the_central_unit_accepts(tmp_path):
-    world = World(synthetic_maps(tmp_path), scenario(LEGIT_AND_JAMMER + LOOP))
+    from tests.test_sim_spectral_world import PLAN as PLAN_20MHZ, SCHEDULED
+
+    world = World(synthetic_maps(tmp_path), scenario(SCHEDULED + MIMIC))
     t0 = 1.8e9  # the wall clock of the feed: scenario time 40 s is t0 + 40
     clock = iter([t0 + 40.0 + k for k in range(30)])
-    feed = ContextFeed(world, t0, (10.0, 8.0), clock=lambda: next(clock),
-                       scheduler=Scheduler(PLAN, ["gnb", "agv"], SchedulerSettings(seed=2)))  # fmt: skip
+    feed = ContextFeed(world, t0, (10.0, 8.0), clock=lambda: next(clock))
     seen_idle = seen_busy = False
     for _ in range(30):
         reports = feed.reports()
         assert [r.tx_id for r in reports] == ["gnb", "agv"]  # the jammer is never reported
         update = ContextUpdate.model_validate(context_payload(reports))
         for r, t in zip(reports, update.transmitters):
-            got = checked_allocation(t, PLAN, r.tx_id)  # the API's own checks: ids, sum of powers
+            got = checked_allocation(t, PLAN_20MHZ, r.tx_id)  # the API's own checks: ids, sum of powers
             assert got == r.allocation
             seen_idle |= got == ()
             seen_busy |= bool(got)
     assert seen_idle and seen_busy
-    plain = ContextFeed(world, t0, (10.0, 8.0), clock=lambda: t0 + 40.0)
-    assert all(r.allocation is None for r in plain.reports())
+    plain = ContextFeed(World(synthetic_maps(tmp_path), scenario(LEGIT_AND_JAMMER + LOOP)), t0, (10.0, 8.0),
+                        clock=lambda: t0 + 40.0)  # fmt: skip
+    assert all(r.allocation is None for r in plain.reports())  # no scheduler in the scenario: none reported
     assert "allocation" not in context_payload(plain.reports())["transmitters"][0]
     assert dataclasses.replace(plain.reports()[0], allocation=()).transmitting is False
