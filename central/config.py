@@ -23,8 +23,8 @@ Example (every key, with its default where it has one)::
     detector = "fusion"                     # detector kind the live engine runs (models.detectors: ed, lof, gls, glrt, bayes, …);
                                             # fusion (ED + bayes): chosen on validation worlds (docs/results/realism.md)
     integration = "cusum"                   # "cusum": alarms from a CUSUM of the scores; "none": per snapshot
-    cusum_drift = 1.75                      # CUSUM drift and threshold, in standard deviations of a normal
-    cusum_threshold = 33.6                  # snapshot's score (docs/results/operating_point.md)
+    cusum_drift = 1.5                       # CUSUM drift and threshold, in standard deviations of a normal
+    cusum_threshold = 57.3                  # snapshot's score (docs/results/operating_point.md)
 
     [twin]
     predictor = "maps"                      # "maps": the ray-traced gain maps; "surrogate": an ONNX path-loss model
@@ -97,8 +97,8 @@ DEFAULT_DETECTOR = "fusion"
 INTEGRATIONS = ("none", "cusum")  # central.detection.sequential
 # The product's CUSUM operating point (z units), chosen on a replayed validation day by
 # bench/operating_point.py (docs/results/operating_point.md).
-DEFAULT_CUSUM_DRIFT = 1.75
-DEFAULT_CUSUM_THRESHOLD = 33.6
+DEFAULT_CUSUM_DRIFT = 1.5
+DEFAULT_CUSUM_THRESHOLD = 57.3
 
 __all__ = ["CentralConfig", "ConfigError", "load_config", "parse_config", "TokenEntry"]
 
