@@ -58,6 +58,13 @@ Example (every key, with its default where it has one)::
     failed_auth_per_s = 1.0                 # failed authentications per client address; 0: no limit
     failed_auth_burst = 20                  # ... at once, before every request from there gets 429
 
+    [webhooks]                              # alarm transitions POSTed to the scheduler (central/webhooks.py)
+    urls = ["https://scheduler.hall:9443/rftwin"]   # none: no webhooks
+    secret_file = "/etc/rftwin/webhook.key" # or secret = "…": the HMAC-SHA256 key receivers check
+    timeout_s = 5.0                         # per POST
+    backoff_initial_s = 1.0                 # a failed POST is retried after this, doubling ...
+    backoff_max_s = 300.0                   # ... up to this; undelivered events survive restarts
+
     [[integrations]]                        # context feeds (POST /api/v1/context); also `integration add`
     name = "ran-scheduler"
     token_sha256 = "<64 hex digits>"        # sha256 of the token, never the token itself
@@ -187,6 +194,17 @@ class LimitsConfig:
 
 
 @dataclass(frozen=True)
+class WebhookConfig:
+    """``[webhooks]``: where alarm transitions are POSTed, HMAC-signed with ``secret``."""
+
+    urls: tuple[str, ...] = ()
+    secret: str = ""
+    timeout_s: float = 5.0
+    backoff_initial_s: float = 1.0
+    backoff_max_s: float = 300.0
+
+
+@dataclass(frozen=True)
 class TokenEntry:
     """A named credential: only the SHA-256 (hex) of the token is ever stored."""
 
@@ -211,6 +229,7 @@ class CentralConfig:
     scrapers: tuple[TokenEntry, ...] = ()
     twin: TwinConfig = field(default_factory=TwinConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
+    webhooks: WebhookConfig = field(default_factory=WebhookConfig)
 
     def configured(self, kind: str) -> tuple[TokenEntry, ...]:
         """The credentials of ``kind`` (integration, operator, viewer, scraper) given in the file."""
@@ -231,6 +250,34 @@ class CentralConfig:
 
     def load_site(self) -> Site:
         return resolve_site(self.site)
+
+
+def _webhooks(f: Fields) -> WebhookConfig:
+    urls = f.raw("urls", [])
+    if not isinstance(urls, list) or not all(isinstance(u, str) and re.match(r"^https?://[^/\s]+", u) for u in urls):
+        raise f.error("urls", f"expected a list of http:// or https:// URLs, got {urls!r}")
+    if len(set(urls)) < len(urls):
+        raise f.error("urls", "a URL appears twice")
+    if f.has("secret") and f.has("secret_file"):
+        raise f.error("secret", "give secret or secret_file, not both")
+    secret = ""
+    if f.has("secret_file"):
+        path = f.path("secret_file")
+        try:
+            secret = path.read_text().strip()  # type: ignore[union-attr]
+        except OSError as e:
+            raise f.error("secret_file", f"cannot read {path}: {e.strerror or e}") from None
+    elif f.has("secret"):
+        secret = f.string("secret")
+    if urls and len(secret) < 16:
+        raise f.error("secret", "webhooks need an HMAC key of at least 16 characters (secret or secret_file): "
+                      "receivers check every body against it")  # fmt: skip
+    cfg = WebhookConfig(tuple(urls), secret, f.real("timeout_s", 0.1, 300.0, default=5.0),
+                        f.real("backoff_initial_s", 0.01, 3600.0, default=1.0), f.real("backoff_max_s", 0.01, 86_400.0, default=300.0))  # fmt: skip
+    if cfg.backoff_max_s < cfg.backoff_initial_s:
+        raise f.error("backoff_max_s", "must be >= backoff_initial_s")
+    f.reject_unknown()
+    return cfg
 
 
 def load_config(path: str | Path) -> CentralConfig:
@@ -325,6 +372,8 @@ def parse_config(data: dict, source: str = "<config>", base_dir: Path | None = N
     )
     mf.reject_unknown()
 
+    webhooks = _webhooks(top.sub("webhooks"))
+
     integrations = tuple(_token_entry(f) for f in top.subs("integrations"))
     if isinstance(top.table.get("operators"), dict):  # the single-table form
         of = top.sub("operators")
@@ -343,7 +392,7 @@ def parse_config(data: dict, source: str = "<config>", base_dir: Path | None = N
     top.reject_unknown()
     return CentralConfig(site, data_dir, listen, advertise, tls, detection, retention, limits,
                          integrations, operators, source, twin=twin, viewers=viewers, scrapers=scrapers,
-                         store=store)  # fmt: skip
+                         store=store, webhooks=webhooks)  # fmt: skip
 
 
 def _twin_config(f: Fields, site: str) -> TwinConfig:

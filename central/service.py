@@ -51,6 +51,7 @@ from central.events import EventBus
 from central.http_limits import uvicorn_limits
 from central.store import SCHEMA_VERSION, Store, StoreError, StoreFileError
 from central.store.integrity import EX_CANTCREAT, EX_DATAERR, EX_TEMPFAIL, open_error, preflight
+from central.webhooks import WebhookDispatcher
 from contracts.sd_notify import Notifier, watchdog_interval_s
 
 log = logging.getLogger("rftwin.central")
@@ -99,6 +100,8 @@ class CentralService:
         if self.store.corrupt is None:  # it writes; a corrupt store refuses that
             for w in assign_missing_sus(self.store, self.site):
                 log.warning("%s", w)
+        self.store.set_webhook_urls(config.webhooks.urls)  # alarm transitions go to the outbox from now on
+        self.webhooks = WebhookDispatcher(self.store, config.webhooks) if config.webhooks.urls else None
         self.bus = EventBus()
         self.state = AppState(config, self.store, self.bus, self.site)
         factory = engine_factory or (_optional(ENGINE_FACTORY) if use_default_plugins else None)
@@ -179,6 +182,9 @@ class CentralService:
             self._announce()
             purge = asyncio.create_task(self._purge_loop())
             integrity = asyncio.create_task(self._integrity_loop())
+            if self.webhooks is not None:
+                self.webhooks.start()
+                log.info("webhooks: alarm transitions to %s", ", ".join(cfg.webhooks.urls))
             if cfg.advertise:
                 adv = await self._advertise()
             self._ready.set()
@@ -202,6 +208,8 @@ class CentralService:
                     log.warning("zeroconf goodbye failed: %s", e)
             if self.engine is not None and hasattr(self.engine, "stop"):
                 self.engine.stop()
+            if self.webhooks is not None:
+                self.webhooks.stop()
             recorder = getattr(self.app.state, "dashboard_recorder", None)
             if recorder is not None:
                 recorder.stop()

@@ -284,7 +284,7 @@ def test_retention_purges_old_measurements_context_and_snapshots_but_keeps_alarm
     store.add_snapshot(snapshot(now - 31 * day))
     store.add_snapshot(snapshot(now - 29 * day))
     store.open_alarm("residual", now - 365 * day)
-    assert store.purge(7, 30, now=now, chunk=2) == {"measurements": 3, "context": 1, "snapshots": 1}
+    assert store.purge(7, 30, now=now, chunk=2) == {"measurements": 3, "context": 1, "snapshots": 1, "webhook_outbox": 0}
     assert store.seqs("su01") == [3, 4] and store.count("context") == 1 and store.count("snapshots") == 1
     assert len(store.alarms()) == 1 and store.node_health(1.0)[0].records == 5  # lifetime count
 

@@ -8,11 +8,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from central.live import Alarm
-from central.store.base import ALARM_STATES, StoreBase, StoreError, now_ns
+from central.store.base import ALARM_STATES, StoreError, now_ns
 from central.store.records import ModelRecord, _finite
+from central.store.webhooks import WebhookQueries
 
 
-class AlarmQueries(StoreBase):
+class AlarmQueries(WebhookQueries):
     # ------------------------------------------------------------------------------------ alarms
     _ALARM_COLS = ("id, kind, state, start_ns, end_ns, peak_score, affected_sus, suspected_x, suspected_y, "
                    "acknowledged_by, acknowledged_ns")  # fmt: skip
@@ -35,7 +36,9 @@ class AlarmQueries(StoreBase):
                 "VALUES (?, 'active', ?, ?, ?, ?, ?)",
                 [kind, start_ns, _finite(peak_score), json.dumps(list(affected_sus)), *pos],
             )
-            return self._alarm_in(c, cur.lastrowid)  # type: ignore[return-value]
+            alarm = self._alarm_in(c, cur.lastrowid)
+            self._enqueue_event(c, "raised", {"alarm": alarm.to_dict()})  # type: ignore[union-attr]
+            return alarm  # type: ignore[return-value]
 
     def update_alarm(self, alarm_id: int, *, peak_score: float | None = None, affected_sus: Sequence[str] | None = None,
                      suspected_position_m: Sequence[float] | None = None) -> Alarm:  # fmt: skip
@@ -55,10 +58,14 @@ class AlarmQueries(StoreBase):
 
     def clear_alarm(self, alarm_id: int, end_ns: int) -> Alarm:
         with self._write() as c:
-            if c.execute("UPDATE alarms SET state = 'cleared', end_ns = ? WHERE id = ? AND state = 'active'",
-                         [end_ns, alarm_id]).rowcount == 0 and self._alarm_in(c, alarm_id) is None:  # fmt: skip
+            changed = c.execute("UPDATE alarms SET state = 'cleared', end_ns = ? WHERE id = ? AND state = 'active'",
+                                [end_ns, alarm_id]).rowcount  # fmt: skip
+            alarm = self._alarm_in(c, alarm_id)
+            if alarm is None:
                 raise StoreError(f"no alarm {alarm_id}")
-            return self._alarm_in(c, alarm_id)  # type: ignore[return-value]
+            if changed:
+                self._enqueue_event(c, "cleared", {"alarm": alarm.to_dict()})
+            return alarm
 
     def put_alarm(self, alarm: Alarm) -> Alarm:
         """Write an alarm record as the live engine has it (raised, updated or cleared), by its id:
@@ -70,7 +77,8 @@ class AlarmQueries(StoreBase):
         if alarm.state not in ALARM_STATES:
             raise StoreError(f"alarm state must be one of {', '.join(ALARM_STATES)}, got {alarm.state!r}")
         with self._write() as c:
-            exists = alarm.id > 0 and c.execute("SELECT 1 FROM alarms WHERE id = ?", [alarm.id]).fetchone()
+            before = self._alarm_in(c, alarm.id) if alarm.id > 0 else None
+            exists = before is not None
             if exists:
                 c.execute("UPDATE alarms SET kind = ?, state = ?, start_ns = ?, end_ns = ?, peak_score = ?, "
                           "affected_sus = ?, suspected_x = ?, suspected_y = ? WHERE id = ?", [*values, alarm.id])  # fmt: skip
@@ -80,14 +88,22 @@ class AlarmQueries(StoreBase):
                                 "suspected_x, suspected_y) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                                 [alarm.id if alarm.id > 0 else None, *values])  # fmt: skip
                 alarm_id = cur.lastrowid
-            return self._alarm_in(c, alarm_id)  # type: ignore[return-value]
+            stored = self._alarm_in(c, alarm_id)
+            event = ("raised" if before is None and alarm.state == "active" else
+                     "cleared" if alarm.state == "cleared" and (before is None or before.state == "active") else None)  # fmt: skip
+            if event:
+                self._enqueue_event(c, event, {"alarm": stored.to_dict()})  # type: ignore[union-attr]
+            return stored  # type: ignore[return-value]
 
     def acknowledge_alarm(self, alarm_id: int, by: str, t_ns: int | None = None) -> Alarm | None:
         """Record who acknowledged the alarm (the first acknowledgement is kept); None if there is none."""
         with self._write() as c:
-            c.execute("UPDATE alarms SET acknowledged_by = ?, acknowledged_ns = ? WHERE id = ? AND acknowledged_by IS NULL",
-                      [by, now_ns() if t_ns is None else t_ns, alarm_id])  # fmt: skip
-            return self._alarm_in(c, alarm_id)
+            changed = c.execute("UPDATE alarms SET acknowledged_by = ?, acknowledged_ns = ? WHERE id = ? AND acknowledged_by IS NULL",
+                                [by, now_ns() if t_ns is None else t_ns, alarm_id]).rowcount  # fmt: skip
+            alarm = self._alarm_in(c, alarm_id)
+            if changed and alarm is not None:
+                self._enqueue_event(c, "acknowledged", {"alarm": alarm.to_dict()})
+            return alarm
 
     def alarm(self, alarm_id: int) -> Alarm | None:
         return self._alarm_in(self._r(), alarm_id)

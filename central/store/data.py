@@ -109,7 +109,8 @@ class DataQueries(StoreBase):
     def purge(self, measurements_days: float, snapshots_days: float, now: int | None = None,
               chunk: int = 50_000) -> dict[str, int]:  # fmt: skip
         """Delete measurements and context received more than ``measurements_days`` ago and snapshots
-        older than ``snapshots_days``. Alarms, nodes and models are kept. Deletes in chunks, each its
+        older than ``snapshots_days``, and delivered webhook events as old as the measurements. Alarms,
+        nodes and models are kept. Deletes in chunks, each its
         own transaction, so ingest is never held up for long."""
         now = now_ns() if now is None else now
         m_cut = now - int(measurements_days * 86_400e9)
@@ -120,6 +121,9 @@ class DataQueries(StoreBase):
             "context": ("DELETE FROM context WHERE rowid IN (SELECT rowid FROM context WHERE received_ns < ? LIMIT ?)",
                         m_cut),
             "snapshots": ("DELETE FROM snapshots WHERE id IN (SELECT id FROM snapshots WHERE t_ns < ? LIMIT ?)", s_cut),
+            # delivered webhook events, as old as the measurements purged; undelivered ones are kept
+            "webhook_outbox": ("DELETE FROM webhook_outbox WHERE id IN (SELECT id FROM webhook_outbox WHERE delivered_ns "
+                               "IS NOT NULL AND created_ns < ? LIMIT ?)", m_cut),
         }  # fmt: skip
         out = {}
         for name, (sql, cut) in jobs.items():

@@ -89,18 +89,24 @@ def _m4_viewers_scrapers(c: sqlite3.Connection) -> None:
         c.execute(f"CREATE TABLE {table} (name TEXT PRIMARY KEY, token_sha256 TEXT NOT NULL, created_ns INTEGER)")
 
 
-def _m5_band_plans(c: sqlite3.Connection) -> None:
+def _m5_band_plans_allocations_webhooks(c: sqlite3.Connection) -> None:
     """The band plan each reading's sub-bands were measured against (node.protocol.Measurement.band_plan;
     '' for readings before band plans), and each node's latest, so that GET /nodes can flag a node
-    whose plan is not the site's; and each context report's scheduler allocation over the plan (JSON
-    [[sub-band, dBm], …]; NULL: not reported)."""
+    whose plan is not the site's; each context report's scheduler allocation over the plan (JSON
+    [[sub-band, dBm], …]; NULL: not reported); and the webhook outbox (central.store.webhooks)."""
     c.execute("ALTER TABLE measurements ADD COLUMN band_plan TEXT NOT NULL DEFAULT ''")
     c.execute("ALTER TABLE nodes ADD COLUMN last_band_plan TEXT")
     c.execute("ALTER TABLE context ADD COLUMN allocation TEXT")
+    c.execute("""CREATE TABLE webhook_outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, url TEXT NOT NULL, event TEXT NOT NULL, body TEXT NOT NULL,
+        created_ns INTEGER NOT NULL, attempts INTEGER NOT NULL, next_ns INTEGER NOT NULL,
+        delivered_ns INTEGER, last_error TEXT)""")
+    c.execute("CREATE INDEX idx_webhook_pending ON webhook_outbox (url, id) WHERE delivered_ns IS NULL")
 
 
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m1_initial, _m2_node_stats_operators_retention,
-                                                          _m3_campaigns, _m4_viewers_scrapers, _m5_band_plans]  # fmt: skip
+                                                          _m3_campaigns, _m4_viewers_scrapers,
+                                                          _m5_band_plans_allocations_webhooks]  # fmt: skip
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
