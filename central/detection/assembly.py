@@ -116,6 +116,15 @@ class SnapshotAssembler:
     def knows_node(self, node_id: str) -> bool:
         return node_id in self._node_index
 
+    @property
+    def hall_xy_m(self) -> tuple[float, float]:
+        """The mapped floor (m) that context positions are clipped onto."""
+        return self._hall_xy
+
+    def su_index_of(self, node_id: str) -> int | None:
+        """The SU slot a node's readings fill (None: a node this twin does not know)."""
+        return self._node_index.get(node_id)
+
     # ------------------------------------------------------------------ updates (hot path)
 
     def update(self, m: Measurement) -> bool:
