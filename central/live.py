@@ -63,6 +63,10 @@ class SuState:
     residual_db: float | None
     stale: bool
     saturated: bool
+    # per sub-band of the site's band plan, when the SU's readings follow it (else empty): what it
+    # measured (None where stale) and what the twin expects from the scheduler's allocations
+    subband_measured_dbm: tuple[float | None, ...] = ()
+    subband_predicted_dbm: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,7 @@ class Snapshot:
     detector: str  # name of the detector that produced the score ("" if none)
     reason: str = ""  # "", "residual", "saturation", "insufficient data"
     suspected_position_m: tuple[float, float] | None = None
+    busy_subbands: tuple[int, ...] = ()  # sub-bands the scheduler gave a legitimate transmitter
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -86,6 +91,8 @@ class Snapshot:
         for su in d["sus"]:
             for k in ("measured_dbm", "predicted_dbm", "residual_db"):
                 su[k] = _finite_or_none(su[k])
+            for k in ("subband_measured_dbm", "subband_predicted_dbm"):
+                su[k] = [_finite_or_none(v) for v in su[k]]
         return d
 
 

@@ -229,6 +229,10 @@ class SuStateOut(BaseModel):
     residual_db: float | None
     stale: bool
     saturated: bool
+    subband_measured_dbm: list[float | None] = Field(default_factory=list, description="per sub-band of the band "
+                                                     "plan (GET /band-plan), when the SU's readings follow it")  # fmt: skip
+    subband_predicted_dbm: list[float | None] = Field(default_factory=list, description="the twin's per-sub-band "
+                                                      "prediction from the scheduler's allocations")  # fmt: skip
 
 
 class SnapshotOut(BaseModel):
@@ -244,6 +248,7 @@ class SnapshotOut(BaseModel):
     detector: str
     reason: str = ""
     suspected_position_m: list[float] | None = None
+    busy_subbands: list[int] = Field(default_factory=list, description="sub-bands allocated to a legitimate transmitter")
 
 
 class AlarmOut(BaseModel):

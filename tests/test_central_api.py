@@ -409,7 +409,8 @@ def test_snapshots_by_limit_and_since(central):
     assert [s["t_ns"] for s in got] == [400, 500]
     assert got[0]["anomalous"] and got[0]["suspected_position_m"] == [20.0, 10.0]
     assert got[0]["sus"][1] == {"su_id": "su02", "position_m": [12.5, 29.5, 1.5], "measured_dbm": None,
-                                "predicted_dbm": -62.0, "residual_db": None, "stale": True, "saturated": False}  # fmt: skip
+                                "predicted_dbm": -62.0, "residual_db": None, "stale": True, "saturated": False,
+                                "subband_measured_dbm": [], "subband_predicted_dbm": []}  # fmt: skip
     assert [s["t_ns"] for s in central.client.get("/api/v1/snapshots?since_ns=250", headers=VIEWER).json()] == [300, 400, 500]
     refused(central.client.get("/api/v1/snapshots?limit=0", headers=VIEWER), 422, "limit")
     refused(central.client.get("/api/v1/snapshots?limit=abc", headers=VIEWER), 422, "query.limit: Input should be a valid integer")

@@ -57,3 +57,26 @@ def test_readings_of_another_plan_stale_or_saturated_ones_are_not_used(spectral)
     assert r.usable.tolist() == [True, False] and np.isnan(r.residual_db[1]).all()
     assert np.isnan(spectral.assemble(T + 2 * 10**9, []).residual_db).all()  # stale after stale_s = 1 s
     assert spectral.stats == {"readings": 2, "other_plan": 3, "out_of_order": 1}
+
+
+def test_the_engines_snapshots_carry_each_sus_spectrum_and_the_busy_sub_bands(tmp_path):
+    import json
+
+    from central.detection.engine import DetectionEngine, EngineConfig
+    from central.store import Store
+
+    p = make_predictor([plane_db(), plane_db(-70, 1.0, 0.5)], noise_dbm=-95.0)
+    engine = DetectionEngine(p, EngineConfig(localise=False), band_plan=PLAN)
+    agv = TxContext("agv-1", T, (1.2, 2.1, 1.5), 17.0, allocation=((2, 14.0), (3, 14.0)))
+    engine.on_context([agv])
+    expected = engine.spectral.predict([agv])
+    engine.on_measurements([reading("su0", expected[0])])  # su1 never reports: stale
+    snap, _ = engine.evaluate(T + 10**8)
+    su0, su1 = snap.sus
+    assert su0.subband_measured_dbm == pytest.approx(tuple(expected[0])) and su0.subband_predicted_dbm == pytest.approx(tuple(expected[0]))
+    assert su1.subband_measured_dbm == () and len(su1.subband_predicted_dbm) == PLAN.subbands
+    assert snap.busy_subbands == (2, 3)
+    json.dumps(snap.to_dict(), allow_nan=False)  # what the API and the event stream send
+    with Store(tmp_path / "c.db") as store:
+        store.add_snapshot(snap)
+        assert store.snapshots(limit=1) == [snap]

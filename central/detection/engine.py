@@ -36,6 +36,7 @@ its store and returns the store's id (then the "raised" transition is already st
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 import time
@@ -50,8 +51,10 @@ from central.detection.alarms import AlarmTracker, AlarmTransition, counter_ids
 from central.detection.assembly import Residuals, SnapshotAssembler
 from central.detection.localise import PointSourceLocaliser
 from central.detection.sequential import Cusum, CusumSettings
-from central.live import Alarm, Snapshot, TxContext
+from central.detection.spectral import SpectralAssembler, SpectralResiduals
+from central.live import Alarm, Snapshot, SuState, TxContext
 from central.twin.predictor import Predictor
+from contracts.band_plan import BandPlan
 from models.detectors import (DetectorError, ResidualDetector, constructor_params, load_detector, make_detector,
                               model_paths)  # fmt: skip
 from node.protocol import Measurement
@@ -99,10 +102,13 @@ class DetectionEngine:
         localiser: PointSourceLocaliser | None = None,
         new_alarm_id: Callable[[Alarm], int] | None = None,
         node_to_su: Mapping[str, str] | None = None,
+        band_plan: BandPlan | None = None,
     ):
         self.predictor = predictor
         self.config = config
         self.assembler = SnapshotAssembler(predictor, config.stale_s, config.context_max_age_s, node_to_su)
+        # per-sub-band snapshots (measured vs expected) when readings follow the site's band plan
+        self.spectral = SpectralAssembler(self.assembler, band_plan) if band_plan is not None else None
         self.su_ids = self.assembler.su_ids
         n = len(self.su_ids)
         self.min_usable_sus = config.min_usable_sus if config.min_usable_sus is not None else (n + 1) // 2
@@ -123,20 +129,24 @@ class DetectionEngine:
         self._last_eval_ns: int | None = None
         self._lock = threading.Lock()
         self.last_residuals: Residuals | None = None
+        self.last_spectral: SpectralResiduals | None = None
         self.stats = {"evaluations": 0, "fallback": 0, NO_DETECTOR: 0, INSUFFICIENT: 0, "anomalous": 0,
                       "eval_us_last": 0.0, "eval_us_total": 0.0}  # fmt: skip
 
     @classmethod
     def from_twin(cls, twin, config: EngineConfig = EngineConfig(), **kwargs) -> DetectionEngine:
-        """An engine on a :class:`central.twin.Twin` (its predictor, SU order and gain-map cells)."""
-        return cls(twin.predictor, config, **kwargs)
+        """An engine on a :class:`central.twin.Twin` (its predictor, SU order, gain-map cells, band plan)."""
+        return cls(twin.predictor, config, **{"band_plan": twin.site.band_plan, **kwargs})
 
     # ------------------------------------------------------------------ inputs
 
     def on_measurements(self, measurements: Iterable[Measurement]) -> None:
         update = self.assembler.update
+        spectral = self.spectral.update if self.spectral is not None else None
         for m in measurements:
             update(m)
+            if spectral is not None and m.subband_powers_dbm:
+                spectral(m)
 
     def on_context(self, contexts: Iterable[TxContext]) -> None:
         for c in contexts:
@@ -331,10 +341,11 @@ class DetectionEngine:
             reason = "saturation"
         else:
             reason = status
+        sus, busy = self._with_spectrum(r)
         snap = Snapshot(
-            t_ns=t_ns, sus=r.su_states(), txs=r.txs, score=score, threshold=threshold,
+            t_ns=t_ns, sus=sus, txs=r.txs, score=score, threshold=threshold,
             anomalous=bool(res_anomalous or sat_ids), detector=label, reason=reason,
-            suspected_position_m=position if res_anomalous else sat_position,
+            suspected_position_m=position if res_anomalous else sat_position, busy_subbands=busy,
         )  # fmt: skip
         dt = (time.perf_counter() - t0) * 1e6
         self.stats["evaluations"] += 1
@@ -342,6 +353,22 @@ class DetectionEngine:
         self.stats["eval_us_last"] = dt
         self.stats["eval_us_total"] += dt
         return snap, transitions
+
+    def _with_spectrum(self, r: Residuals) -> tuple[tuple[SuState, ...], tuple[int, ...]]:
+        """The SU states with their per-sub-band measured and expected powers (when any SU's readings
+        follow the band plan), and the busy sub-bands."""
+        sus = r.su_states()
+        if self.spectral is None or not self.spectral.stats["readings"]:
+            return sus, ()
+        sr = self.spectral.assemble(r.t_ns, r.txs)
+        self.last_spectral = sr
+        out = []
+        for j, su in enumerate(sus):
+            meas = sr.measured_dbm[j]
+            measured = tuple(float(v) if math.isfinite(v) else None for v in meas) if np.isfinite(meas).any() else ()
+            out.append(dataclasses.replace(su, subband_measured_dbm=measured,
+                                           subband_predicted_dbm=tuple(map(float, sr.predicted_dbm[j]))))  # fmt: skip
+        return tuple(out), tuple(int(b) for b in np.flatnonzero(sr.busy))
 
     def _verdict(self, t_ns: int, score: float | None, used: ResidualDetector | None) -> tuple[bool | None, int | None]:
         """(residual verdict: None when unknown, onset estimate in ns or None) of this snapshot."""

@@ -41,10 +41,13 @@ def _tuple_or_none(v) -> tuple | None:
 
 def snapshot_from_dict(d: dict) -> Snapshot:
     """Inverse of :meth:`Snapshot.to_dict` (lists back to tuples)."""
-    sus = tuple(SuState(**{**s, "position_m": tuple(s["position_m"])}) for s in d["sus"])
+    sus = tuple(SuState(**{**s, "position_m": tuple(s["position_m"]),
+                           "subband_measured_dbm": tuple(s.get("subband_measured_dbm", ())),
+                           "subband_predicted_dbm": tuple(s.get("subband_predicted_dbm", ()))}) for s in d["sus"])  # fmt: skip
     txs = tuple(TxContext(**{**t, "position_m": tuple(t["position_m"]), "allocation": allocation_tuple(t.get("allocation"))})
                 for t in d["txs"])  # fmt: skip
-    return Snapshot(**{**d, "sus": sus, "txs": txs, "suspected_position_m": _tuple_or_none(d.get("suspected_position_m"))})
+    return Snapshot(**{**d, "sus": sus, "txs": txs, "suspected_position_m": _tuple_or_none(d.get("suspected_position_m")),
+                       "busy_subbands": tuple(d.get("busy_subbands", ()))})  # fmt: skip
 
 
 def allocation_tuple(allocation) -> tuple[tuple[int, float], ...] | None:
