@@ -6,7 +6,7 @@ Usage: python bench/realism.py [--positions 400] [--seed 0] [--calibrate [FIDELI
 
 World: :func:`sim.world_builder.world_twin` of ``factory-hall-a-truth`` with the default
 :class:`~sim.world_builder.WorldRecipe` (true concrete ε_r 7.0 / σ 0.3 S/m, 20 unmodelled clutter
-objects, traced at depth 5 with edge diffraction). Twins: ``factory-hall-a`` (ITU concrete, no clutter)
+objects, traced at depth 5 with edge diffraction and diffuse reflection). Twins: ``factory-hall-a`` (ITU concrete, no clutter)
 at depth 3 (the first round's), depth 5 (the product's since these figures: ``TWIN_FIDELITY``), and depth 3
 with diffraction. Held-out positions: uniform over the
 world's free floor (outside the clutter too), drawn from ``--seed``; agreement = |twin − world| path
@@ -196,7 +196,8 @@ def write_markdown(figures: dict, out_dir: Path) -> None:
         "# Twin ↔ world agreement (issue 15)", "",
         f"{generated_line(figures['run'])}", "",
         f"World: factory-hall-a-truth with {figures['world_clutter']} unmodelled clutter objects, traced at depth "
-        f"{figures['world_fidelity']['max_depth']} with diffraction = {figures['world_fidelity']['diffraction']}. "
+        f"{figures['world_fidelity']['max_depth']} with diffraction = {figures['world_fidelity']['diffraction']} and "
+        f"diffuse reflection at scattering coefficient {figures['world_fidelity'].get('scattering_coefficient', 0.0):g}. "
         f"Twin: factory-hall-a (ITU concrete, no clutter). |twin − world| path gain over {figures['pairs']} "
         f"(position, SU) pairs at {figures['positions']} held-out positions on the world's free floor.", "",
         "| twin fidelity | median / p95 (dB), as built | median / p95 (dB), calibrated | build (s) |",

@@ -8,7 +8,7 @@ Usage: python bench/replay.py [--hours 24] [--seeds 0,1] [--trials 100] [--learn
 
 World: :func:`sim.world_builder.make_world` of ``factory-hall-a-truth`` with the default
 :class:`~sim.world_builder.WorldRecipe` (true materials, 20 unmodelled clutter objects, traced at
-depth 5 with diffraction, per-SU gain offsets ~ N(0, 1 dB), per-reading noise 1 dB, a 0.5 dB gain
+depth 5 with diffraction and diffuse reflection, per-SU gain offsets ~ N(0, 1 dB), per-reading noise 1 dB, a 0.5 dB gain
 drift over 30 min, one 20 s dropout per SU and hour) and the demo scenario (three AGVs at 20 dBm on
 closed loops in the aisles at 1 m/s; the scenario's own scripted jammer is dropped, the trials place
 theirs). The maps are cached under ~/.cache/rftwin; a cold machine traces them first (~10 min, progress
@@ -269,7 +269,8 @@ def write_markdown(fig: dict, out_dir: Path) -> list[Path]:
         f"{fig['simulated_hours_total']:.1f} simulated hours).", "",
         f"**World** (what the SUs measure): `make_world` of `{w['site']}` with the default recipe — true "
         f"materials, {w['clutter_objects']} unmodelled clutter objects, traced at depth {w['fidelity']['max_depth']} "
-        f"with diffraction {w['fidelity']['diffraction']}, per-SU gain offsets ~ N(0, {w['model_error_db']:g} dB), "
+        f"with diffraction {w['fidelity']['diffraction']} and diffuse reflection at scattering coefficient "
+        f"{w['fidelity'].get('scattering_coefficient', 0.0):g}, per-SU gain offsets ~ N(0, {w['model_error_db']:g} dB), "
         f"per-reading noise {imp['reading_noise_db']:g} dB per emitter, a {imp['drift_db']:g} dB gain drift over "
         f"{imp['drift_period_s'] / 60:g} min, {imp['dropout_per_h']:g} dropout(s) of {imp['dropout_s']:g} s per SU "
         f"and hour — and the demo scenario: AGVs {', '.join(w['emitters'])} at 20 dBm on closed loops in the aisles "
