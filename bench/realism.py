@@ -23,7 +23,7 @@ business and are not in the agreement figures, before or after.
 Last line: one JSON object with ``agreement_{median,p95}_db_{depth3,depth5,diffraction}``,
 ``build_s_{…}`` (how long the twin's trace took when it was built, read from its cache entry;
 ``build_s_cached_{…}`` says whether this run found it cached), with ``--calibrate`` ``agreement_{median,p95}_db_{…}_calibrated`` and
-``fit_s_{…}``, ``pairs`` and ``world_clutter``.
+``fit_s_{…}``, ``pairs_{…}`` (pairs where both that twin and the world have a path) and ``world_clutter``.
 
 ``--select``: the choice of the one default detector (:mod:`evaluation.selection`). Validation: the
 mismatched worlds of another clutter draw (recipe seed 8; the headline's is 7) at both SU heights
@@ -165,7 +165,7 @@ def main(argv=None) -> int:
         out[f"agreement_p95_db_{tag}"] = round(float(np.percentile(e, 95)), 2)
         out[f"build_s_{tag}"] = round(twin.maps.build_s, 1)
         out[f"build_s_cached_{tag}"] = cached
-        out["pairs"] = int(e.size)
+        out[f"pairs_{tag}"] = int(e.size)  # each twin has its own: pairs where both it and the world have a path
         print(f"{tag}: median {np.median(e):.2f} dB, p95 {np.percentile(e, 95):.2f} dB over {e.size} pairs "
               f"(built in {twin.maps.build_s:.0f} s{', from the cache now' if cached else ''}; {build_s:.0f} s here)",
               file=sys.stderr)  # fmt: skip
@@ -191,17 +191,17 @@ def write_markdown(figures: dict, out_dir: Path) -> None:
         cal = (f"{figures[f'agreement_median_db_{tag}_calibrated']:.2f} / {figures[f'agreement_p95_db_{tag}_calibrated']:.2f}"
                if f"agreement_median_db_{tag}_calibrated" in figures else "not run")  # fmt: skip
         rows.append(f"| {tag} | {figures[f'agreement_median_db_{tag}']:.2f} / {figures[f'agreement_p95_db_{tag}']:.2f} "
-                    f"| {cal} | {figures[f'build_s_{tag}']:.0f} |")  # fmt: skip
+                    f"| {cal} | {figures[f'pairs_{tag}']} | {figures[f'build_s_{tag}']:.0f} |")  # fmt: skip
     lines = [
         "# Twin ↔ world agreement (issue 15)", "",
         f"{generated_line(figures['run'])}", "",
         f"World: factory-hall-a-truth with {figures['world_clutter']} unmodelled clutter objects, traced at depth "
         f"{figures['world_fidelity']['max_depth']} with diffraction = {figures['world_fidelity']['diffraction']} and "
         f"diffuse reflection at scattering coefficient {figures['world_fidelity'].get('scattering_coefficient', 0.0):g}. "
-        f"Twin: factory-hall-a (ITU concrete, no clutter). |twin − world| path gain over {figures['pairs']} "
-        f"(position, SU) pairs at {figures['positions']} held-out positions on the world's free floor.", "",
-        "| twin fidelity | median / p95 (dB), as built | median / p95 (dB), calibrated | build (s) |",
-        "|---|---|---|---|", *rows, "",
+        f"Twin: factory-hall-a (ITU concrete, no clutter). |twin − world| path gain over the (position, SU) pairs "
+        f"at {figures['positions']} held-out positions on the world's free floor where both have a path.", "",
+        "| twin fidelity | median / p95 (dB), as built | median / p95 (dB), calibrated | pairs | build (s) |",
+        "|---|---|---|---|---|", *rows, "",
     ]  # fmt: skip
     if "default_detector" in figures:
         lines += selection_markdown(figures)
