@@ -232,10 +232,10 @@ def box_mean_3x3(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
 
 # The twin the product builds ([twin] max_depth / diffraction, `rftwin-central twin build`): depth 5,
 # no diffraction. Chosen from bench/realism.py (docs/results/realism.md): against a mismatched world
-# (true materials, unmodelled clutter, depth 5 + diffraction) the depth-5 twin's path gains are within
-# 0.8 dB median / 7.0 dB p95 of the world's at held-out positions, depth 3 within 3.1 / 13.9 dB and
-# depth 3 with diffraction 2.8 / 11.1 dB; calibration did not close depth 3's gap (its error is the
-# paths it lacks, not its materials), and the depth-5 build took no longer on this hall. Reflections
+# (true materials, unmodelled clutter, depth 5 + diffraction + diffuse reflection) the depth-5 twin's
+# path gains are within 0.88 dB median / 6.7 dB p95 of the world's at held-out positions, depth 3 within
+# 2.9 / 13.3 dB and depth 3 with diffraction 2.7 / 10.8 dB; calibration narrows depth 3's gap (to 2.0 /
+# 12.1) but does not close it (its error is the paths it lacks, not its materials). Reflections
 # are what a metal-and-concrete hall is made of; diffraction adds little where reflections abound.
 # ``SolverSettings()`` stays the cheapest faithful setting (depth 3), which the tests' tiny halls use.
 TWIN_FIDELITY = fidelity_settings(max_depth=5)
