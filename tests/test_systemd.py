@@ -183,8 +183,12 @@ def test_central_template_is_a_valid_config():
     # real hashes: left commented).
     head, tail = text.split("# Context feeds")
     head = "\n".join(line for line in head.splitlines() if not line.startswith(("# [tls]", "# cert =", "# key =")))
+    # [webhooks] as written, but with the key inline: the template's secret_file does not exist here
+    head = head.replace("# [webhooks]", "[webhooks]").replace('# secret_file = "/etc/rftwin/webhook.key"',
+                                                            '# secret = "a-key-of-16-chars"')  # fmt: skip
     cfg = parse_config(tomllib.loads(re.sub(r"(?m)^# ([a-z_]+ = )", r"\1", head)), "central.toml.example (all keys)")
     assert cfg.listen.port == 8080 and cfg.retention.snapshots_days == 30.0
+    assert cfg.webhooks.urls == ("https://scheduler.hall:9443/rftwin",) and cfg.webhooks.backoff_max_s == 300.0
     # the commented values are the product's defaults
     d = cfg.detection
     assert (d.detector, d.integration, d.cusum_drift, d.cusum_threshold) == (
