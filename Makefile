@@ -83,6 +83,7 @@ results: install
 	$(VPY) bench/realism.py --positions 400 --seed 0 --calibrate --select
 	$(VPY) bench/los.py
 	$(VPY) bench/diffuse.py --out docs/results
+	$(VPY) bench/band_edges.py --out docs/results
 	$(VPY) bench/operating_point.py --out docs/results
 	$(VPY) bench/replay.py --jobs 2 --out docs/results
 	$(VPY) bench/demo_runs.py --runs 5 --out docs/results
