@@ -48,6 +48,7 @@ import dataclasses
 import math
 import time
 import tomllib
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,9 +102,20 @@ class ScenarioEmitter:
     # a jammer that mimics this legitimate emitter: it transmits in the sub-bands the scheduler gives
     # that one (a deceptive jammer), at its own spectral density; needs a [scheduler]
     follows: str | None = None
+    # a jammer on in a random fraction of ``random_slot_s`` slots (a duty cycle meant to evade a
+    # detector that looks at one snapshot at a time); the draw per slot is a pure function of the
+    # emitter id and the slot, so every node process sees the same on/off pattern
+    random_duty: float | None = None
+    random_slot_s: float = 0.1
 
     def is_active(self, t_s: float) -> bool:
-        return self.start_s <= t_s and (self.end_s is None or t_s < self.end_s)
+        if not (self.start_s <= t_s and (self.end_s is None or t_s < self.end_s)):
+            return False
+        return self.random_duty is None or self.on_in_slot(math.floor(t_s / self.random_slot_s))
+
+    def on_in_slot(self, slot: int) -> bool:
+        """Whether a randomly duty-cycled emitter is on in ``slot`` (probability ``random_duty``)."""
+        return bool(np.random.default_rng([zlib.crc32(self.id.encode()), slot & 0xFFFFFFFF]).random() < self.random_duty)
 
     @property
     def anchor_points_m(self) -> tuple[Point, ...]:
@@ -251,8 +263,13 @@ def _emitter(f: Fields) -> ScenarioEmitter:
         start_s=start,
         end_s=end,
         follows=f.string("follows") if f.has("follows") else None,
+        random_duty=f.real("random_duty", 0.0, 1.0) if f.has("random_duty") else None,
+        random_slot_s=f.real("random_slot_s", 1e-3, 3600.0, default=0.1),
     )
     f.reject_unknown()
+    if e.random_duty is not None and (e.role != "jammer" or not e.random_duty > 0):
+        raise f.error("random_duty", "a jammer's fraction of slots on, in (0, 1]" if e.role == "jammer" else
+                      "only a jammer is duty-cycled at random (the scheduler decides when legitimate ones send)")  # fmt: skip
     if moving and not e.loop_length_m > 0:
         raise f.error("waypoints_m", "all waypoints coincide: the loop has no length")
     return e

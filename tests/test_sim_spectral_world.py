@@ -132,3 +132,39 @@ def test_the_feed_reports_the_allocation_the_world_transmits(tmp_path):
 def test_a_scenario_that_cannot_schedule_is_refused_naming_why(text, why):
     with pytest.raises(ScenarioError, match=why.replace("[", r"\[").replace("]", r"\]")):
         scenario(text)
+
+
+RANDOM_DUTY = """
+    [[emitters]]
+    id = "pulsed"
+    role = "jammer"
+    tx_power_dbm = 20.0
+    position_m = [1.5, 1.5, 1.5]
+    waveform = "noise"
+    random_duty = 0.3
+    random_slot_s = 0.1
+    start_s = 10.0
+"""
+
+
+def test_a_randomly_duty_cycled_jammer_is_on_in_about_its_fraction_of_slots_the_same_in_every_process(tmp_path):
+    a = scenario(SCHEDULED + RANDOM_DUTY).emitters[-1]
+    b = scenario(SCHEDULED + RANDOM_DUTY).emitters[-1]
+    on = [a.is_active(10.0 + 0.1 * k + 0.05) for k in range(4000)]
+    assert np.mean(on) == pytest.approx(0.3, abs=0.03)
+    assert on == [b.is_active(10.0 + 0.1 * k + 0.05) for k in range(4000)]  # no shared state, same pattern
+    runs = np.diff(np.flatnonzero(np.diff(np.r_[0, on, 0])))[::2]
+    assert runs.mean() == pytest.approx(1 / 0.7, rel=0.15)  # independent slots: geometric bursts
+    assert not a.is_active(5.0)  # before start_s it is off whatever the draw
+    world = World(synthetic_maps(tmp_path), scenario(SCHEDULED + RANDOM_DUTY))
+    k_on = next(k for k in range(100) if a.on_in_slot(100 + k))
+    k_off = next(k for k in range(100) if not a.on_in_slot(100 + k))
+    waveforms = lambda t: [e.waveform for e in world.emitters_at("near", t)]  # noqa: E731
+    assert "noise" in waveforms((100 + k_on) * 0.1 + 0.05) and "noise" not in waveforms((100 + k_off) * 0.1 + 0.05)
+
+
+def test_random_duty_is_for_jammers_only():
+    with pytest.raises(ScenarioError, match="only a jammer is duty-cycled at random"):
+        scenario(SCHEDULED + RANDOM_DUTY.replace('role = "jammer"', 'role = "legitimate"'))
+    with pytest.raises(ScenarioError, match="random_duty"):
+        scenario(SCHEDULED + RANDOM_DUTY.replace("random_duty = 0.3", "random_duty = 0.0"))
