@@ -40,13 +40,11 @@ class TxContext:
 
     def subband_powers_dbm(self, plan: BandPlan) -> np.ndarray:
         """EIRP per sub-band of ``plan`` (dBm, −inf where it does not transmit), shape (subbands,)."""
-        out = np.full(plan.subbands, -np.inf)
         if self.allocation is None:
-            widths = np.array([b.width_hz for b in plan.grid])
-            out[:] = self.power_dbm + 10 * np.log10(widths / plan.occupied_hz)
-        else:
-            for b, p in self.allocation:
-                out[b] = p
+            return self.power_dbm + np.array(plan.shares_db)
+        out = np.full(plan.subbands, -np.inf)
+        for b, p in self.allocation:
+            out[b] = p
         return out
 
 

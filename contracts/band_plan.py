@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass
+from functools import cached_property
 
 SUBCARRIERS_PER_PRB = 12
 MAX_SUBBANDS = 64  # node.protocol allows at most 64 sub-band powers per reading
@@ -88,7 +90,7 @@ class BandPlan:
         """Width of the PRB grid (the transmission bandwidth), centred in the channel."""
         return self.prbs * self.prb_hz
 
-    @property
+    @cached_property  # derived once: the snapshot path asks for it every evaluation
     def grid(self) -> tuple[SubBand, ...]:
         k, n = self.subbands, self.prbs
         low = self.center_hz - self.occupied_hz / 2
@@ -98,7 +100,13 @@ class BandPlan:
             out.append(SubBand(i, first, end - 1, low + (first + end) / 2 * self.prb_hz, (end - first) * self.prb_hz))
         return tuple(out)
 
-    @property
+    @cached_property
+    def shares_db(self) -> tuple[float, ...]:
+        """Each sub-band's share of the PRB grid's width (dB): the part of a full-band EIRP at constant
+        spectral density that falls in it."""
+        return tuple(10 * math.log10(b.width_hz / self.occupied_hz) for b in self.grid)
+
+    @cached_property
     def fingerprint(self) -> str:
         """A short hash of the plan: equal plans, equal fingerprints (what a reading carries)."""
         blob = json.dumps({k: float(v) for k, v in self.to_dict().items()}, sort_keys=True).encode()

@@ -48,8 +48,7 @@ class Scheduler:
         self.plan = plan
         self.tx_ids = tuple(sorted(tx_ids))
         self.settings = settings
-        widths = np.array([b.width_hz for b in plan.grid])
-        self._share_db = 10 * np.log10(widths / plan.occupied_hz)  # a sub-band's part of the full-band EIRP
+        self._share_db = plan.shares_db  # a sub-band's part of the full-band EIRP
 
     def slot(self, t_s: float) -> int:
         return math.floor(t_s / self.settings.period_s)

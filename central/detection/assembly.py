@@ -40,6 +40,12 @@ from central.twin.predictor import Predictor
 from node.protocol import Measurement
 
 
+def supersedes(m: Measurement, seq: int, t_ns: int) -> bool:
+    """Whether reading ``m`` replaces the stored one of (``seq``, ``t_ns``): a higher seq *or* a later
+    time (see the module docstring's ordering rule)."""
+    return m.seq > seq or m.t_ns > t_ns
+
+
 @dataclass(frozen=True)
 class Residuals:
     """One assembled snapshot (arrays over SUs, in the twin's SU order)."""
@@ -134,7 +140,7 @@ class SnapshotAssembler:
             self.stats["unknown_node"] += 1
             return False
         cur = self._latest[j]
-        if cur is not None and m.seq <= cur[0] and m.t_ns <= cur[1]:
+        if cur is not None and not supersedes(m, cur[0], cur[1]):
             self.stats["out_of_order"] += 1
             return False
         self._latest[j] = (m.seq, m.t_ns, m.power_dbm, m.saturated)

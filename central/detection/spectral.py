@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from central.detection.assembly import SnapshotAssembler
+from central.detection.assembly import SnapshotAssembler, supersedes
 from central.live import TxContext
 from contracts.band_plan import BandPlan
 from node.protocol import Measurement
@@ -44,7 +44,7 @@ class SpectralResiduals:
 class SpectralAssembler:
     def __init__(self, wide: SnapshotAssembler, plan: BandPlan):
         self.wide, self.plan = wide, plan
-        self._widths_hz = np.array([b.width_hz for b in plan.grid])
+        self._widths_hz = np.array([b.width_hz for b in plan.grid])  # predict_subbands shares the noise by width
         n = len(wide.su_ids)
         # latest (seq, t_ns, sub-band powers (K,), saturated) per SU slot; one tuple swapped at a time
         self._latest: list[tuple[int, int, np.ndarray, bool] | None] = [None] * n
@@ -59,7 +59,7 @@ class SpectralAssembler:
         if j is None:
             return False
         cur = self._latest[j]
-        if cur is not None and m.seq <= cur[0] and m.t_ns <= cur[1]:
+        if cur is not None and not supersedes(m, cur[0], cur[1]):
             self.stats["out_of_order"] += 1
             return False
         self._latest[j] = (m.seq, m.t_ns, np.array(m.subband_powers_dbm, dtype=np.float64), m.saturated)
