@@ -33,10 +33,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from calibration.calibrated_twin import SimulatedCampaign  # noqa: E402
 from calibration.material_fit import FitSettings, fit_materials, nan_rmse  # noqa: E402
 from calibration.report import write_report  # noqa: E402
 from central.twin import Twin, resolve_site  # noqa: E402
-from central.twin.positions import sample_positions  # noqa: E402
 from run_info import run_info  # noqa: E402
 
 TRUE_EPS, TRUE_SIGMA = 7.0, 0.3
@@ -57,15 +57,9 @@ def main(argv=None) -> int:
     world = Twin.load("factory-hall-a-truth")  # traces the world's maps once if not cached
     mat = world.site.materials["concrete"]
     assert (mat.relative_permittivity, mat.conductivity_s_per_m) == (TRUE_EPS, TRUE_SIGMA)
-    rng = np.random.default_rng(args.seed)
-    cell = site.tx_plane.cell_size_m
-    pts = sample_positions(site, args.points, rng)
-    pts[:, :2] = (np.floor(pts[:, :2] / cell) + 0.5) * cell
-    offsets = rng.uniform(-args.offset_db, args.offset_db, len(site.sensing_units))
-    power = np.full(args.points, 20.0)
-    truth = world.predictor.predict(pts[:, None, :], power[:, None])
-    noise = rng.normal(0.0, args.noise_db, (args.readings, *truth.shape)).mean(axis=0)
-    measured = truth + offsets + noise
+    campaign = SimulatedCampaign(args.points, 20.0, args.offset_db, args.noise_db, args.readings, args.seed)
+    r = campaign.readings_in(world, site)
+    pts, power, measured, offsets = r.positions_m, r.power_dbm, r.measured_dbm, r.offsets_db
 
     t0 = time.perf_counter()
     res = fit_materials(site, pts, power, measured, FitSettings(iterations=args.iterations, seed=args.seed),

@@ -118,11 +118,11 @@ def dt_settings(pt_site: str | None) -> SolverSettings:
 
 
 def calibrated_dt(twin: Twin, world: Twin, seed: int) -> Twin:
-    """``twin`` (at its settings) after a 40-point simulated campaign in ``world`` (campaign seed
-    ``seed`` + 1, as bench/realism.py's, which shares the cached fit)."""
+    """``twin`` (at its settings) after the default simulated campaign (40 points) in ``world``, campaign
+    seed ``seed`` + 1 as bench/realism.py's, which shares the cached fit."""
     from calibration.calibrated_twin import SimulatedCampaign, calibrated_twin, log_fit_step
 
-    cal = calibrated_twin(twin.site, TWIN_FIDELITY, world, SimulatedCampaign(points=40, seed=seed + 1), progress=log_fit_step)
+    cal = calibrated_twin(twin.site, TWIN_FIDELITY, world, SimulatedCampaign(seed=seed + 1), progress=log_fit_step)
     print(f"  calibrated DT{' (cached fit)' if cal.fit_cached else ''}: {cal.materials} ({cal.stopped})", file=sys.stderr)
     return cal.twin
 

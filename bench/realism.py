@@ -69,7 +69,7 @@ FIDELITIES = {  # tag → the twin's solver settings (a path buffer sized for ea
     "diffraction": fidelity_settings(diffraction=True),
 }
 
-CAMPAIGN_POINTS = 40  # the calibration campaign of every calibrated twin here (and of bench/detection.py)
+CAMPAIGN_POINTS = SimulatedCampaign.points  # every calibrated twin here and in bench/detection.py (40)
 VALIDATION_WORLD_SEED = 8  # another clutter draw than the headline world's (WorldRecipe().seed)
 HEIGHTS = {"1.5m": ("factory-hall-a", "factory-hall-a-truth"), "5m": ("factory-hall-b", "factory-hall-b-truth")}
 

@@ -45,8 +45,8 @@ class SimulatedCampaign:
     readings: int = 100  # averaged per point
     seed: int = 0
 
-    def readings_in(self, world: Twin, site: Site) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(positions (P, 3) m on ``site``'s floor grid, TX power (P,) dBm, measured (P, n_su) dBm)."""
+    def readings_in(self, world: Twin, site: Site) -> CampaignReadings:
+        """What the campaign reads in ``world``, at points on ``site``'s floor grid."""
         rng = np.random.default_rng(self.seed)
         cell = site.tx_plane.cell_size_m
         pts = sample_positions(world.site, self.points, rng)
@@ -55,7 +55,15 @@ class SimulatedCampaign:
         offsets = rng.uniform(-self.offset_db, self.offset_db, len(site.sensing_units))
         noise = rng.normal(0.0, self.noise_db, (self.readings, self.points, len(site.sensing_units))).mean(axis=0)
         measured = world.predictor.predict(pts[:, None, :], power[:, None]) + offsets + noise
-        return pts, power, measured
+        return CampaignReadings(pts, power, measured, offsets)
+
+
+@dataclass(frozen=True)
+class CampaignReadings:
+    positions_m: np.ndarray  # (P, 3)
+    power_dbm: np.ndarray  # (P,) the reference transmitter's EIRP
+    measured_dbm: np.ndarray  # (P, n_su): the world + per-SU offsets + dwell-averaged noise
+    offsets_db: np.ndarray  # (n_su,) the true per-SU offsets (what a fit should recover)
 
 
 @dataclass(frozen=True)
@@ -84,9 +92,9 @@ def calibrated_twin(site: Site, settings: SolverSettings, world: Twin, campaign:
         except (OSError, ValueError):
             cached = None  # a torn or foreign file: fit again
     if cached is None:
-        pts, power, measured = campaign.readings_in(world, site)
+        r = campaign.readings_in(world, site)
         t0 = time.perf_counter()
-        res = fit_materials(site, pts, power, measured, fit_settings(settings, campaign), progress=progress)
+        res = fit_materials(site, r.positions_m, r.power_dbm, r.measured_dbm, fit_settings(settings, campaign), progress=progress)
         fit_s = time.perf_counter() - t0
         materials = {k: (float(e), float(s)) for k, (e, s) in res.materials.items()}
         record = {"materials": materials, "fit_s": round(fit_s, 1), "stopped": res.stopped,
