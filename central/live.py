@@ -95,6 +95,53 @@ class Snapshot:
 
 
 @dataclass(frozen=True)
+class LikelihoodMap:
+    """The jammer's position likelihood over the floor, normalised to 1 at its peak, on a coarse grid
+    (cells of ``cell_m``; row-major ``values``, row 0 at y = origin_y): what the dashboard's heat map draws."""
+
+    origin_m: tuple[float, float]  # lower-left corner of cell (0, 0)
+    cell_m: float
+    shape: tuple[int, int]  # (rows along y, columns along x)
+    values: tuple[float, ...]  # rows × columns, in [0, 1]; 0 where no cell of the twin's maps lies
+
+
+@dataclass(frozen=True)
+class Interference:
+    """What a residual alarm's interference is, where it is, and what the network should do about it
+    (:mod:`central.detection.characterise`). Sub-band ids are the site's band plan's (GET /band-plan)."""
+
+    interference_class: str  # narrowband | partial-band | wideband | sweeping | deceptive
+    subbands: tuple[int, ...]  # affected sub-bands (ascending)
+    subbands_text: str  # "sub-bands 5–6 (PRBs 85–118)"
+    avoid_subbands: tuple[int, ...]  # what a scheduler should leave unallocated now (() for wideband: move band)
+    eirp_dbm: float | None  # estimated EIRP of the emitter, summed over the affected sub-bands
+    position_m: tuple[float, float] | None  # most likely position
+    region_m: tuple[tuple[float, float], ...]  # centres of the cells of the 90 % likelihood region
+    region_cell_m: float  # those cells' size
+    time_pattern: str  # "continuous" | "duty-cycled"
+    duty: float | None  # fraction of the alarm's snapshots with the emitter seen on
+    mimics_tx: str | None  # the legitimate TX whose allocation it follows (deceptive), else None
+    countermeasure: str
+    likelihood: LikelihoodMap | None = None
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["eirp_dbm"] = _finite_or_none(self.eirp_dbm)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Interference:
+        lk = d.get("likelihood")
+        lk = None if lk is None else LikelihoodMap(tuple(lk["origin_m"]), float(lk["cell_m"]), tuple(lk["shape"]),
+                                                   tuple(lk["values"]))  # fmt: skip
+        pos = d.get("position_m")
+        return cls(d["interference_class"], tuple(d["subbands"]), d["subbands_text"], tuple(d["avoid_subbands"]),
+                   d.get("eirp_dbm"), None if pos is None else tuple(pos), tuple(tuple(p) for p in d["region_m"]),
+                   float(d["region_cell_m"]), d["time_pattern"], d.get("duty"), d.get("mimics_tx"),
+                   d["countermeasure"], lk)  # fmt: skip
+
+
+@dataclass(frozen=True)
 class Alarm:
     id: int
     kind: str  # "residual" (twin and reality disagree) or "saturation" (an SU's front end overloaded)
@@ -106,10 +153,19 @@ class Alarm:
     suspected_position_m: tuple[float, float] | None
     acknowledged_by: str | None = None
     acknowledged_ns: int | None = None
+    # residual alarms with spectral detection: what the interference is (None: wideband evidence only)
+    interference: Interference | None = None
+
+    @property
+    def avoid_subbands(self) -> tuple[int, ...]:
+        """Sub-bands a scheduler should leave unallocated while this alarm is active."""
+        return () if self.interference is None or self.state != "active" else self.interference.avoid_subbands
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["peak_score"] = _finite_or_none(self.peak_score)
+        d["interference"] = None if self.interference is None else self.interference.to_dict()
+        d["avoid_subbands"] = list(self.avoid_subbands)
         return d
 
 

@@ -251,6 +251,31 @@ class SnapshotOut(BaseModel):
     busy_subbands: list[int] = Field(default_factory=list, description="sub-bands allocated to a legitimate transmitter")
 
 
+class LikelihoodMapOut(BaseModel):
+    origin_m: list[float] = Field(description="lower-left corner (x, y) of cell (0, 0)")
+    cell_m: float
+    shape: list[int] = Field(description="(rows along y, columns along x)")
+    values: list[float] = Field(description="row-major, row 0 at the lowest y; normalised to 1 at the peak")
+
+
+class InterferenceOut(BaseModel):
+    """What a residual alarm's interference is, where it is, and what the network should do about it."""
+
+    interference_class: Literal["narrowband", "partial-band", "wideband", "sweeping", "deceptive"]
+    subbands: list[int] = Field(description="affected sub-bands of the band plan (GET /band-plan)")
+    subbands_text: str = Field(description='e.g. "sub-bands 5–6 (PRBs 85–118)"')
+    avoid_subbands: list[int] = Field(description="sub-bands the scheduler should leave unallocated")
+    eirp_dbm: float | None = Field(description="estimated EIRP of the emitter over the affected sub-bands")
+    position_m: list[float] | None = Field(description="most likely position (x, y)")
+    region_m: list[list[float]] = Field(description="centres (x, y) of the cells of the 90 % likelihood region")
+    region_cell_m: float
+    time_pattern: Literal["continuous", "duty-cycled"]
+    duty: float | None = Field(description="fraction of the alarm's snapshots with the emitter seen on")
+    mimics_tx: str | None = Field(description="the legitimate transmitter whose allocation it follows (deceptive)")
+    countermeasure: str
+    likelihood: LikelihoodMapOut | None = None
+
+
 class AlarmOut(BaseModel):
     id: int
     kind: str
@@ -262,6 +287,10 @@ class AlarmOut(BaseModel):
     suspected_position_m: list[float] | None
     acknowledged_by: str | None = None
     acknowledged_ns: int | None = None
+    interference: InterferenceOut | None = Field(None, description="residual alarms with spectral evidence: the "
+                                                 "interference's class, sub-bands, EIRP, region and countermeasure")
+    avoid_subbands: list[int] = Field(default_factory=list, description="while active: sub-bands a scheduler "
+                                      "should leave unallocated (machine-readable countermeasure)")
 
 
 class ObstacleOut(BaseModel):

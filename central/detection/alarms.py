@@ -8,7 +8,8 @@ for one alarm kind ("residual" or "saturation"):
   anomalous snapshot in that window.
 - while active, anomalous snapshots raise ``peak_score`` (max of the scores) and refresh
   ``affected_sus`` and ``suspected_position_m`` (latest anomalous snapshot: a jammer can move, and the
-  operator wants to know where it is now). An "updated" transition is emitted when one of those
+  operator wants to know where it is now), and so does ``interference`` (what it is: class, sub-bands,
+  EIRP, region, countermeasure; kept when a snapshot brings none). An "updated" transition is emitted when one of those
   changed, at most once per ``update_interval_s``, so a store is not written at the snapshot rate.
 - **clear** after ``clear_m`` consecutive normal verdicts; ``end_ns`` = time of the first of them
   (when the emission was first seen gone). The window is then reset: a new alarm needs k fresh hits.
@@ -30,7 +31,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
-from central.live import Alarm
+from central.live import Alarm, Interference
 
 RAISED, UPDATED, CLEARED = "raised", "updated", "cleared"
 
@@ -86,6 +87,7 @@ class AlarmTracker:
         affected_sus: Sequence[str] = (),
         position_m: tuple[float, float] | None = None,
         onset_ns: int | None = None,
+        interference: Interference | None = None,
     ) -> list[AlarmTransition]:
         """Advance by one verdict. ``onset_ns``: when the caller knows the anomaly began before the
         window's first anomalous snapshot (a CUSUM's change-point estimate), the raised alarm starts there."""
@@ -101,6 +103,7 @@ class AlarmTracker:
                 pending = Alarm(
                     id=0, kind=self.kind, state="active", start_ns=start_ns, end_ns=None,
                     peak_score=score, affected_sus=tuple(affected_sus), suspected_position_m=position_m,
+                    interference=interference,
                 )  # fmt: skip
                 self.active = replace(pending, id=int(self.new_id(pending)))
                 self._normal_streak = 0
@@ -111,7 +114,8 @@ class AlarmTracker:
             a = self.active
             peak = a.peak_score if score is None or (a.peak_score is not None and a.peak_score >= score) else score
             self.active = replace(a, peak_score=peak, affected_sus=tuple(affected_sus) or a.affected_sus,
-                                  suspected_position_m=position_m or a.suspected_position_m)  # fmt: skip
+                                  suspected_position_m=position_m or a.suspected_position_m,
+                                  interference=interference or a.interference)  # fmt: skip
             changed = self.active != self._last_emitted
             if changed and t_ns - self._last_emit_ns >= self.update_interval_ns:
                 return [self._emit(UPDATED, t_ns)]

@@ -139,7 +139,7 @@ class LiveDetection:
 
     def _insert_alarm(self, alarm: Alarm) -> int:
         stored = self.store.open_alarm(alarm.kind, alarm.start_ns, alarm.peak_score, alarm.affected_sus,
-                                       alarm.suspected_position_m)  # fmt: skip
+                                       alarm.suspected_position_m, alarm.interference)  # fmt: skip
         return stored.id
 
     # ------------------------------------------------------------------ learning normal statistics

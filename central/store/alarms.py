@@ -7,34 +7,40 @@ import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 
-from central.live import Alarm
+from central.live import Alarm, Interference
 from central.store.base import ALARM_STATES, StoreError, now_ns
 from central.store.records import ModelRecord, _finite
 from central.store.webhooks import WebhookQueries
 
 
+def _json(interference: Interference | None) -> str | None:
+    return None if interference is None else json.dumps(interference.to_dict(), allow_nan=False)
+
+
 class AlarmQueries(WebhookQueries):
     # ------------------------------------------------------------------------------------ alarms
     _ALARM_COLS = ("id, kind, state, start_ns, end_ns, peak_score, affected_sus, suspected_x, suspected_y, "
-                   "acknowledged_by, acknowledged_ns")  # fmt: skip
+                   "acknowledged_by, acknowledged_ns, interference")  # fmt: skip
 
     @staticmethod
     def _alarm(r) -> Alarm:
         pos = None if r[7] is None else (r[7], r[8])
-        return Alarm(r[0], r[1], r[2], r[3], r[4], r[5], tuple(json.loads(r[6])), pos, r[9], r[10])
+        interference = None if r[11] is None else Interference.from_dict(json.loads(r[11]))
+        return Alarm(r[0], r[1], r[2], r[3], r[4], r[5], tuple(json.loads(r[6])), pos, r[9], r[10], interference)
 
     def _alarm_in(self, c: sqlite3.Connection, alarm_id: int) -> Alarm | None:
         r = c.execute(f"SELECT {self._ALARM_COLS} FROM alarms WHERE id = ?", [alarm_id]).fetchone()
         return None if r is None else self._alarm(r)
 
     def open_alarm(self, kind: str, start_ns: int, peak_score: float | None = None,
-                   affected_sus: Sequence[str] = (), suspected_position_m: Sequence[float] | None = None) -> Alarm:  # fmt: skip
+                   affected_sus: Sequence[str] = (), suspected_position_m: Sequence[float] | None = None,
+                   interference: Interference | None = None) -> Alarm:  # fmt: skip
         pos = (None, None) if suspected_position_m is None else tuple(float(v) for v in suspected_position_m[:2])
         with self._write() as c:
             cur = c.execute(
-                "INSERT INTO alarms (kind, state, start_ns, peak_score, affected_sus, suspected_x, suspected_y) "
-                "VALUES (?, 'active', ?, ?, ?, ?, ?)",
-                [kind, start_ns, _finite(peak_score), json.dumps(list(affected_sus)), *pos],
+                "INSERT INTO alarms (kind, state, start_ns, peak_score, affected_sus, suspected_x, suspected_y, "
+                "interference) VALUES (?, 'active', ?, ?, ?, ?, ?, ?)",
+                [kind, start_ns, _finite(peak_score), json.dumps(list(affected_sus)), *pos, _json(interference)],
             )
             alarm = self._alarm_in(c, cur.lastrowid)
             self._enqueue_event(c, "raised", {"alarm": alarm.to_dict()})  # type: ignore[union-attr]
@@ -73,7 +79,7 @@ class AlarmQueries(WebhookQueries):
         acknowledgement is replaced. Returns the stored record (with any acknowledgement)."""
         pos = (None, None) if alarm.suspected_position_m is None else tuple(float(v) for v in alarm.suspected_position_m[:2])
         values = [alarm.kind, alarm.state, alarm.start_ns, alarm.end_ns, _finite(alarm.peak_score),
-                  json.dumps(list(alarm.affected_sus)), *pos]  # fmt: skip
+                  json.dumps(list(alarm.affected_sus)), *pos, _json(alarm.interference)]  # fmt: skip
         if alarm.state not in ALARM_STATES:
             raise StoreError(f"alarm state must be one of {', '.join(ALARM_STATES)}, got {alarm.state!r}")
         with self._write() as c:
@@ -81,11 +87,12 @@ class AlarmQueries(WebhookQueries):
             exists = before is not None
             if exists:
                 c.execute("UPDATE alarms SET kind = ?, state = ?, start_ns = ?, end_ns = ?, peak_score = ?, "
-                          "affected_sus = ?, suspected_x = ?, suspected_y = ? WHERE id = ?", [*values, alarm.id])  # fmt: skip
+                          "affected_sus = ?, suspected_x = ?, suspected_y = ?, interference = ? WHERE id = ?",
+                          [*values, alarm.id])  # fmt: skip
                 alarm_id = alarm.id
             else:
                 cur = c.execute("INSERT INTO alarms (id, kind, state, start_ns, end_ns, peak_score, affected_sus, "
-                                "suspected_x, suspected_y) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                "suspected_x, suspected_y, interference) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                                 [alarm.id if alarm.id > 0 else None, *values])  # fmt: skip
                 alarm_id = cur.lastrowid
             stored = self._alarm_in(c, alarm_id)

@@ -104,9 +104,15 @@ def _m5_band_plans_allocations_webhooks(c: sqlite3.Connection) -> None:
     c.execute("CREATE INDEX idx_webhook_pending ON webhook_outbox (url, id) WHERE delivered_ns IS NULL")
 
 
+def _m6_alarm_interference(c: sqlite3.Connection) -> None:
+    """What a residual alarm's interference is (central.live.Interference as JSON; NULL: not characterised)."""
+    c.execute("ALTER TABLE alarms ADD COLUMN interference TEXT")
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m1_initial, _m2_node_stats_operators_retention,
                                                           _m3_campaigns, _m4_viewers_scrapers,
-                                                          _m5_band_plans_allocations_webhooks]  # fmt: skip
+                                                          _m5_band_plans_allocations_webhooks,
+                                                          _m6_alarm_interference]  # fmt: skip
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
