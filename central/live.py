@@ -79,6 +79,9 @@ class Snapshot:
     reason: str = ""  # "", "residual", "saturation", "insufficient data"
     suspected_position_m: tuple[float, float] | None = None
     busy_subbands: tuple[int, ...] = ()  # sub-bands the scheduler gave a legitimate transmitter
+    spectral_score: float | None = None  # the spectral test's (models.detectors.spectral); None without one
+    spectral_threshold: float | None = None
+    affected_subbands: tuple[int, ...] = ()  # where the spectral test sees the excess, while its verdict is anomalous
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -86,6 +89,8 @@ class Snapshot:
             t["allocation"] = None if t["allocation"] is None else [list(a) for a in t["allocation"]]
         d["score"] = _finite_or_none(self.score)
         d["threshold"] = _finite_or_none(self.threshold)
+        d["spectral_score"] = _finite_or_none(self.spectral_score)
+        d["spectral_threshold"] = _finite_or_none(self.spectral_threshold)
         for su in d["sus"]:
             for k in ("measured_dbm", "predicted_dbm", "residual_db"):
                 su[k] = _finite_or_none(su[k])

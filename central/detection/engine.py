@@ -14,8 +14,15 @@ Data flow per evaluation (:meth:`DetectionEngine.evaluate`):
    the normal scale (z) feeds a CUSUM, and the residual verdict is "the CUSUM is above its threshold"
    instead of "this snapshot's score is above the detector's threshold"; the alarm starts at the
    CUSUM's onset estimate. ``"none"``: the per-snapshot verdict, as the paper does.
-5. Hysteresis (:class:`AlarmTracker`, kind "residual"): raise after k of n verdicts, clear after m normal.
-6. Saturation rule (kind "saturation"): any fresh saturated SU makes the snapshot anomalous for the
+5. Spectral test (when the site has a band plan, readings follow it and :meth:`learn_spectral` has
+   run): the residual matrix (SU × sub-band, :mod:`central.detection.spectral`) through
+   :class:`models.detectors.spectral.SpectralDetector`, integrated by its own CUSUM as in step 4. The
+   residual verdict is "wideband or spectral"; while it holds (and while the alarm lasts) every
+   snapshot's finding goes to the alarm's :class:`InterferenceTracker`, and the alarm carries what it
+   says (``central.live.Interference``: class, sub-bands to avoid, EIRP, 90 % region, time pattern,
+   countermeasure); its position is then the fit over the affected sub-bands.
+6. Hysteresis (:class:`AlarmTracker`, kind "residual"): raise after k of n verdicts, clear after m normal.
+7. Saturation rule (kind "saturation"): any fresh saturated SU makes the snapshot anomalous for the
    saturation tracker; raised after ``saturation_k`` consecutive such snapshots even when no residual
    statistics can be computed; affected SUs = the saturated ones; suspected position = the cell
    they all hear best.
@@ -49,6 +56,7 @@ import numpy as np
 from central.config import DEFAULT_CUSUM_DRIFT, DEFAULT_CUSUM_THRESHOLD, INTEGRATIONS
 from central.detection.alarms import AlarmTracker, AlarmTransition, counter_ids
 from central.detection.assembly import Residuals, SnapshotAssembler
+from central.detection.characterise import CharacteriseSettings, Finding, InterferenceTracker
 from central.detection.localise import PointSourceLocaliser
 from central.detection.sequential import Cusum, CusumSettings
 from central.detection.spectral import SpectralAssembler, SpectralResiduals
@@ -57,6 +65,8 @@ from central.twin.predictor import Predictor
 from contracts.band_plan import BandPlan
 from models.detectors import (DetectorError, ResidualDetector, constructor_params, load_detector, make_detector,
                               model_paths)  # fmt: skip
+from models.detectors.bayes import thin_cells
+from models.detectors.spectral import SpectralDetector
 from node.protocol import Measurement
 
 NO_DETECTOR, INSUFFICIENT = "no detector", "insufficient data"
@@ -86,6 +96,11 @@ class EngineConfig:
     # the CUSUM of the scores (normal scale) is above cusum.threshold (central.detection.sequential).
     integration: str = "none"
     cusum: CusumSettings = CusumSettings(DEFAULT_CUSUM_DRIFT, DEFAULT_CUSUM_THRESHOLD)
+    # the spectral test (models.detectors.spectral): its sub-band penalty κ and candidate-cell spacing,
+    # both chosen on validation in bench/spectral.py, and how alarms are characterised
+    spectral_penalty: float = 4.0
+    spectral_cell_m: float = 1.0
+    characterise: CharacteriseSettings = CharacteriseSettings()
 
     def __post_init__(self):
         if self.integration not in INTEGRATIONS:
@@ -130,6 +145,9 @@ class DetectionEngine:
         self._lock = threading.Lock()
         self.last_residuals: Residuals | None = None
         self.last_spectral: SpectralResiduals | None = None
+        self.spectral_detector: SpectralDetector | None = None
+        self.spectral_cusum = Cusum(config.cusum) if config.integration == "cusum" else None
+        self.interference: InterferenceTracker | None = None  # the active alarm's findings (with a spectral test)
         self.stats = {"evaluations": 0, "fallback": 0, NO_DETECTOR: 0, INSUFFICIENT: 0, "anomalous": 0,
                       "eval_us_last": 0.0, "eval_us_total": 0.0}  # fmt: skip
 
@@ -232,10 +250,52 @@ class DetectionEngine:
                 preds.append([np.nan if su.predicted_dbm is None else su.predicted_dbm for su in s.sus])
         return np.array(rows, dtype=np.float64).reshape(-1, len(self.su_ids)), np.array(preds, dtype=np.float64)
 
+    def _spectral_cells(self) -> tuple[np.ndarray, np.ndarray]:
+        """(positions (C, 3), linear gains (C, n_su)) of the spectral test's candidate cells: the twin's
+        map cells thinned to ``spectral_cell_m``."""
+        cg = self.predictor.cell_gains()
+        keep = thin_cells(cg.positions_m, self.config.spectral_cell_m)
+        return cg.positions_m[keep], cg.gain_lin[keep]
+
+    def learn_spectral(self, measured_dbm, predicted_dbm, *, target_far: float | None = None,
+                       provenance: dict | None = None) -> SpectralDetector:  # fmt: skip
+        """Fit the spectral test on normal snapshots (N, n_su, K) of measured and expected sub-band powers
+        (NaN = not usable) and use it. Needs the band plan."""
+        if self.spectral is None:
+            raise DetectorError("no band plan: the site declares no [band], so there is no spectral test")
+        pos, gain = self._spectral_cells()
+        plan = self.spectral.plan
+        widths = np.array([b.width_hz for b in plan.grid])
+        noise = self.predictor.noise_floor_dbm + 10 * np.log10(widths / plan.occupied_hz)
+        far = self.config.target_far if target_far is None else target_far
+        det = SpectralDetector(pos, gain, noise, penalty=self.config.spectral_penalty, target_far=far)
+        self.set_spectral_detector(det.fit(measured_dbm, predicted_dbm, provenance=provenance))
+        return det
+
+    def set_spectral_detector(self, det: SpectralDetector | None) -> None:
+        if det is not None:
+            if self.spectral is None:
+                raise DetectorError("a spectral detector needs the site's band plan")
+            if det.n_su != len(self.su_ids) or det.subbands != self.spectral.plan.subbands:
+                raise DetectorError(f"spectral detector is for {det.n_su} SUs × {det.subbands} sub-bands, the twin has "
+                                    f"{len(self.su_ids)} × {self.spectral.plan.subbands}")  # fmt: skip
+        self.spectral_detector = det
+        self.interference = None if det is None else InterferenceTracker(self.spectral.plan, det.positions_m,
+                                                                         self.assembler.hall_xy_m, self.config.characterise)  # fmt: skip
+        if self.spectral_cusum is not None:
+            self.spectral_cusum.reset()
+
     def save_detectors(self, directory: str | Path) -> list[Path]:
-        """Write the detector (``detector.npz/json``) and fallback (``fallback.npz/json``)."""
+        """Write the detector (``detector.npz/json``), fallback (``fallback.npz/json``) and spectral test
+        (``spectral.npz/json``)."""
         directory = Path(directory)
         out = []
+        npz, meta = model_paths(directory / "spectral")
+        if self.spectral_detector is None:
+            npz.unlink(missing_ok=True)
+            meta.unlink(missing_ok=True)
+        else:
+            out.append(self.spectral_detector.save(directory / "spectral"))
         for name, d in (("detector", self.detector), ("fallback", self.fallback)):
             npz, meta = model_paths(directory / name)
             if d is None:
@@ -251,6 +311,8 @@ class DetectionEngine:
         fb_path = model_paths(directory / "fallback")[1]
         fb = load_detector(directory / "fallback") if fb_path.exists() else None
         self.set_detector(det, fb)
+        if model_paths(directory / "spectral")[1].exists() and self.spectral is not None:
+            self.set_spectral_detector(SpectralDetector.load(directory / "spectral"))
         return det
 
     # ------------------------------------------------------------------ evaluation
@@ -312,26 +374,42 @@ class DetectionEngine:
         self._last_eval_ns = t_ns
         r = self.assembler.assemble(t_ns)
         self.last_residuals = r
+        sr = self._spectral_snapshot(r)
         score, used, label, status = self._score(r)
         if status:
             self.stats[status] += 1
         threshold = used.threshold if used is not None else None
-        verdict, onset_ns = self._verdict(t_ns, score, used)
+        wide_verdict, onset_ns = self._verdict(t_ns, score, used)
+        ev, spec_verdict, spec_onset = self._spectral_verdict(t_ns, sr)
+        verdict = None if wide_verdict is None and spec_verdict is None else bool(wide_verdict or spec_verdict)
+        if spec_verdict and (onset_ns is None or (spec_onset is not None and spec_onset < onset_ns)):
+            onset_ns = spec_onset
         res_anomalous = bool(verdict)
         affected: tuple[str, ...] = ()
         position = None
+        interference = None
         if res_anomalous:
-            affected = self._affected(r, used)
-            if self.localiser is not None:
+            affected = self._affected(r, used) if used is not None else self._affected_spectral(sr, ev)
+            if self.localiser is not None and wide_verdict:
                 loc = self.localiser.locate(r.measured_dbm, r.predicted_dbm, r.usable)
                 position = None if loc is None else loc.position_m[:2]
+        if ev is not None and self.interference is not None and (res_anomalous or self.residual_alarms.active is not None):
+            interference = self._characterise(t_ns, sr, ev)
+            if interference is not None and interference.position_m is not None:
+                position = interference.position_m  # the fit over the affected sub-bands
         sat = r.saturated
         sat_ids = tuple(su for su, s in zip(self.su_ids, sat) if s)
         sat_position = self._near(sat) if sat_ids else None
 
-        transitions = self.residual_alarms.update(t_ns, verdict, score, affected, position, onset_ns=onset_ns)
-        if self.cusum is not None and any(tr.event == "cleared" for tr in transitions):
-            self.cusum.reset()  # like the tracker's window: a new alarm needs fresh evidence
+        alarm_score = score if score is not None else (ev.score if ev is not None else None)
+        transitions = self.residual_alarms.update(t_ns, verdict, alarm_score, affected, position, onset_ns=onset_ns,
+                                                  interference=interference)  # fmt: skip
+        if any(tr.event == "cleared" for tr in transitions):
+            for c in (self.cusum, self.spectral_cusum):  # like the tracker's window: a new alarm needs fresh evidence
+                if c is not None:
+                    c.reset()
+            if self.interference is not None:
+                self.interference.reset()
         sat_verdict = None if r.stale.all() else bool(sat_ids)
         transitions += self.saturation_alarms.update(t_ns, sat_verdict, None, sat_ids, sat_position)
 
@@ -341,11 +419,14 @@ class DetectionEngine:
             reason = "saturation"
         else:
             reason = status
-        sus, busy = self._with_spectrum(r)
+        sus, busy = self._with_spectrum(r, sr)
         snap = Snapshot(
             t_ns=t_ns, sus=sus, txs=r.txs, score=score, threshold=threshold,
             anomalous=bool(res_anomalous or sat_ids), detector=label, reason=reason,
             suspected_position_m=position if res_anomalous else sat_position, busy_subbands=busy,
+            spectral_score=None if ev is None else ev.score,
+            spectral_threshold=None if self.spectral_detector is None else self.spectral_detector.threshold,
+            affected_subbands=() if ev is None or not spec_verdict else ev.affected,
         )  # fmt: skip
         dt = (time.perf_counter() - t0) * 1e6
         self.stats["evaluations"] += 1
@@ -354,14 +435,63 @@ class DetectionEngine:
         self.stats["eval_us_total"] += dt
         return snap, transitions
 
-    def _with_spectrum(self, r: Residuals) -> tuple[tuple[SuState, ...], tuple[int, ...]]:
+    def _spectral_snapshot(self, r: Residuals) -> SpectralResiduals | None:
+        """The spectral snapshot at the wideband one's time, when any SU's readings follow the band plan."""
+        if self.spectral is None or not self.spectral.stats["readings"]:
+            return None
+        sr = self.spectral.assemble(r.t_ns, r.txs)
+        self.last_spectral = sr
+        return sr
+
+    def _spectral_verdict(self, t_ns: int, sr: SpectralResiduals | None):
+        """(evidence or None, verdict: None when unknown, onset ns or None) of the spectral test."""
+        det = self.spectral_detector
+        if det is None or sr is None or sr.usable.sum() < self.min_usable_sus:
+            if self.spectral_cusum is not None:
+                self.spectral_cusum.update(t_ns, None)
+            return None, None, None
+        meas = np.where(sr.usable[:, None], sr.measured_dbm, np.nan)
+        ev = det.evidence(meas, sr.predicted_dbm)
+        if not math.isfinite(ev.score):
+            return None, None, None
+        self.stats["spectral_score"] = ev.score
+        if self.spectral_cusum is None:
+            return ev, ev.score > det.threshold, None
+        state = self.spectral_cusum.update(t_ns, float(det.normal_scores([ev.score])[0]))
+        self.stats["spectral_cusum"] = state.statistic
+        return ev, state.anomalous, state.onset_ns
+
+    def _characterise(self, t_ns: int, sr: SpectralResiduals, ev):
+        """Add this snapshot's finding to the alarm's history and say what the interference is."""
+        det = self.spectral_detector
+        seen = bool(ev.score > det.threshold)
+        fit = None
+        if seen:
+            meas = np.where(sr.usable[:, None], sr.measured_dbm, np.nan)
+            fit = det.locate(meas, sr.predicted_dbm, ev.affected)
+        allocations = {c.tx_id: tuple(b for b, p in c.allocation) for c in self.last_residuals.txs if c.allocation is not None}
+        self.interference.add(Finding(t_ns, seen, ev.affected if seen else (), allocations,
+                                      None if fit is None else fit.position_m,
+                                      None if fit is None else fit.subband_eirp_dbm, None if fit is None else fit.cost))  # fmt: skip
+        return self.interference.interference()
+
+    def _affected_spectral(self, sr: SpectralResiduals, ev) -> tuple[str, ...]:
+        """SUs whose residual in the affected sub-bands is the largest (spectral evidence alone)."""
+        if ev is None or not ev.affected:
+            return ()
+        res = np.nanmax(np.where(sr.usable[:, None], sr.residual_db, -np.inf)[:, list(ev.affected)], axis=1)
+        lim = self.config.affected_margin_db
+        over = res > lim
+        if not over.any():
+            over = res == res.max()
+        return tuple(su for su, o in zip(self.su_ids, over) if o)
+
+    def _with_spectrum(self, r: Residuals, sr: SpectralResiduals | None) -> tuple[tuple[SuState, ...], tuple[int, ...]]:
         """The SU states with their per-sub-band measured and expected powers (when any SU's readings
         follow the band plan), and the busy sub-bands."""
         sus = r.su_states()
-        if self.spectral is None or not self.spectral.stats["readings"]:
+        if sr is None:
             return sus, ()
-        sr = self.spectral.assemble(r.t_ns, r.txs)
-        self.last_spectral = sr
         out = []
         for j, su in enumerate(sus):
             meas = sr.measured_dbm[j]

@@ -54,6 +54,9 @@ class LearnResult:
     n_snapshots: int
     since_ns: int
     until_ns: int
+    # the spectral test, fitted on the same window when enough snapshots had sub-band readings
+    spectral_threshold: float | None = None
+    spectral_snapshots: int = 0
 
 
 class LiveDetection:
@@ -75,8 +78,9 @@ class LiveDetection:
                           "normal statistics are learned again", active.id, active.path, e)  # fmt: skip
         else:
             log.warning("no detector learned yet: only saturation alarms until `learn` has run")
-        # (t_ns, residuals dB, the twin's prediction dBm: the point-source detectors learn from both, anomalous)
-        self._recent: collections.deque[tuple[int, np.ndarray, np.ndarray, bool]] = collections.deque(maxlen=LEARN_BUFFER)
+        # (t_ns, residuals dB, the twin's prediction dBm: the point-source detectors learn from both, anomalous,
+        # per-sub-band measured and expected dBm (n_su, K) or None: what the spectral test learns from)
+        self._recent: collections.deque[tuple] = collections.deque(maxlen=LEARN_BUFFER)
         self._last_stored_ns = 0
         self._stop = threading.Event()
         self._timer: threading.Thread | None = None
@@ -122,10 +126,14 @@ class LiveDetection:
 
     def _record(self, snap: Snapshot, transitions: list[AlarmTransition]) -> None:
         with self._record_lock:
-            r = self.engine.last_residuals
+            r, sr = self.engine.last_residuals, self.engine.last_spectral
             if r is not None:
+                spec = None
+                if sr is not None and sr.t_ns == r.t_ns:
+                    meas = np.where(sr.usable[:, None], sr.measured_dbm, np.nan)
+                    spec = (meas.astype(np.float32), sr.predicted_dbm.astype(np.float32))
                 self._recent.append((snap.t_ns, np.array(r.residual_db, dtype=np.float32),
-                                     np.array(r.predicted_dbm, dtype=np.float32), snap.anomalous))  # fmt: skip
+                                     np.array(r.predicted_dbm, dtype=np.float32), snap.anomalous, spec))  # fmt: skip
             if snap.anomalous or transitions or snap.t_ns - self._last_stored_ns >= STORE_PERIOD_S * 1e9:
                 self.store.add_snapshot(snap)
                 self._last_stored_ns = snap.t_ns
@@ -159,7 +167,9 @@ class LiveDetection:
             ids = ", ".join(str(a.id) for a in overlapping[:5])
             raise LearnError(f"the window overlaps alarm(s) {ids}: learn from a period without alarms")
         with self._record_lock:
-            window = [(x, p) for t, x, p, _ in self._recent if since_ns <= t <= until_ns]
+            rows = [row for row in self._recent if since_ns <= row[0] <= until_ns]
+        window = [(row[1], row[2]) for row in rows]
+        spectral = [row[4] for row in rows if row[4] is not None]
         if len(self._recent) == self._recent.maxlen and self._recent[0][0] > since_ns:
             log.warning("learning window starts before the in-memory buffer: using what it holds")
         n_su = len(self.engine.su_ids)
@@ -177,12 +187,28 @@ class LiveDetection:
                                     predicted_dbm=pred, provenance=prov)  # fmt: skip
         except DetectorError as e:
             raise LearnError(str(e)) from None
+        spec_threshold = None
+        if len(spectral) >= MIN_LEARN_SNAPSHOTS and self.engine.spectral is not None:
+            try:
+                sd = self.engine.learn_spectral(np.array([m for m, _ in spectral], dtype=np.float64),
+                                                np.array([p for _, p in spectral], dtype=np.float64),
+                                                target_far=target_far, provenance=prov)  # fmt: skip
+                spec_threshold = float(sd.threshold)
+            except DetectorError as e:
+                log.warning("spectral test not learned: %s", e)
+        elif self.engine.spectral is not None:
+            log.warning("spectral test not learned: only %d snapshots with sub-band readings of the site's band plan "
+                        "in the window (need %d)", len(spectral), MIN_LEARN_SNAPSHOTS)  # fmt: skip
         directory = self.state.config.models_dir / f"detector-{time.strftime('%Y%m%dT%H%M%S')}-{time.time_ns() % 10**6}"
         self.engine.save_detectors(directory)
         model = self.store.add_model(MODEL_KIND, directory, {**prov, "detector": det.name, "threshold": det.threshold,
-                                                              "n_snapshots": int(len(x))})  # fmt: skip
-        log.info("learned %s on %d snapshots: threshold %.3g (model %d)", det.name, len(x), det.threshold, model.id)
-        return LearnResult(model.id, det.name, float(det.threshold), int(len(x)), since_ns, until_ns)
+                                                              "n_snapshots": int(len(x)), "spectral_threshold": spec_threshold,
+                                                              "spectral_snapshots": len(spectral)})  # fmt: skip
+        log.info("learned %s on %d snapshots: threshold %.3g (model %d); spectral test: %s", det.name, len(x),
+                 det.threshold, model.id, "none" if spec_threshold is None else f"threshold {spec_threshold:.3g} on "
+                 f"{len(spectral)} snapshots")  # fmt: skip
+        return LearnResult(model.id, det.name, float(det.threshold), int(len(x)), since_ns, until_ns, spec_threshold,
+                           len(spectral) if spec_threshold is not None else 0)  # fmt: skip
 
 
 def engine_config(cfg) -> EngineConfig:

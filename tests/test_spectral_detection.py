@@ -1,0 +1,193 @@
+"""The spectral test (models.detectors.spectral) and alarm characterisation (central.detection.characterise)
+on a synthetic hall: log-distance gains, so the behaviour is pinned without ray tracing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from central.detection.characterise import Finding, InterferenceTracker, likelihood_region
+from contracts.band_plan import BandPlan
+from models.detectors.spectral import SpectralDetector
+
+PLAN = BandPlan.from_dict({"center_hz": 3.7e9, "bandwidth_hz": 100e6, "scs_hz": 30e3, "subbands": 16})
+K = PLAN.subbands
+HALL = (20.0, 10.0)
+XS, YS = np.meshgrid(np.arange(0.5, HALL[0], 1.0), np.arange(0.5, HALL[1], 1.0))
+CELLS = np.column_stack([XS.ravel(), YS.ravel(), np.full(XS.size, 1.5)])
+SUS = np.array([[1, 1], [10, 1], [19, 1], [1, 9], [10, 9], [19, 9], [5, 5], [15, 5]], dtype=float)
+SHARES = np.array(PLAN.shares_db)
+NOISE_DBM = -95.0 + 10 * np.log10(np.array([b.width_hz for b in PLAN.grid]) / PLAN.occupied_hz)
+
+
+def gain_db(xy: np.ndarray) -> np.ndarray:
+    """(P, n_su) log-distance path gain: −40 dB at 1 m, exponent 2.5."""
+    d = np.linalg.norm(np.asarray(xy)[:, None, :2] - SUS[None], axis=2)
+    return -40.0 - 25.0 * np.log10(np.maximum(d, 0.5))
+
+
+GAIN_LIN = 10 ** (gain_db(CELLS) / 10)
+
+
+def received_dbm(tx_xy, tx_subband_dbm) -> np.ndarray:
+    """(n_su, K) power from point sources with EIRP per sub-band (−inf: off), noise included."""
+    mw = (10 ** ((np.asarray(tx_subband_dbm)[:, None, :] + gain_db(tx_xy)[..., None]) / 10)).sum(axis=0)
+    return 10 * np.log10(mw + 10 ** (NOISE_DBM / 10))
+
+
+def allocation(rng) -> dict[str, tuple[int, ...]]:
+    start, a, b = int(rng.integers(K)), int(rng.integers(2, 6)), int(rng.integers(2, 6))
+    return {"tx-1": tuple(sorted((start + i) % K for i in range(a))),
+            "tx-2": tuple(sorted((start + a + i) % K for i in range(b)))}  # fmt: skip
+
+
+def snapshot(rng, sigma_db=2.0, jammer=None, alloc=None, tx_xy=((4.0, 3.0), (16.0, 7.0))):
+    """(measured, predicted, allocation): two legitimate TXs per their allocation, model error σ per
+    link, plus an optional jammer (xy, EIRP per sub-band)."""
+    alloc = alloc or allocation(rng)
+    p = np.full((2, K), -np.inf)
+    for t, tx in enumerate(("tx-1", "tx-2")):
+        p[t, list(alloc[tx])] = 20.0 + SHARES[list(alloc[tx])]
+    pred = received_dbm(np.array(tx_xy), p)
+    err = rng.normal(0, sigma_db, (2, len(SUS)))
+    legit = (10 ** ((p[:, None, :] + gain_db(np.array(tx_xy))[..., None] + err[..., None]) / 10)).sum(axis=0)
+    mw = legit + 10 ** (NOISE_DBM / 10) * 10 ** (rng.normal(0, 0.1, (len(SUS), K)) / 10)
+    if jammer is not None:
+        xy, eirp = jammer
+        mw = mw + 10 ** ((eirp[None, :] + gain_db(np.array([xy]))[0][:, None]) / 10)
+    return 10 * np.log10(mw), pred, alloc
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    rng = np.random.default_rng(1)
+    data = [snapshot(rng) for _ in range(1500)]
+    det = SpectralDetector(CELLS, GAIN_LIN, NOISE_DBM, target_far=0.01)
+    det.fit(np.array([d[0] for d in data]), np.array([d[1] for d in data]))
+    return det
+
+
+def narrowband(b: int, dbm: float) -> np.ndarray:
+    e = np.full(K, -np.inf)
+    e[b] = dbm
+    return e
+
+
+def test_normal_snapshots_it_never_saw_alarm_at_about_the_target_rate(fitted):
+    rng = np.random.default_rng(2)
+    data = [snapshot(rng) for _ in range(2000)]
+    s = fitted.score(np.array([d[0] for d in data]), np.array([d[1] for d in data]))
+    far = float(np.mean(s > fitted.threshold))
+    assert 0.002 <= far <= 0.03, far
+
+
+def test_normal_statistics_separate_idle_from_busy_sub_bands(fitted):
+    idle, busy = fitted.sigma_db[..., 0], fitted.sigma_db[..., 1]
+    assert np.median(idle) < 0.3 < 1.0 < np.median(busy)  # noise-floor scatter vs the 2 dB model error
+
+
+def test_a_weak_narrowband_jammer_in_an_idle_sub_band_is_found_named_and_located(fitted):
+    rng = np.random.default_rng(3)
+    alloc = {"tx-1": (0, 1, 2), "tx-2": (10, 11)}
+    meas, pred, _ = snapshot(rng, jammer=((12.0, 4.0), narrowband(6, -10.0)), alloc=alloc)
+    ev = fitted.evidence(meas, pred)
+    assert ev.score > 10 * fitted.threshold
+    assert ev.affected == (6,)
+    fit = fitted.locate(meas, pred, ev.affected)
+    assert np.hypot(fit.position_m[0] - 12.0, fit.position_m[1] - 4.0) <= 1.5
+    assert abs(fit.eirp_dbm - (-10.0)) < 2.0
+
+
+def test_the_band_total_hides_what_the_spectral_test_sees(fitted):
+    """A 0 dBm jammer in one busy sub-band: < 1 dB on any SU's band total, yet past the threshold."""
+    rng = np.random.default_rng(4)
+    alloc = {"tx-1": tuple(range(0, 8)), "tx-2": tuple(range(8, 16))}
+    meas, pred, _ = snapshot(rng, sigma_db=0.0, jammer=((7.0, 5.0), narrowband(9, 0.0)), alloc=alloc)
+    clean, _, _ = snapshot(np.random.default_rng(4), sigma_db=0.0, alloc=alloc)
+    total = lambda x: 10 * np.log10((10 ** (x / 10)).sum(axis=1))  # noqa: E731
+    assert np.max(total(meas) - total(clean)) < 1.0
+    assert fitted.evidence(meas, pred).score > fitted.threshold
+
+
+def test_save_and_load_give_the_same_scores(fitted, tmp_path):
+    rng = np.random.default_rng(5)
+    data = [snapshot(rng) for _ in range(20)]
+    m, p = np.array([d[0] for d in data]), np.array([d[1] for d in data])
+    fitted.save(tmp_path / "spectral")
+    again = SpectralDetector.load(tmp_path / "spectral")
+    np.testing.assert_allclose(again.score(m, p), fitted.score(m, p))
+    assert again.threshold == fitted.threshold
+
+
+def test_unusable_snapshots_are_not_scored(fitted):
+    rng = np.random.default_rng(6)
+    meas, pred, _ = snapshot(rng)
+    meas[1:] = np.nan
+    assert np.isnan(fitted.score(meas[None], pred[None])[0])
+
+
+# ------------------------------------------------------------------ characterisation
+
+
+def tracker():
+    return InterferenceTracker(PLAN, CELLS, HALL)
+
+
+def run(fitted, rng, jammer_at, n=30, slot=10):
+    """Feed ``n`` snapshots (allocations change every ``slot``) to a tracker; ``jammer_at(i, alloc)``
+    gives the jammer's EIRP per sub-band (or None: off)."""
+    tr = tracker()
+    alloc = allocation(rng)
+    for i in range(n):
+        if i % slot == 0:
+            alloc = allocation(rng)
+        eirp = jammer_at(i, alloc)
+        meas, pred, _ = snapshot(rng, sigma_db=1.0, alloc=alloc, jammer=None if eirp is None else ((12.0, 6.0), eirp))
+        ev = fitted.evidence(meas, pred)
+        seen = bool(ev.score > fitted.threshold)
+        fit = fitted.locate(meas, pred, ev.affected) if seen else None
+        tr.add(Finding(i, seen, ev.affected if seen else (), alloc, None if fit is None else fit.position_m,
+                       None if fit is None else fit.subband_eirp_dbm, None if fit is None else fit.cost))  # fmt: skip
+    return tr.interference()
+
+
+def test_a_static_narrowband_jammer_is_narrowband_with_its_sub_bands_to_avoid(fitted):
+    got = run(fitted, np.random.default_rng(7), lambda i, a: np.where(np.isin(np.arange(K), [5, 6]), 7.0, -np.inf))
+    assert got.interference_class == "narrowband"
+    assert got.subbands == (5, 6) and got.avoid_subbands == (5, 6)
+    assert got.countermeasure.startswith("narrowband: exclude sub-bands 5–6 (PRBs 85–")
+    assert got.time_pattern == "continuous"
+    assert np.hypot(got.position_m[0] - 12.0, got.position_m[1] - 6.0) <= 2.0
+    assert any(np.hypot(x - 12.0, y - 6.0) <= 1.0 for x, y in got.region_m)
+    assert abs(got.eirp_dbm - 10.0) < 2.0  # 7 dBm in each of two sub-bands
+
+
+def test_an_emitter_that_follows_a_transmitters_allocation_is_named_deceptive(fitted):
+    got = run(fitted, np.random.default_rng(8), lambda i, a: np.where(np.isin(np.arange(K), a["tx-2"]), 15.0 + SHARES, -np.inf))
+    assert got.interference_class == "deceptive" and got.mimics_tx == "tx-2"
+    assert got.avoid_subbands == ()
+    assert "mimicking TX tx-2" in got.countermeasure
+
+
+def test_a_sweep_is_sweeping_and_a_wideband_jammer_wideband(fitted):
+    sweep = run(fitted, np.random.default_rng(9), lambda i, a: narrowband(i % K, 0.0))
+    assert sweep.interference_class == "sweeping" and sweep.avoid_subbands == ()
+    wide = run(fitted, np.random.default_rng(10), lambda i, a: 10.0 + SHARES)
+    assert wide.interference_class == "wideband" and wide.subbands == tuple(range(K))
+    assert wide.countermeasure.startswith("wideband: move band; locate and remove near (")
+    assert abs(wide.eirp_dbm - 10.0) < 3.0  # seen in the idle sub-bands only, sent over the whole grid
+
+
+def test_a_jammer_on_a_third_of_the_time_is_duty_cycled_with_its_duty(fitted):
+    on = np.random.default_rng(11).random(60) < 0.33
+    got = run(fitted, np.random.default_rng(12), lambda i, a: (10.0 + SHARES) if on[i] else None, n=60)
+    assert got.time_pattern == "duty-cycled"
+    assert abs(got.duty - on.mean()) < 0.1
+    assert "(on " in got.countermeasure
+
+
+def test_the_90_percent_region_holds_90_percent_of_the_likelihood():
+    cost = np.random.default_rng(0).random(500) * 10
+    lik, mask = likelihood_region(cost, 3.0, 0.9)
+    assert lik.max() == 1.0
+    assert lik[mask].sum() >= 0.9 * lik.sum() > lik[mask].sum() - lik[mask].min()
