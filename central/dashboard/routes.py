@@ -7,7 +7,8 @@ Routes (all GET):
 - ``/login``            the login page (``static/login.html``): a viewer or operator token is
   exchanged for the session cookie by ``POST /api/v1/session`` (:mod:`central.api.session`)
 - ``/static/{file}``    the pages' assets (only files shipped in ``static/``; no data, so open)
-- ``/api/v1/site``      the floor plan as JSON (:func:`site_json`)
+- ``/api/v1/site``      the floor plan and band plan as JSON (:func:`site_json`; the API's own route
+  serves the same where it is mounted)
 - ``/api/v1/events``    Server-Sent Events: first a ``hello`` event (server clock, recent snapshot
   history, known alarms), then the bus's latest event of each kind, then live events
   (``snapshot``, ``alarm``, ``nodes``, data = the ``to_dict`` of :mod:`central.live` records). A
@@ -18,10 +19,14 @@ The floor plan and the stream are reads (:data:`central.api.security.READ`: a vi
 token, or the session cookie, which ``EventSource`` sends by itself); the app must carry the API's
 state and session store (:func:`central.api.create_app`), which is where the dashboard is mounted.
 
-Event payloads the page understands: ``snapshot`` = ``Snapshot.to_dict()``; ``alarm`` =
-``Alarm.to_dict()`` (one alarm that was raised, updated or cleared) or ``{"alarms": [...]}`` (the full
-set); ``nodes`` = ``{"nodes": [NodeHealth.to_dict(), ...]}`` (a bare list or a dict keyed by node id
-are accepted as well).
+Event payloads the page understands: ``snapshot`` = ``Snapshot.to_dict()`` (its ``sus[*].subband_*``
+and ``busy_subbands`` feed the spectrum strip); ``alarm`` = ``Alarm.to_dict()`` (one alarm that was
+raised, updated, acknowledged or cleared; its ``interference`` fills the banner and the likelihood heat
+map) or ``{"alarms": [...]}`` (the full set); ``nodes`` = ``{"nodes": [NodeHealth.to_dict(), ...]}`` (a
+bare list or a dict keyed by node id are accepted as well).
+
+The page also calls the API it is mounted with: ``GET /api/v1/session`` (who is logged in, the CSRF
+token) and, for an operator's session, ``POST /api/v1/alarms/{id}/ack`` (the acknowledge button).
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from starlette.routing import Match
 
 from central.api.responses import AUTH, errors
 from central.api.security import READ
+from central.api.site import band_plan_body
 from central.api.sessions import COOKIE_NAME
 from central.events import Event, EventBus
 from central.twin.site import Site
@@ -63,7 +69,8 @@ EVENTS_RESPONSES: dict = {200: {"description": "an endless text/event-stream: he
 
 
 def site_json(site: Site) -> dict:
-    """The floor plan the dashboard draws: hall size, obstacles (boxes) and sensing units. Metres."""
+    """The floor plan the dashboard draws: hall size, obstacles (boxes) and sensing units (metres), and
+    the band plan its spectrum strip labels (as the API's ``GET /api/v1/site`` and ``/band-plan``)."""
     return {
         "name": site.name,
         "description": site.description,
@@ -77,6 +84,7 @@ def site_json(site: Site) -> dict:
             for b in site.obstacles
         ],
         "sensing_units": [{"id": su.id, "position_m": list(su.position_m)} for su in site.sensing_units],
+        "band_plan": band_plan_body(site.band_plan),
     }
 
 

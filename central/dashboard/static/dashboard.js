@@ -1,5 +1,7 @@
-// rftwin operator dashboard: floor plan, alarms, node health and residual history, fed by SSE.
-// No framework and no external assets: plain DOM + SVG. Payloads are central/live.py's to_dict().
+// rftwin operator dashboard: floor plan with the jammer-likelihood heat map, alarms (with what the
+// interference is and the operator's acknowledgement), node health, per-node spectrum strip and
+// residual history, fed by SSE. No framework and no external assets: plain DOM + SVG (+ one canvas to
+// paint the heat map). Payloads are central/live.py's to_dict().
 "use strict";
 (() => {
   const SVGNS = "http://www.w3.org/2000/svg";
@@ -12,8 +14,17 @@
                    [0.5, [239, 138, 98]], [1, [178, 24, 43]]];
   const KIND_TEXT = { residual: "Jammer suspected: twin residual anomaly",
                       saturation: "Jammer suspected: receiver saturation" };
+  const CLASS_TEXT = { narrowband: "Narrowband jammer", "partial-band": "Partial-band jammer",
+                       wideband: "Wideband jammer", sweeping: "Sweeping jammer",
+                       deceptive: "Deceptive emitter" };
+  // jammer likelihood 0 → 1: transparent pale yellow → orange → dark red
+  const HEAT = [[0, [255, 237, 160]], [0.5, [253, 141, 60]], [1, [189, 0, 38]]];
+  const HEAT_MIN = 0.02;      // likelihood below this is not painted
+  const EXCESS_DB = 3;        // spectrum strip: a sub-band measured this far above its expectation is coloured
   const state = { site: null, snapshot: null, alarms: new Map(), nodes: [], history: [],
-                  offsetNs: 0, lastSnapshotMs: 0 };
+                  offsetNs: 0, lastSnapshotMs: 0, session: null,
+                  ack: { pending: null, error: null },  // error: { alarmId, text } of the last failed acknowledgement
+                  heatFor: null };                      // the likelihood map the heat layer shows
   const $ = (id) => document.getElementById(id);
   let px = (x) => x, py = (y) => y, scheduled = false;
 
@@ -54,6 +65,18 @@
     }
     return "rgb(178,24,43)";
   }
+  function heatRgb(v) {
+    const t = Math.max(0, Math.min(1, v));
+    for (let i = 1; i < HEAT.length; i++) {
+      const [t1, c1] = HEAT[i];
+      if (t <= t1) {
+        const [t0, c0] = HEAT[i - 1], f = (t - t0) / (t1 - t0);
+        return c0.map((c, k) => Math.round(c + f * (c1[k] - c)));
+      }
+    }
+    return HEAT[HEAT.length - 1][1];
+  }
+  const heatAlpha = (v) => (v < HEAT_MIN ? 0 : Math.round(255 * (0.25 + 0.6 * Math.min(1, v))));
   function schedule() {
     if (scheduled) return;
     scheduled = true;
@@ -61,6 +84,9 @@
   }
   const activeAlarms = () => [...state.alarms.values()].filter((a) => a.state === "active")
     .sort((a, b) => b.start_ns - a.start_ns);
+  const bandGrid = () => (state.site && state.site.band_plan ? state.site.band_plan.grid : []);
+  // where an alarm puts the jammer: the most likely position of its characterisation, else the fit's
+  const alarmPosition = (a) => (a.interference && a.interference.position_m) || a.suspected_position_m || null;
 
   // ---------- static drawing: hall, obstacles, SU markers, legend
   function drawSite(site) {
@@ -76,6 +102,8 @@
     svg("line", { x1: 0, y1: 0, x2: 0, y2: 6, class: "hatch-line" }, hatch);
     const floor = svg("g", { id: "layer-floor" }, map);
     svg("rect", { x: px(0), y: py(H), width: W * SCALE, height: H * SCALE, class: "hall" }, floor);
+    // the jammer-likelihood heat map lies on the floor, under the grid, obstacles and markers
+    svg("image", { id: "heatmap", "data-state": "none", preserveAspectRatio: "none", visibility: "hidden" }, floor);
     for (let v = 5; v < Math.max(W, H); v += 5) {
       if (v < W) svg("line", { x1: px(v), y1: py(0), x2: px(v), y2: py(H), class: "grid" }, floor);
       if (v < H) svg("line", { x1: px(0), y1: py(v), x2: px(W), y2: py(v), class: "grid" }, floor);
@@ -93,6 +121,7 @@
       svg("text", { x: px(x + w / 2), y: py(y + h / 2), class: "obstacle-label", "text-anchor": "middle",
                     transform: `rotate(-90 ${px(x + w / 2)} ${py(y + h / 2)})`, "dominant-baseline": "middle" }, g, ob.name);
     }
+    svg("path", { id: "region-outline", class: "region-outline", "data-state": "none", "data-cells": 0, d: "" }, map);
     svg("g", { id: "layer-txs" }, map);
     const sus = svg("g", { id: "layer-sus" }, map);
     for (const su of site.sensing_units) {
@@ -111,6 +140,11 @@
     svg("path", { d: "M0 -20V-6M0 6V20M-20 0H-6M6 0H20", class: "jam-cross" }, jam);
     svg("text", { y: -26, class: "jam-label", "text-anchor": "middle" }, jam, "Suspected jammer");
     $("site-name").textContent = `${site.name} · ${W}×${H} m · ${(site.frequency_hz / 1e9).toFixed(2)} GHz · ${site.sensing_units.length} SUs`;
+    const bp = site.band_plan;
+    $("spectrum-band").textContent = bp
+      ? `${(bp.center_hz / 1e9).toFixed(3)} GHz · ${(bp.bandwidth_hz / 1e6).toFixed(0)} MHz · ${bp.prbs} PRBs in ${bp.subbands} sub-bands` +
+        ` (${(bp.grid[0].width_hz / 1e6).toFixed(2)} MHz each)`
+      : "no band plan";
     drawLegend();
   }
   function drawLegend() {
@@ -123,12 +157,24 @@
       svg("line", { x1: x, y1: 14, x2: x, y2: 18, class: "tick" }, bar);
       svg("text", { x, y: 30, "text-anchor": "middle", class: "tick-label" }, bar, v === 0 ? "0" : signed(v, 0));
     }
+    const lbar = $("likelihood-bar"), ldefs = svg("defs", {}, lbar);
+    const lgrad = svg("linearGradient", { id: "likelihood-gradient" }, ldefs);
+    for (let t = 0; t <= 1.0001; t += 0.25) {
+      svg("stop", { offset: `${t * 100}%`, "stop-color": `rgb(${heatRgb(t).join(",")})`, "stop-opacity": (heatAlpha(Math.max(t, HEAT_MIN)) / 255).toFixed(2) }, lgrad);
+    }
+    svg("rect", { x: 10, y: 2, width: 140, height: 12, fill: "url(#likelihood-gradient)", class: "legend-rect" }, lbar);
+    for (const t of [0, 0.5, 1]) {
+      svg("line", { x1: 10 + t * 140, y1: 14, x2: 10 + t * 140, y2: 18, class: "tick" }, lbar);
+      svg("text", { x: 10 + t * 140, y: 30, "text-anchor": "middle", class: "tick-label" }, lbar, t === 0.5 ? "0.5" : `${t}`);
+    }
   }
 
   // ---------- dynamic rendering
   function render() {
     renderMap();
+    renderHeat();
     renderBanner();
+    renderSpectrum();
     renderSummary();
     renderNodes();
     renderAlarmLog();
@@ -161,12 +207,79 @@
     }
     const jam = $("jammer-marker");
     if (!jam) return;
-    const withPos = active.find((a) => a.suspected_position_m);
-    const pos = withPos ? withPos.suspected_position_m : snap && snap.anomalous ? snap.suspected_position_m : null;
+    const withPos = active.find(alarmPosition);
+    const pos = withPos ? alarmPosition(withPos) : snap && snap.anomalous ? snap.suspected_position_m : null;
     jam.dataset.state = pos ? "active" : "none";
     jam.setAttribute("visibility", pos ? "visible" : "hidden");
     if (pos) jam.setAttribute("transform", `translate(${px(pos[0])} ${py(pos[1])})`);
   }
+  // ---------- jammer likelihood over the floor (the newest active alarm that has one) and its 90 % region
+  function renderHeat() {
+    const img = $("heatmap"), outline = $("region-outline");
+    if (!img || !outline) return;
+    const a = activeAlarms().find((x) => x.interference && (x.interference.likelihood || (x.interference.region_m || []).length));
+    const inf = a ? a.interference : null, lk = inf ? inf.likelihood : null;
+    if (!lk) {
+      img.dataset.state = "none";
+      img.setAttribute("visibility", "hidden");
+      img.removeAttribute("href");
+      img.removeAttribute("data-alarm-id");
+      state.heatFor = null;
+    } else if (state.heatFor !== lk) {
+      state.heatFor = lk;
+      paintHeat(img, lk);
+      Object.assign(img.dataset, { state: "active", alarmId: a.id });
+    }
+    if (!inf || !(inf.region_m || []).length) {
+      outline.dataset.state = "none";
+      outline.dataset.cells = 0;
+      outline.setAttribute("d", "");
+    } else {
+      outline.setAttribute("d", regionPath(inf.region_m, inf.region_cell_m));
+      Object.assign(outline.dataset, { state: "active", cells: inf.region_m.length, alarmId: a.id });
+    }
+    $("legend-likelihood").hidden = !lk;
+    $("legend-region").hidden = !(inf && (inf.region_m || []).length);
+  }
+  function paintHeat(img, lk) {
+    const [rows, cols] = lk.shape, canvas = document.createElement("canvas");
+    canvas.width = cols;
+    canvas.height = rows;
+    const ctx = canvas.getContext("2d"), pixels = ctx.createImageData(cols, rows);
+    let peak = -1, peakAt = 0;
+    for (let r = 0; r < rows; r++) {
+      for (let c = 0; c < cols; c++) {
+        const v = lk.values[r * cols + c], o = ((rows - 1 - r) * cols + c) * 4;  // row 0 is the lowest y
+        if (!isNum(v)) continue;
+        if (v > peak) { peak = v; peakAt = r * cols + c; }
+        const [R, G, B] = heatRgb(v);
+        pixels.data.set([R, G, B, heatAlpha(v)], o);
+      }
+    }
+    ctx.putImageData(pixels, 0, 0);
+    const [x0, y0] = lk.origin_m, w = cols * lk.cell_m, h = rows * lk.cell_m;
+    const pr = Math.floor(peakAt / cols), pc = peakAt % cols;
+    img.setAttribute("href", canvas.toDataURL("image/png"));
+    for (const [k, v] of Object.entries({ x: px(x0), y: py(y0 + h), width: w * SCALE, height: h * SCALE, visibility: "visible" })) img.setAttribute(k, v);
+    Object.assign(img.dataset, { rows, cols, cellM: lk.cell_m,
+                                 peakM: `${(x0 + (pc + 0.5) * lk.cell_m).toFixed(2)},${(y0 + (pr + 0.5) * lk.cell_m).toFixed(2)}` });
+  }
+  // the outline of a union of square cells: every cell edge that no other cell of the region shares
+  function regionPath(centres, cell) {
+    const [ax, ay] = centres[0], key = (i, j) => `${i},${j}`;
+    const idx = centres.map(([x, y]) => [Math.round((x - ax) / cell), Math.round((y - ay) / cell)]);
+    const cells = new Set(idx.map(([i, j]) => key(i, j)));
+    const X = (i) => px(ax + (i - 0.5) * cell).toFixed(1), Y = (j) => py(ay + (j - 0.5) * cell).toFixed(1);
+    let d = "";
+    for (const [i, j] of idx) {
+      if (!cells.has(key(i, j - 1))) d += `M${X(i)} ${Y(j)}H${X(i + 1)}`;
+      if (!cells.has(key(i, j + 1))) d += `M${X(i)} ${Y(j + 1)}H${X(i + 1)}`;
+      if (!cells.has(key(i - 1, j))) d += `M${X(i)} ${Y(j)}V${Y(j + 1)}`;
+      if (!cells.has(key(i + 1, j))) d += `M${X(i + 1)} ${Y(j)}V${Y(j + 1)}`;
+    }
+    return d;
+  }
+
   function renderBanner() {
     const banner = $("alarm-banner"), active = activeAlarms();
     if (!active.length) {
@@ -175,17 +288,142 @@
       banner.removeAttribute("data-alarm-id");
       return;
     }
-    const a = active[0], thr = state.snapshot ? state.snapshot.threshold : null;
-    Object.assign(banner.dataset, { state: "active", alarmId: a.id, kind: a.kind });
+    const a = active[0], thr = state.snapshot ? state.snapshot.threshold : null, inf = a.interference || null;
+    Object.assign(banner.dataset, { state: "active", alarmId: a.id, kind: a.kind, acknowledged: a.acknowledged_by ? "yes" : "no" });
     banner.hidden = false;
-    $("alarm-kind").textContent = KIND_TEXT[a.kind] || `Alarm: ${a.kind}`;
+    $("alarm-kind").textContent = inf
+      ? `${CLASS_TEXT[inf.interference_class] || `Interference (${inf.interference_class})`} suspected: ${inf.subbands_text}`
+      : KIND_TEXT[a.kind] || `Alarm: ${a.kind}`;
     $("alarm-since").textContent = `since ${clock(a.start_ns)} (${duration(serverNowNs() - a.start_ns)})`;
     $("alarm-more").textContent = active.length > 1 ? `+${active.length - 1} more active` : "";
     $("alarm-sus").replaceChildren(...(a.affected_sus || []).flatMap((id) => [html("span", { class: "alarm-su", "data-su": id }, id), " "]));
     $("alarm-score").textContent = isNum(a.peak_score) ? `${a.peak_score.toFixed(2)}${isNum(thr) ? ` (threshold ${thr.toFixed(2)})` : ""}` : "n/a (no score)";
-    const p = a.suspected_position_m;
-    $("alarm-position").textContent = p ? `x ${p[0].toFixed(1)} m, y ${p[1].toFixed(1)} m` : "not localised";
-    $("alarm-ack").textContent = a.acknowledged_by ? `acknowledged by ${a.acknowledged_by}` : "unacknowledged";
+    const p = alarmPosition(a);
+    $("alarm-position").textContent = p ? `x ${p[0].toFixed(1)} m, y ${p[1].toFixed(1)} m` +
+      (inf && (inf.region_m || []).length ? ` (90 % region: ${(inf.region_m.length * inf.region_cell_m ** 2).toFixed(0)} m²)` : "") : "not localised";
+    $("alarm-ack").textContent = a.acknowledged_by
+      ? `acknowledged by ${a.acknowledged_by}${a.acknowledged_ns ? ` at ${clock(a.acknowledged_ns)}` : ""}` : "unacknowledged";
+    // what the interference is and what to do (alarms without it, wideband-only or saturation, show none)
+    $("alarm-interference").hidden = !inf;
+    if (inf) {
+      const cls = $("alarm-class");
+      cls.textContent = inf.interference_class;
+      cls.dataset.class = inf.interference_class;
+      $("alarm-subbands").textContent = inf.subbands_text;
+      $("alarm-subbands").dataset.subbands = (inf.subbands || []).join(",");
+      $("alarm-eirp").textContent = isNum(inf.eirp_dbm) ? `${inf.eirp_dbm.toFixed(1)} dBm` : "not estimated";
+      $("alarm-pattern").textContent = inf.time_pattern === "duty-cycled" && isNum(inf.duty)
+        ? `duty-cycled (on ${Math.round(inf.duty * 100)} % of the time)` : inf.time_pattern;
+      $("alarm-mimics-item").hidden = !inf.mimics_tx;
+      $("alarm-mimics").textContent = inf.mimics_tx ? `TX ${inf.mimics_tx}` : "";
+      $("alarm-countermeasure").textContent = inf.countermeasure;
+    }
+    // acknowledging: an operator's session only (a viewer's would get 403); the first acknowledgement counts
+    const btn = $("alarm-ack-button"), mayAck = !!state.session && state.session.role === "operator";
+    btn.hidden = !mayAck || !!a.acknowledged_by;
+    btn.disabled = state.ack.pending === a.id;
+    btn.textContent = state.ack.pending === a.id ? "Acknowledging…" : "Acknowledge";
+    btn.dataset.alarmId = a.id;
+    // a failed acknowledgement stays said until the alarm is acknowledged (by anyone) or another one shows
+    const err = $("alarm-ack-error");
+    const e = state.ack.error && state.ack.error.alarmId === a.id && !a.acknowledged_by ? state.ack.error.text : "";
+    err.hidden = !e;
+    err.textContent = e;
+  }
+  async function acknowledge(alarmId) {
+    if (state.ack.pending !== null) return;
+    state.ack = { pending: alarmId, error: null };
+    schedule();
+    let error = null;
+    try {
+      const resp = await fetch(`api/v1/alarms/${encodeURIComponent(alarmId)}/ack`, {
+        method: "POST", credentials: "same-origin",
+        headers: { "X-CSRF-Token": state.session ? state.session.csrf_token : "" } });
+      if (resp.status === 401) { toLogin(); return; }
+      let body = null;
+      try { body = await resp.json(); } catch (_) { body = null; }
+      if (resp.ok && body && body.id !== undefined) {
+        state.alarms.set(body.id, body);  // the SSE "alarm" event brings the same
+      } else {
+        const detail = body && body.detail ? body.detail : resp.statusText || "no detail";
+        error = resp.status === 403 ? `Not allowed to acknowledge: ${detail}`
+          : `Acknowledging failed (HTTP ${resp.status}): ${detail}`;
+      }
+    } catch (err) {
+      error = `Acknowledging failed: ${err.message}`;
+    }
+    state.ack = { pending: null, error: error ? { alarmId, text: error } : null };
+    schedule();
+  }
+  $("alarm-ack-button").addEventListener("click", (ev) => {
+    const id = Number(ev.currentTarget.dataset.alarmId);
+    if (Number.isInteger(id)) acknowledge(id);
+  });
+
+  // ---------- spectrum strip: per SU, measured vs expected power per sub-band of the band plan
+  function renderSpectrum() {
+    const strip = $("spectrum-strip"), snap = state.snapshot;
+    if (!snap) return;
+    const active = activeAlarms();
+    const affectedSb = new Set(active.flatMap((a) => (a.interference ? a.interference.subbands || [] : [])));
+    const affectedSu = new Set(active.filter((a) => a.interference).flatMap((a) => a.affected_sus || []));
+    const busy = new Set(snap.busy_subbands || []);
+    const liveSb = new Set(snap.affected_subbands || []);  // where this window's spectral test sees excess
+    const grid = bandGrid();
+    const n = Math.max(grid.length, ...snap.sus.map((s) => (s.subband_predicted_dbm || []).length));
+    const vals = snap.sus.flatMap((s) => [...(s.subband_measured_dbm || []), ...(s.subband_predicted_dbm || [])]).filter(isNum);
+    strip.dataset.state = n && vals.length ? "live" : "no-data";
+    strip.dataset.affected = [...affectedSb].sort((a, b) => a - b).join(",");
+    strip.dataset.busy = [...busy].sort((a, b) => a - b).join(",");
+    if (!n || !vals.length) {
+      strip.replaceChildren(html("p", { class: "placeholder" }, "No sub-band readings in this window (no band plan, or the nodes measure wideband only)."));
+      return;
+    }
+    let lo = Math.floor(Math.min(...vals) / 10) * 10, hi = Math.ceil(Math.max(...vals) / 10) * 10;
+    if (hi - lo < 20) hi = lo + 20;
+    const W = 300, H = 100, L = 30, R = 4, T = 9, B = 22, cw = (W - L - R) / n;
+    const Y = (v) => T + (H - T - B) * (1 - (Math.max(lo, Math.min(hi, v)) - lo) / (hi - lo));
+    strip.replaceChildren(...[...snap.sus].sort((a, b) => a.su_id.localeCompare(b.su_id)).map((su) => {
+      const meas = su.subband_measured_dbm || [], pred = su.subband_predicted_dbm || [];
+      const st = !pred.length ? "no-data" : su.stale || !meas.some(isNum) ? "stale" : "ok";
+      const fig = html("figure", { class: "spectrum-su", "data-su": su.su_id, "data-state": st,
+                                   "data-affected": affectedSu.has(su.su_id) ? "true" : "false" });
+      const excesses = meas.map((m, k) => (isNum(m) && isNum(pred[k]) ? m - pred[k] : null)).filter(isNum);
+      const worst = excesses.length ? Math.max(...excesses) : null;
+      const cap = html("figcaption");
+      cap.append(html("strong", {}, su.su_id), " ",
+                 html("span", { class: "spectrum-note" }, st === "no-data" ? "no sub-band readings" : st === "stale" ? "stale"
+                   : `max excess ${signed(worst)} dB`));
+      const plot = svg("svg", { viewBox: `0 0 ${W} ${H}`, class: "spectrum-plot", role: "img",
+                                "aria-label": `${su.su_id}: measured and expected power per sub-band` });
+      svg("rect", { x: L, y: T, width: W - L - R, height: H - T - B, class: "spectrum-bg" }, plot);
+      for (const v of [lo, (lo + hi) / 2, hi]) {
+        svg("line", { x1: L, x2: W - R, y1: Y(v), y2: Y(v), class: "spectrum-hgrid" }, plot);
+        svg("text", { x: L - 3, y: Y(v) + 3, "text-anchor": "end", class: "spectrum-tick" }, plot, `${Math.round(v)}`);
+      }
+      for (let k = 0; k < n; k++) {
+        const m = meas[k], e = pred[k], x = L + k * cw, sb = grid[k];
+        const isBusy = busy.has(k), isAff = affectedSb.has(k), ex = isNum(m) && isNum(e) ? m - e : null;
+        const g = svg("g", { class: "sb", "data-subband": k, "data-busy": isBusy ? "true" : "false",
+                             "data-affected": isAff ? "true" : "false", "data-excess-seen": liveSb.has(k) ? "true" : "false",
+                             "data-measured": isNum(m) ? m.toFixed(1) : "",
+                             "data-expected": isNum(e) ? e.toFixed(1) : "", "data-excess": isNum(ex) ? ex.toFixed(1) : "" }, plot);
+        const where = sb ? ` (PRBs ${sb.first_prb}–${sb.last_prb}, ${(sb.center_hz / 1e6).toFixed(1)} MHz, ${(sb.width_hz / 1e6).toFixed(2)} MHz wide)` : "";
+        svg("title", {}, g, `${su.su_id} sub-band ${k}${where}: measured ${isNum(m) ? `${m.toFixed(1)} dBm` : "none (stale)"}, ` +
+            `expected ${fmt(e)} dBm${isNum(ex) ? `, excess ${signed(ex)} dB` : ""}; ${isBusy ? "scheduled to a legitimate TX" : "idle"}` +
+            `${isAff ? "; affected by the active alarm" : ""}`);
+        if (isAff) svg("rect", { x: x + 0.5, y: T, width: cw - 1, height: H - T - B, class: "sb-affected" }, g);
+        if (isNum(m)) svg("rect", { x: x + 2, y: Y(m), width: Math.max(1, cw - 4), height: Math.max(0.5, H - B - Y(m)),
+                                    class: "sb-measured", fill: isNum(ex) && ex > EXCESS_DB ? residualColour(ex) : "#c5ced8" }, g);
+        else svg("path", { d: `M${x + 3} ${H - B - 3}L${x + cw - 3} ${H - B - 9}`, class: "sb-nodata" }, g);
+        if (isNum(e)) svg("line", { x1: x + 1, x2: x + cw - 1, y1: Y(e), y2: Y(e), class: "sb-expected" }, g);
+        if (liveSb.has(k)) svg("path", { d: `M${x + cw / 2 - 3} ${T - 7}h6l-3 5Z`, class: "sb-seen" }, g);
+        svg("rect", { x: x + 0.5, y: H - B + 2, width: cw - 1, height: 5, class: isBusy ? "sb-busy" : "sb-idle" }, g);
+        svg("text", { x: x + cw / 2, y: H - 4, "text-anchor": "middle", class: isAff ? "sb-id sb-id-affected" : "sb-id" }, g, `${k}`);
+      }
+      fig.append(cap, plot);
+      return fig;
+    }));
   }
   function renderSummary() {
     const snap = state.snapshot;
@@ -203,7 +441,13 @@
     $("sum-score").textContent = `${fmt(snap.score, 2)} / ${fmt(snap.threshold, 2)}`;
     const stale = snap.sus.filter((s) => s.stale).length, sat = snap.sus.filter((s) => s.saturated).length;
     $("sum-sus").textContent = `${snap.sus.length - stale} of ${snap.sus.length} reporting · ${stale} stale · ${sat} saturated`;
-    $("sum-txs").textContent = `${snap.txs.length} on air`;
+    const onAir = snap.txs.filter((t) => t.allocation === null || t.allocation === undefined || t.allocation.length).length;
+    $("sum-txs").textContent = `${onAir} on air` + (onAir < snap.txs.length ? ` · ${snap.txs.length - onAir} idle` : "") +
+      ((snap.busy_subbands || []).length ? ` · ${snap.busy_subbands.length} sub-bands scheduled` : "");
+    // the spectral test (sub-band residuals), when the detection loop runs one
+    $("sum-spectral-item").hidden = !isNum(snap.spectral_score);
+    $("sum-spectral").textContent = isNum(snap.spectral_score) ? `${fmt(snap.spectral_score, 2)} / ${fmt(snap.spectral_threshold, 2)}` +
+      ((snap.affected_subbands || []).length ? ` · excess in ${snap.affected_subbands.join(", ")}` : "") : "—";
     $("detector-status").textContent = snap.detector ? `${snap.detector} · ${fmt(snap.score, 2)} / ${fmt(snap.threshold, 2)}` : "none running";
     const frac = isNum(snap.score) && isNum(snap.threshold) && snap.threshold > 0 ? snap.score / (2 * snap.threshold) : 0;
     const meter = $("score-meter");
@@ -238,8 +482,10 @@
     $("alarm-log").replaceChildren(...alarms.map((a) => {
       const li = html("li", { class: "alarm-entry", "data-alarm-id": a.id, "data-state": a.state });
       const end = a.end_ns ? `cleared ${clock(a.end_ns)} after ${duration(a.end_ns - a.start_ns)}` : "active";
+      const what = a.interference ? ` ${a.interference.interference_class}, ${a.interference.subbands_text}` : "";
+      const ack = a.acknowledged_by ? ` · ack ${a.acknowledged_by}` : "";
       li.append(html("span", { class: "pill", "data-state": a.state }, a.state),
-        html("span", { class: "alarm-entry-text" }, `#${a.id} ${a.kind} · ${clock(a.start_ns)} · ${end} · ${(a.affected_sus || []).join(", ") || "no SU"}`));
+        html("span", { class: "alarm-entry-text" }, `#${a.id} ${a.kind}${what} · ${clock(a.start_ns)} · ${end} · ${(a.affected_sus || []).join(", ") || "no SU"}${ack}`));
       return li;
     }));
   }
