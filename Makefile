@@ -85,6 +85,7 @@ results: install
 	$(VPY) bench/diffuse.py --out docs/results
 	$(VPY) bench/band_edges.py --out docs/results
 	$(VPY) bench/operating_point.py --out docs/results
+	$(VPY) bench/sweep.py --out docs/results
 	$(VPY) bench/replay.py --jobs 2 --out docs/results
 	$(VPY) bench/demo_runs.py --runs 5 --out docs/results
 

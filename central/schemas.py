@@ -111,6 +111,11 @@ class MeasurementModel(BaseModel):
                            description="fingerprint of the band plan the sub-bands were measured against (GET /site "
                            "band_plan.fingerprint); empty: they follow none, and only power_dbm is used. A reading of "
                            "another plan than the site's is stored but not used, and its node is flagged in GET /nodes")  # fmt: skip
+    subband_ids: list[Annotated[int, Field(ge=0, lt=64), INTEGRAL]] = Field(
+        default_factory=list, max_length=64,
+        description="which of the band plan's sub-bands subband_powers_dbm are, unique and ascending, one per power "
+        "(a sweeping node's step reading: power_dbm is then the power in them, f_center_hz and bandwidth_hz the span "
+        "they cover); needs band_plan. Empty or absent: all of the plan's sub-bands, in order", examples=[[3, 4, 5]])  # fmt: skip
 
 
 class SpoolStateModel(BaseModel):

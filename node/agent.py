@@ -234,23 +234,43 @@ class Agent:
                 self._stop.wait(delay)
 
     def _measure_once(self) -> bool:
+        """One full-band measurement: one reading, or a sweeping node's readings of every step, each
+        spooled as soon as it is measured. False when the radio failed (it is then reopened, and the
+        sweep starts again from its first step)."""
         st = self.status
         if self._spool_paused():
             st.refused += 1  # an interval without a reading: counted, so that the gap is known
             return True
         try:
             if self._measurer is None:
-                self._measurer = Measurer(self.cfg.node_id, self._open_radio(self.cfg), self.cfg.band,
-                                          self._calibration, self.cfg.radio.samples_per_reading)  # fmt: skip
+                self._measurer = Measurer.for_config(self.cfg, self._open_radio(self.cfg), self._calibration)
                 st.radio_open = True
-                log.info("radio %s open", self.cfg.radio.backend)
-            reading = self._measurer.read()
+                log.info("radio %s open%s", self.cfg.radio.backend,
+                         f", sweeping the band plan in {self._measurer.steps} steps" if self._measurer.steps > 1 else "")  # fmt: skip
         except Exception as e:  # any radio failure: count, report, reopen, retry; never die
-            st.read_errors += 1
-            st.last_read_error = f"{type(e).__name__}: {e}"
-            log.warning("SDR read failed (%d so far): %s", st.read_errors, st.last_read_error)
-            self._close_radio()
+            self._radio_failed(e)
             return False
+        for step in range(self._measurer.steps):
+            try:
+                reading = self._measurer.read_step(step)
+            except Exception as e:
+                self._radio_failed(e)
+                return False
+            if not self._store(reading):
+                break  # the spool is full: leave the rest of the sweep (and the radio) alone
+            self._heartbeat = time.monotonic()
+        return True
+
+    def _radio_failed(self, e: Exception) -> None:
+        st = self.status
+        st.read_errors += 1
+        st.last_read_error = f"{type(e).__name__}: {e}"
+        log.warning("SDR read failed (%d so far): %s", st.read_errors, st.last_read_error)
+        self._close_radio()
+
+    def _store(self, reading: Reading) -> bool:
+        """Spool one reading; False when the spool had no room (nothing stored, no seq used)."""
+        st = self.status
         try:
             stored = self.spool.append(reading.measurement)
         except SpoolFull as e:  # nothing stored, no seq used: leave the radio alone for a while
@@ -258,7 +278,7 @@ class Agent:
             self._spool_retry_mono = time.monotonic() + SPOOL_RETRY_S
             st.measuring_paused = True
             self._note_spool(e.reason, str(e))
-            return True
+            return False
         except ProtocolError as e:  # a reading no central unit would accept: a bug, say so loudly
             st.read_errors += 1
             st.last_read_error = f"invalid reading: {e}"

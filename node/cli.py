@@ -67,17 +67,19 @@ def cmd_measure(args) -> int:
     cfg = load_config(args.config) if args.config else _adhoc_config(args)
     radio = open_backend(cfg)
     try:
-        measurer = Measurer(cfg.node_id, radio, cfg.band, calibration_for(cfg), cfg.radio.samples_per_reading)
+        measurer = Measurer.for_config(cfg, radio, calibration_for(cfg))
+        seq = 0
         for i in range(1 if args.once else args.count):
-            reading = measurer.read()
-            measurement = dataclasses.replace(reading.measurement, seq=i)  # each reading its own number
-            print(json.dumps(measurement.to_dict()), flush=True)
-            if args.sigmf:
-                from node.sigmf import write_capture
+            for reading in measurer.sweep():  # one reading; a sweeping node: one per step
+                measurement = dataclasses.replace(reading.measurement, seq=seq)  # each reading its own number
+                seq += 1
+                print(json.dumps(measurement.to_dict()), flush=True)
+                if args.sigmf:
+                    from node.sigmf import write_capture
 
-                path = write_capture(Path(args.sigmf), reading.buffer, measurement, cfg.position_m,
-                                     "rftwin-node measure", cfg.radio.backend)  # fmt: skip
-                print(f"IQ written to {path}", file=sys.stderr)
+                    path = write_capture(Path(args.sigmf), reading.buffer, measurement, cfg.position_m,
+                                         "rftwin-node measure", cfg.radio.backend)  # fmt: skip
+                    print(f"IQ written to {path}", file=sys.stderr)
             if not args.once and i + 1 < args.count:
                 time.sleep(cfg.interval_s)
     finally:
@@ -104,16 +106,30 @@ def cmd_check(args) -> int:
         report("config", False, str(e))
         return 2
     report("config", True, f"{args.config}: node {cfg.node_id} at {cfg.position_m} m, backend {cfg.radio.backend}")
+    if cfg.sweep is not None:
+        sw = cfg.sweep
+        widest = max(st.span_hz for st in sw.steps)
+        report("sweep", True, (f"the band plan's {sw.plan.occupied_hz / 1e6:g} MHz ({sw.plan.subbands} sub-bands) are wider than "
+                               f"the radio's usable {sw.usable_hz / 1e6:g} MHz at {sw.sample_rate_hz / 1e6:g} MS/s around "
+                               f"radio.center_hz: swept in {len(sw.steps)} steps of at most {widest / 1e6:g} MHz, each "
+                               f"retune followed by {_discard_count(cfg)} discarded buffers, one reading per step")
+               if sw.sweeps else f"one tuning at the band plan's centre, {sw.steps[0].center_hz / 1e6:g} MHz "
+                                 f"(radio.center_hz {cfg.radio.center_hz / 1e6:g} MHz does not hold it)")  # fmt: skip
+        for line in sw.describe() if sw.sweeps else ():
+            print(f"       {line}")
     try:
         radio = open_backend(cfg)
         try:
-            m = Measurer(cfg.node_id, radio, cfg.band, calibration_for(cfg), cfg.radio.samples_per_reading).read()
+            readings = list(Measurer.for_config(cfg, radio, calibration_for(cfg)).sweep())
         finally:
             radio.close()
-        sat = " (SATURATED: reading is a lower bound; lower the gain)" if m.measurement.saturated else ""
-        report("radio", not m.measurement.saturated,
-               f"{m.measurement.power_dbm:.1f} dBm in {cfg.band.band.bandwidth_hz / 1e6:g} MHz at "
-               f"{m.measurement.f_center_hz / 1e6:g} MHz, clip fraction {m.measurement.clip_fraction:.2g}{sat}")  # fmt: skip
+        for r in readings:
+            m = r.measurement
+            sat = " (SATURATED: reading is a lower bound; lower the gain)" if m.saturated else ""
+            where = f" (step: {cfg.band_plan.describe(m.subband_ids)})" if m.subband_ids and cfg.band_plan else ""
+            report("radio", not m.saturated,
+                   f"{m.power_dbm:.1f} dBm in {m.bandwidth_hz / 1e6:g} MHz at {m.f_center_hz / 1e6:g} MHz{where}, "
+                   f"clip fraction {m.clip_fraction:.2g}{sat}")  # fmt: skip
     except Exception as e:
         report("radio", False, f"{type(e).__name__}: {e}")
     locator = CentralLocator(cfg.central.url, cfg.central.discovery_timeout_s)
@@ -144,6 +160,15 @@ def cmd_check(args) -> int:
         report("spool", True, f"{sp.path}: {len(spool)} pending, {spool.dropped} dropped by policy, {room}")
         spool.close()
     return 0 if ok else 1
+
+
+def _discard_count(cfg) -> int:
+    """Buffers the node's backend discards after a retune (node.sdr.open.open_backend's rule)."""
+    if cfg.radio.backend != "simulated" and "discard_buffers_after_retune" in cfg.radio.args:
+        return int(cfg.radio.args["discard_buffers_after_retune"])
+    if cfg.radio.discard_buffers_after_retune is not None:
+        return cfg.radio.discard_buffers_after_retune
+    return 0 if cfg.radio.backend == "simulated" else 2
 
 
 def band_plan_check(cfg, site_plan: dict) -> tuple[bool, str]:

@@ -4,7 +4,8 @@ Example (every key, with its default where it has one)::
 
     node_id = "su01"
     position_m = [6.5, 29.5, 1.5]          # surveyed antenna position, hall coordinates
-    interval_s = 0.1                        # one reading every 100 ms
+    interval_s = 0.1                        # one reading every 100 ms (a sweeping node: one sweep,
+                                            # a reading per step, every interval when the radio keeps up)
     state_dir = "/var/lib/rftwin-node"      # spool.db, status.json, sigmf/ (relative: to this file)
 
     [radio]
@@ -13,6 +14,8 @@ Example (every key, with its default where it has one)::
     sample_rate_hz = 30.72e6
     gain_db = 40.0
     samples_per_reading = 65536
+    discard_buffers_after_retune = 2        # buffers dropped after every retune (LO settling), any
+                                            # backend (default 2; 0 for the simulated radios)
     [radio.args]                            # passed to the backend (pluto: uri; soapy: device, ...)
     uri = "usb:1.2.5"
 
@@ -20,6 +23,8 @@ Example (every key, with its default where it has one)::
                                             # bandwidth_hz and subbands, the site's band plan:
                                             # [band.plan] center_hz = 3.7e9, bandwidth_hz = 100e6,
                                             # scs_hz = 30e3, subbands = 16 (GET /api/v1/site band_plan)
+                                            # A plan wider than the radio's usable span
+                                            # (sample_rate_hz × (1 − 2·edge_crop)) is swept: node.sweep
     offset_hz = 0.0
     bandwidth_hz = 20e6
     nperseg = 1024
@@ -67,6 +72,7 @@ from contracts.toml_fields import ConfigError, Fields, read_toml
 from node.calibration_table import CalibrationTable
 from node.dsp import Band, BandPowerConfig
 from node.protocol import MAX_BATCH_RECORDS, NODE_ID_RE
+from node.sweep import SweepError, SweepPlan, plan_sweep
 
 BACKENDS = ("pluto", "soapy", "simulated")
 __all__ = ["ConfigError", "NodeConfig", "load_config", "parse_config"]
@@ -80,6 +86,8 @@ class RadioConfig:
     gain_db: float
     samples_per_reading: int
     args: dict = field(default_factory=dict)  # backend-specific, validated by the backend
+    # buffers discarded after every retune, any backend; None: the backend's default (2; simulated: 0)
+    discard_buffers_after_retune: int | None = None
 
 
 @dataclass(frozen=True)
@@ -125,6 +133,9 @@ class NodeConfig:
     source: str = ""  # the file it came from, for error messages
     base_dir: Path | None = None  # relative paths in backend args resolve against this
     band_plan: BandPlan | None = None  # [band.plan]: the site's band plan this node measures
+    # the steps a plan wider than the radio is swept in (node.sweep); None: one tuning measures it all.
+    # ``band`` is then the first step's.
+    sweep: SweepPlan | None = None
 
     @property
     def status_path(self) -> Path:
@@ -145,10 +156,10 @@ def parse_config(data: dict, source: str = "<config>", base_dir: Path | None = N
     state_dir = top.path("state_dir", default="state")
 
     radio = _radio(top.sub("radio", required=True))
-    band, band_plan = _band(top.sub("band", required=True), radio)
+    band, band_plan, sweep = _band(top.sub("band", required=True), radio)
     if radio.samples_per_reading < band.nperseg:
         raise top.error("radio.samples_per_reading", f"shorter than one Welch segment (band.nperseg = {band.nperseg})")
-    calibration = _calibration(top.sub("calibration"), radio)
+    calibration = _calibration(top.sub("calibration"), radio, sweep)
     central = _central(top.sub("central", required=True))
     spool_f = top.sub("spool")
     spool = SpoolConfig(
@@ -168,7 +179,7 @@ def parse_config(data: dict, source: str = "<config>", base_dir: Path | None = N
     sig_f.reject_unknown()
     top.reject_unknown()
     return NodeConfig(node_id, position, interval, state_dir, radio, band, calibration, central, spool, sigmf, source, base_dir,  # type: ignore[arg-type]
-                      band_plan)
+                      band_plan, sweep)
 
 
 def _radio(f: Fields) -> RadioConfig:
@@ -179,15 +190,19 @@ def _radio(f: Fields) -> RadioConfig:
         gain_db=f.real("gain_db", -50.0, 120.0),
         samples_per_reading=f.integer("samples_per_reading", 16, 1 << 26, default=65536),
         args=f.sub("args").table,
+        discard_buffers_after_retune=f.integer("discard_buffers_after_retune", 0, 100)
+        if f.has("discard_buffers_after_retune") else None,
     )
     f.reject_unknown()
     return r
 
 
-def _band(f: Fields, radio: RadioConfig) -> tuple[BandPowerConfig, BandPlan | None]:
+def _band(f: Fields, radio: RadioConfig) -> tuple[BandPowerConfig, BandPlan | None, SweepPlan | None]:
     """``[band]``: explicit bands relative to the radio's centre, or ``[band.plan]``, the site's band plan
     (GET /api/v1/site band_plan: centre, channel bandwidth, subcarrier spacing, PRBs, sub-bands), from
-    which the band (the PRB grid) and its sub-bands follow, and which every reading then names."""
+    which the band (the PRB grid) and its sub-bands follow, and which every reading then names. A plan
+    that does not fit the radio's usable span around ``radio.center_hz`` is swept (:mod:`node.sweep`):
+    the returned band is then the first step's."""
     def band(g: Fields) -> Band:
         b = Band(g.real("offset_hz", -1e9, 1e9, default=0.0), g.real("bandwidth_hz", 1.0, 1e9))
         g.reject_unknown()
@@ -211,18 +226,20 @@ def _band(f: Fields, radio: RadioConfig) -> tuple[BandPowerConfig, BandPlan | No
     edge_crop = f.real("edge_crop", 0.0, 0.49, default=0.1)
     f.reject_unknown()
     try:
-        return BandPowerConfig(radio.sample_rate_hz, main, subs, nperseg=nperseg, edge_crop=edge_crop, band_plan=fingerprint), plan
+        return BandPowerConfig(radio.sample_rate_hz, main, subs, nperseg=nperseg, edge_crop=edge_crop, band_plan=fingerprint), plan, None
     except ValueError as e:
-        if plan is not None:
-            usable = radio.sample_rate_hz * (1 - 2 * edge_crop)
-            raise f.error("plan", f"the band plan's {plan.occupied_hz / 1e6:g} MHz at {plan.center_hz / 1e6:g} MHz do not fit "
-                          f"the radio's usable {usable / 1e6:g} MHz around {radio.center_hz / 1e6:g} MHz "
-                          f"(radio.sample_rate_hz × (1 − 2·edge_crop)): raise the sample rate or retune; "
-                          f"sweeping a band wider than the radio is not built yet ({e})") from None  # fmt: skip
-        raise f.error("bandwidth_hz", str(e)) from None
+        if plan is None:
+            raise f.error("bandwidth_hz", str(e)) from None
+        why = e
+    try:  # the plan does not fit this tuning: sweep it
+        sweep = plan_sweep(plan, radio.sample_rate_hz, edge_crop=edge_crop, nperseg=nperseg)
+    except SweepError as e:
+        raise f.error("plan", f"the band plan's {plan.occupied_hz / 1e6:g} MHz at {plan.center_hz / 1e6:g} MHz cannot be "
+                      f"swept: {e} (at radio.center_hz: {why})") from None  # fmt: skip
+    return sweep.steps[0].band, plan, sweep
 
 
-def _calibration(f: Fields, radio: RadioConfig) -> CalibrationTable | None:
+def _calibration(f: Fields, radio: RadioConfig, sweep: SweepPlan | None = None) -> CalibrationTable | None:
     if f.has("file"):
         path = f.path("file")
         f.reject_unknown()
@@ -249,6 +266,12 @@ def _calibration(f: Fields, radio: RadioConfig) -> CalibrationTable | None:
         table.offset_db(radio.center_hz, radio.gain_db)
     except ValueError as e:
         raise ConfigError(f"{f.source}: calibration: does not cover radio.center_hz and radio.gain_db: {e}") from None
+    for step in sweep.steps if sweep is not None else ():
+        try:
+            table.offset_db(step.center_hz, radio.gain_db)
+        except ValueError as e:
+            raise ConfigError(f"{f.source}: calibration: does not cover sweep step {step.index} at "
+                              f"{step.center_hz / 1e6:g} MHz: {e}") from None  # fmt: skip
     return table
 
 

@@ -19,6 +19,7 @@ BAND_PLAN_PATH = "/api/v1/band-plan"  # the site's band plan (node token); ``rft
 MAX_BATCH_RECORDS = 1000
 NODE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 BAND_PLAN_RE = re.compile(r"^[0-9a-f]{0,32}$")
+MAX_SUBBAND_ID = 64  # sub-band ids are 0 … 63 (contracts.band_plan.MAX_SUBBANDS)
 # Bounds that no real reading can leave: anything outside is a bug or an attack, not a measurement.
 POWER_DBM_RANGE = (-200.0, 60.0)
 FREQUENCY_HZ_RANGE = (1e6, 1e11)
@@ -61,10 +62,23 @@ class Measurement:
     # the node's sub-bands follow no plan (nodes before band plans): the central unit then uses only
     # the band power, never the sub-bands
     band_plan: str = ""
+    # Which of the plan's sub-bands ``subband_powers_dbm`` are, ascending (a sweeping node's step reading,
+    # node.sweep): then ``power_dbm`` is the power in those sub-bands and ``f_center_hz`` / ``bandwidth_hz``
+    # describe the span they cover. Empty: all of the plan's sub-bands, in order (a full-band reading).
+    subband_ids: tuple[int, ...] = ()
+
+    @property
+    def partial(self) -> bool:
+        """A step reading: it covers only the sub-bands ``subband_ids`` of its band plan."""
+        return bool(self.subband_ids)
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["subband_powers_dbm"] = list(self.subband_powers_dbm)
+        if self.subband_ids:
+            d["subband_ids"] = list(self.subband_ids)
+        else:  # absent rather than []: what a central unit from before sweeping accepts
+            del d["subband_ids"]
         return d
 
     @classmethod
@@ -94,7 +108,20 @@ class Measurement:
         plan = d.get("band_plan", "")
         if not isinstance(plan, str) or not BAND_PLAN_RE.match(plan):
             raise ProtocolError(f"band_plan must be a band plan's fingerprint (0-32 hex digits), got {plan!r}")
-        return cls(node_id, seq, t_ns, f, bw, power, subs, saturated, clip, gain, plan)
+        ids = d.get("subband_ids", [])
+        if not isinstance(ids, (list, tuple)) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+            raise ProtocolError(f"subband_ids must be a list of sub-band ids (integers), got {ids!r}")
+        if ids:
+            if not all(0 <= i < MAX_SUBBAND_ID for i in ids):
+                raise ProtocolError(f"subband_ids must be sub-band ids in [0, {MAX_SUBBAND_ID}), got {list(ids)}")
+            if any(b <= a for a, b in zip(ids, ids[1:])):
+                raise ProtocolError(f"subband_ids must be unique and ascending, got {list(ids)}")
+            if len(ids) != len(subs):
+                raise ProtocolError(f"subband_ids names {len(ids)} sub-bands but subband_powers_dbm has {len(subs)} "
+                                    "powers: one power per named sub-band")  # fmt: skip
+            if not plan:
+                raise ProtocolError("subband_ids needs band_plan: sub-band ids are ids of a band plan's grid")
+        return cls(node_id, seq, t_ns, f, bw, power, subs, saturated, clip, gain, plan, tuple(ids))
 
 
 @dataclass(frozen=True)

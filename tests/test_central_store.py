@@ -300,7 +300,8 @@ def test_reads_do_not_wait_for_a_long_write(store):
     def long_write() -> None:
         with store._write() as c:
             c.execute("INSERT INTO measurements SELECT node_id, seq + 1, t_ns, f_center_hz, bandwidth_hz, power_dbm, "
-                      "subband_powers_dbm, saturated, clip_fraction, gain_db, received_ns, band_plan FROM measurements")  # fmt: skip
+                      "subband_powers_dbm, saturated, clip_fraction, gain_db, received_ns, band_plan, subband_ids "
+                      "FROM measurements")  # fmt: skip
             events.append("write open")
             entered.set()
             release.wait(30)  # only a failure waits this long: the read below releases it

@@ -78,9 +78,12 @@ def test_a_band_plan_gives_the_node_the_sites_sub_bands_and_names_itself_in_read
     assert m.band_plan == plan.fingerprint and len(m.subband_powers_dbm) == 16
 
 
-def test_a_band_plan_wider_than_the_radio_or_beside_explicit_bands_is_refused(tmp_path):
-    with pytest.raises(ConfigError, match=r"band\.plan: the band plan's 98\.28 MHz .* do not fit the radio's usable 24\.576 MHz"):
-        load_config(write_config(tmp_path, plan_config(30.72e6)))
+def test_a_band_plan_wider_than_the_radio_is_swept_and_one_it_cannot_sweep_or_beside_explicit_bands_is_refused(tmp_path):
+    cfg = load_config(write_config(tmp_path, plan_config(30.72e6)))  # 98.28 MHz, the radio's usable 24.576 MHz
+    assert cfg.sweep is not None and len(cfg.sweep.steps) == 5 and cfg.band == cfg.sweep.steps[0].band
+    with pytest.raises(ConfigError, match=r"band\.plan: the band plan's 98\.28 MHz .* cannot be swept: sub-band 0 "
+                                          r"\(PRBs 0–16\) is 6\.12 MHz wide, wider than the radio's usable 4\.8 MHz"):
+        load_config(write_config(tmp_path, plan_config(6e6)))
     with pytest.raises(ConfigError, match="band.plan: band.subbands must be a whole number"):
         load_config(write_config(tmp_path, plan_config(plan="center_hz = 3.7e9\nsubbands = 0")))
     both = simulated_node_toml().replace("[band]\n", "[band]\nplan = { center_hz = 3.7e9 }\n")

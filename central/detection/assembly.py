@@ -24,6 +24,20 @@ Rules (explicit, never silent):
 
 Measurements map to SUs by ``node_id == su_id`` unless a ``node_to_su`` mapping is given; records of
 unknown nodes are ignored and counted. Frequency bands are not matched yet (one monitored band).
+
+**Step readings of a sweeping node** (``Measurement.subband_ids`` non-empty: a radio narrower than the
+band plan, :mod:`node.sweep`) carry the power of a few sub-bands only; taken as they come, a step's
+power would read as a band total some 8 dB low and the SU would look jammed or shadowed every other
+step. So they never enter the snapshot as they are. Instead the assembler keeps, per SU, the latest
+power of every sub-band of the site's band plan (each with its own seq and time, the ordering rule per
+sub-band) and gives the SU the **full-band total synthesised from them**: the sum in mW of the latest
+power of every sub-band, stamped with the time of the *oldest* of them (so the total is stale as soon
+as any of its sub-bands is: a total that misses a sub-band would be biased low) and saturated when any
+of them is. Until every sub-band has been seen once, the SU has no total. Step readings need the band
+plan (:meth:`SnapshotAssembler.use_band_plan`; the :class:`central.detection.spectral.SpectralAssembler`
+sets it): without it, or of another plan, they are skipped and counted (``stats["steps_skipped"]``).
+``stale_s`` must then exceed a node's sweep time plus its upload delay. A reading whose
+``subband_ids`` name every sub-band of the plan is a full-band reading.
 """
 
 from __future__ import annotations
@@ -37,7 +51,51 @@ import numpy as np
 
 from central.live import SuState, TxContext
 from central.twin.predictor import Predictor
+from contracts.band_plan import BandPlan
 from node.protocol import Measurement
+
+
+def is_step_reading(m: Measurement, plan: BandPlan | None) -> bool:
+    """Whether ``m`` covers only part of the band plan (a sweeping node's step); a reading naming every
+    sub-band of ``plan`` is a full-band one."""
+    return bool(m.subband_ids) and (plan is None or len(m.subband_ids) != plan.subbands)
+
+
+class SubbandLatest:
+    """The latest power of every sub-band of one SU, each with its own seq and time (the ordering rule
+    of :func:`supersedes`, per sub-band); filled by full-band and step readings alike. Written by one
+    thread (ingest); readers copy the arrays."""
+
+    __slots__ = ("dbm", "t_ns", "seq", "saturated")
+
+    def __init__(self, k: int):
+        self.dbm = np.full(k, np.nan)
+        self.t_ns = np.zeros(k, dtype=np.int64)  # 0: never seen
+        self.seq = np.full(k, -1, dtype=np.int64)
+        self.saturated = np.zeros(k, dtype=bool)
+
+    def update(self, m: Measurement) -> bool:
+        """Take the sub-bands of ``m`` (all of them when ``subband_ids`` is empty) that it supersedes;
+        False when it supersedes none (an older, replayed reading)."""
+        ids = np.asarray(m.subband_ids if m.subband_ids else range(self.dbm.size), dtype=np.intp)
+        newer = (m.seq > self.seq[ids]) | (m.t_ns > self.t_ns[ids])
+        if not newer.any():
+            return False
+        take = ids[newer]
+        self.dbm[take] = np.asarray(m.subband_powers_dbm, dtype=np.float64)[newer]
+        self.t_ns[take], self.seq[take], self.saturated[take] = m.t_ns, m.seq, m.saturated
+        return True
+
+    @property
+    def complete(self) -> bool:
+        return bool((self.t_ns > 0).all())
+
+    def total(self) -> tuple[int, int, float, bool]:
+        """(seq, t_ns, power_dbm, saturated) of the full band synthesised from the latest sub-band powers:
+        the newest seq, the oldest time, the mW sum, any saturated (see the module docstring)."""
+        total_mw = float(np.sum(10.0 ** (self.dbm / 10.0)))
+        p = 10.0 * math.log10(total_mw) if total_mw > 0 else -math.inf
+        return int(self.seq.max()), int(self.t_ns.min()), p, bool(self.saturated.any())
 
 
 def supersedes(m: Measurement, seq: int, t_ns: int) -> bool:
@@ -103,12 +161,21 @@ class SnapshotAssembler:
         # Latest reading per SU: (seq, t_ns, power_dbm, saturated) or None. One tuple per slot, so a
         # reader in another thread never sees half an update.
         self._latest: list[tuple[int, int, float, bool] | None] = [None] * len(self.su_ids)
+        self.band_plan: BandPlan | None = None
+        self._subbands: dict[int, SubbandLatest] = {}  # per SU slot, for step readings (use_band_plan)
         self._contexts: dict[str, TxContext] = {}
         self._ctx_lock = threading.Lock()
         grid = predictor.maps.grid
         self._hall_xy = (grid.nx * grid.cell_size_m, grid.ny * grid.cell_size_m)
         self.stats = {"measurements": 0, "unknown_node": 0, "out_of_order": 0, "contexts": 0,
-                      "contexts_refused": 0, "contexts_expired": 0, "contexts_clipped": 0}  # fmt: skip
+                      "contexts_refused": 0, "contexts_expired": 0, "contexts_clipped": 0,
+                      "steps": 0, "steps_skipped": 0}  # fmt: skip
+
+    def use_band_plan(self, plan: BandPlan | None) -> None:
+        """The site's band plan, which step readings are assembled against (None: skip them)."""
+        if plan != self.band_plan:
+            self.band_plan = plan
+            self._subbands = {}
 
     def set_node_map(self, node_to_su: Mapping[str, str] | None) -> None:
         """Which node serves which SU (enrolment can change it while running); None: node id = SU id."""
@@ -139,12 +206,32 @@ class SnapshotAssembler:
         if j is None:
             self.stats["unknown_node"] += 1
             return False
+        if is_step_reading(m, self.band_plan):
+            return self._update_step(j, m)
         cur = self._latest[j]
         if cur is not None and not supersedes(m, cur[0], cur[1]):
             self.stats["out_of_order"] += 1
             return False
         self._latest[j] = (m.seq, m.t_ns, m.power_dbm, m.saturated)
         self.stats["measurements"] += 1
+        return True
+
+    def _update_step(self, j: int, m: Measurement) -> bool:
+        """A step reading: the SU's sub-band powers, and from them its synthesised full-band total."""
+        plan = self.band_plan
+        if plan is None or m.band_plan != plan.fingerprint or max(m.subband_ids) >= plan.subbands \
+                or len(m.subband_ids) != len(m.subband_powers_dbm):  # fmt: skip
+            self.stats["steps_skipped"] += 1
+            return False
+        latest = self._subbands.get(j)
+        if latest is None:
+            latest = self._subbands[j] = SubbandLatest(plan.subbands)
+        if not latest.update(m):
+            self.stats["out_of_order"] += 1
+            return False
+        self.stats["steps"] += 1
+        if latest.complete:
+            self._latest[j] = latest.total()
         return True
 
     def update_context(self, ctx: TxContext) -> bool:

@@ -20,13 +20,13 @@ class DataQueries(StoreBase):
         recs = batch.records
         rows = [(m.node_id, m.seq, m.t_ns, m.f_center_hz, m.bandwidth_hz, m.power_dbm,
                  _floats_json(m.subband_powers_dbm), m.saturated, m.clip_fraction,
-                 m.gain_db, received_ns, m.band_plan) for m in recs]  # fmt: skip
+                 m.gain_db, received_ns, m.band_plan, json.dumps(list(m.subband_ids))) for m in recs]  # fmt: skip
         newest = max(recs, key=lambda m: (m.t_ns, m.seq))
         with self._write() as c:
             before = c.total_changes
             # Only the (node_id, seq) conflict is ignored (INSERT OR IGNORE would also drop a row that
             # breaks NOT NULL, and the ack would then promise a record that is not there).
-            c.executemany("INSERT INTO measurements VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            c.executemany("INSERT INTO measurements VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                           "ON CONFLICT (node_id, seq) DO NOTHING", rows)  # fmt: skip
             inserted = c.total_changes - before
             c.execute("UPDATE nodes SET records = records + ?, last_seen_ns = ? WHERE id = ?",
@@ -46,11 +46,12 @@ class DataQueries(StoreBase):
         """A node's records with t_ns > since_ns, oldest first (at most ``limit``)."""
         rows = self._r().execute(
             "SELECT node_id, seq, t_ns, f_center_hz, bandwidth_hz, power_dbm, subband_powers_dbm, saturated, "
-            "clip_fraction, gain_db, band_plan FROM measurements WHERE node_id = ? AND t_ns > ? ORDER BY seq LIMIT ?",
+            "clip_fraction, gain_db, band_plan, subband_ids FROM measurements WHERE node_id = ? AND t_ns > ? ORDER BY seq "
+            "LIMIT ?",
             [node_id, -1 if since_ns is None else since_ns, limit],
         ).fetchall()
-        return [Measurement(r[0], r[1], r[2], r[3], r[4], r[5], tuple(json.loads(r[6])), bool(r[7]), r[8], r[9], r[10])
-                for r in rows]  # fmt: skip
+        return [Measurement(r[0], r[1], r[2], r[3], r[4], r[5], tuple(json.loads(r[6])), bool(r[7]), r[8], r[9], r[10],
+                            tuple(json.loads(r[11]))) for r in rows]  # fmt: skip
 
     def seqs(self, node_id: str) -> list[int]:
         return [s for (s,) in self._r().execute("SELECT seq FROM measurements WHERE node_id = ? ORDER BY seq",

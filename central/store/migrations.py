@@ -109,10 +109,17 @@ def _m6_alarm_interference(c: sqlite3.Connection) -> None:
     c.execute("ALTER TABLE alarms ADD COLUMN interference TEXT")
 
 
+def _m7_measurement_subband_ids(c: sqlite3.Connection) -> None:
+    """Which of the band plan's sub-bands a reading's ``subband_powers_dbm`` are (node.protocol.Measurement
+    .subband_ids, a sweeping node's step reading; JSON list of ids, '[]': all of the plan, in order, as
+    every reading before sweeping)."""
+    c.execute("ALTER TABLE measurements ADD COLUMN subband_ids TEXT NOT NULL DEFAULT '[]'")
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m1_initial, _m2_node_stats_operators_retention,
                                                           _m3_campaigns, _m4_viewers_scrapers,
                                                           _m5_band_plans_allocations_webhooks,
-                                                          _m6_alarm_interference]  # fmt: skip
+                                                          _m6_alarm_interference, _m7_measurement_subband_ids]  # fmt: skip
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -10,19 +10,27 @@ from __future__ import annotations
 from contracts.toml_fields import Fields
 from node.calibration_table import CalibrationTable
 from node.config import NodeConfig
-from node.sdr.base import SdrBackend
+from node.sdr.base import DiscardAfterRetune, SdrBackend
 
 
 def open_backend(cfg: NodeConfig) -> SdrBackend:
-    """The radio, tuned to ``radio.center_hz`` at ``radio.sample_rate_hz`` with ``radio.gain_db``."""
+    """The radio, tuned to ``radio.center_hz`` at ``radio.sample_rate_hz`` with ``radio.gain_db`` (a
+    sweeping node: to its first step), discarding ``radio.discard_buffers_after_retune`` buffers after
+    every retune whatever the backend (``[radio.args] discard_buffers_after_retune``, where the Pluto and
+    SoapySDR backends took it before, still wins for them)."""
     radio = cfg.radio
     args = Fields(radio.args, "radio.args", cfg.source, cfg.base_dir)
+    discard = radio.discard_buffers_after_retune
+
+    def backend_discard() -> int:
+        return args.integer("discard_buffers_after_retune", 0, 100, default=2 if discard is None else discard)
+
     if radio.backend == "pluto":
         from node.sdr.pluto import PlutoSdr
 
         sdr = PlutoSdr(
             args.string("uri", "ip:192.168.2.1"),
-            discard_buffers_after_retune=args.integer("discard_buffers_after_retune", 0, 100, default=2),
+            discard_buffers_after_retune=backend_discard(),
             reconnect_attempts=args.integer("reconnect_attempts", 1, 1000, default=5),
             reconnect_delay_s=args.real("reconnect_delay_s", 0.0, 600.0, default=1.0),
         )
@@ -34,14 +42,17 @@ def open_backend(cfg: NodeConfig) -> SdrBackend:
             channel=args.integer("channel", 0, 64, default=0),
             antenna=args.optional_string("antenna"),
             stream_args=args.optional_string("stream_args"),  # e.g. "chan=stereo_iq" for the audio driver
-            discard_buffers_after_retune=args.integer("discard_buffers_after_retune", 0, 100, default=2),
+            discard_buffers_after_retune=backend_discard(),
             read_timeout_s=args.real("read_timeout_s", 0.001, 60.0, default=0.5),
             max_retries=args.integer("max_retries", 0, 1000, default=5),
         )
     else:
         sdr = _simulated(cfg, args)
+        if discard:  # a simulated radio has no LO to settle: none by default, the count when configured
+            sdr = DiscardAfterRetune(sdr, discard)
     args.reject_unknown()
-    sdr.tune(radio.center_hz, radio.sample_rate_hz)
+    center_hz = cfg.sweep.steps[0].center_hz if cfg.sweep is not None else radio.center_hz
+    sdr.tune(center_hz, radio.sample_rate_hz)
     sdr.set_gain(radio.gain_db)
     return sdr
 
@@ -85,7 +96,8 @@ def _simulated(cfg: NodeConfig, args: Fields) -> SdrBackend:
             period_s=e.real("period_s", 1e-7, 3600.0, default=1e-3),
         ))  # fmt: skip
         e.reject_unknown()
-    return SimulatedSdr(emitters, receiver, seed=seed)
+    center = args.real("emitters_center_hz", 1e6, 1e11) if args.has("emitters_center_hz") else None
+    return SimulatedSdr(emitters, receiver, seed=seed, emitters_center_hz=center)
 
 
 def calibration_for(cfg: NodeConfig) -> CalibrationTable:

@@ -64,9 +64,15 @@ class ReceiverModel:
 
 
 class SimulatedSdr:
+    """``emitters_center_hz``: the RF frequency the emitters' offsets are relative to, so that a retune
+    moves them in baseband as on air (and those outside the sampled span are filtered away), which a
+    sweeping node needs; None: the offsets are relative to wherever the radio is tuned (as a fixed
+    test signal)."""
+
     def __init__(self, emitters: list[Emitter] | None = None, receiver: ReceiverModel = ReceiverModel(),
-                 seed: int | None = None):  # fmt: skip
+                 seed: int | None = None, emitters_center_hz: float | None = None):  # fmt: skip
         self.emitters = list(emitters or [])
+        self.emitters_center_hz = emitters_center_hz
         self.receiver = receiver
         self._rng = np.random.default_rng(seed)
         self.center_hz = 3.7e9
@@ -95,13 +101,29 @@ class SimulatedSdr:
         offset_db = self.receiver.dbm_to_dbfs_offset_db(self.gain_db)
         noise_dbm = THERMAL_DBM_PER_HZ + self.receiver.noise_figure_db + 10 * math.log10(fs)
         x = _complex_gaussian(self._rng, n) * math.sqrt(10 ** ((noise_dbm + offset_db) / 10))
-        for e in self.emitters:
+        for e in self._in_baseband():
             x += self._waveform(e, t) * math.sqrt(10 ** ((e.power_dbm + offset_db) / 10))
         self._t_s += n / fs
         return IQBuffer(_adc(x, self.receiver.adc_bits), t_ns, self.center_hz, fs, self.gain_db)
 
     def close(self) -> None:
         self._closed = True
+
+    def _in_baseband(self) -> list[Emitter]:
+        if self.emitters_center_hz is None:
+            return self.emitters
+        shift_hz, out = self.emitters_center_hz - self.center_hz, []
+        for e in self.emitters:
+            offset_hz = e.offset_hz + shift_hz
+            half_hz = 0.0 if e.waveform == "tone" else e.bandwidth_hz / 2
+            if abs(offset_hz) + half_hz <= self.sample_rate_hz / 2:  # wholly inside: partly inside is cut below
+                out.append(e if offset_hz == e.offset_hz else Emitter(e.power_dbm, offset_hz, e.bandwidth_hz, e.waveform,
+                                                                      e.duty_cycle, e.period_s))  # fmt: skip
+            elif abs(offset_hz) - half_hz < self.sample_rate_hz / 2:  # the part inside the span, at its share of the power
+                lo, hi = max(offset_hz - half_hz, -self.sample_rate_hz / 2), min(offset_hz + half_hz, self.sample_rate_hz / 2)
+                share_db = 10 * math.log10((hi - lo) / e.bandwidth_hz)
+                out.append(Emitter(e.power_dbm + share_db, (lo + hi) / 2, hi - lo, e.waveform, e.duty_cycle, e.period_s))
+        return out
 
     def _waveform(self, e: Emitter, t: np.ndarray) -> np.ndarray:
         """Unit mean power while on (so duty cycle scales the average power, as on air)."""
