@@ -254,6 +254,11 @@ class SnapshotOut(BaseModel):
     reason: str = ""
     suspected_position_m: list[float] | None = None
     busy_subbands: list[int] = Field(default_factory=list, description="sub-bands allocated to a legitimate transmitter")
+    spectral_score: float | None = Field(None, description="the spectral test's score (point source over cells × "
+                                         "sub-bands); null without a learned spectral test or sub-band readings")
+    spectral_threshold: float | None = None
+    affected_subbands: list[int] = Field(default_factory=list, description="sub-bands with the excess power, while "
+                                         "the spectral verdict is anomalous")
 
 
 class LikelihoodMapOut(BaseModel):
@@ -363,6 +368,9 @@ class LearnOut(BaseModel):
     n_snapshots: int
     since_ns: int
     until_ns: int
+    spectral_threshold: float | None = Field(None, description="the spectral test's threshold, when the window "
+                                             "held enough snapshots with sub-band readings of the site's band plan")
+    spectral_snapshots: int = 0
 
 
 class ModelOut(BaseModel):

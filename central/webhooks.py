@@ -1,6 +1,7 @@
 """Alarm transitions POSTed to the plant's systems (the RAN scheduler, a pager), signed and retried.
 
-The store writes each transition ("raised", "cleared", "acknowledged") into its outbox in the alarm's
+The store writes each transition ("raised", "updated" when what the interference is or the sub-bands
+to avoid changed, "cleared", "acknowledged") into its outbox in the alarm's
 own transaction (:mod:`central.store.webhooks`); this thread delivers it. Per URL, events go out in
 order, one at a time: a receiver never sees an alarm cleared before it was raised. A POST that fails
 (no connection, a timeout, anything but 2xx) is retried after ``backoff_initial_s``, doubling up to
@@ -12,7 +13,7 @@ The request::
 
     POST <url>
     Content-Type: application/json
-    X-Rftwin-Event: raised | cleared | acknowledged
+    X-Rftwin-Event: raised | updated | cleared | acknowledged
     X-Rftwin-Delivery: <outbox id>
     X-Rftwin-Timestamp: <unix seconds of this attempt>
     X-Rftwin-Signature: sha256=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>

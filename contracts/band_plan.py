@@ -30,6 +30,11 @@ NR_FR1_PRBS = {
 }
 
 
+# What the node's sub-band estimate (node.dsp: Welch, Hann window, ~30 kHz bins) puts of a sub-band's
+# power into each neighbour: −25 dB, measured against the IQ chain (tests/test_replay.py). The spectral
+# twin adds it to its prediction: next to a busy sub-band an idle one reads far above the noise.
+SUBBAND_LEAKAGE_DB = -25.0
+
 class BandPlanError(ValueError):
     """A band plan that cannot be; the message names the field."""
 

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from central.twin.positions import sample_positions
-from contracts.band_plan import BandPlan
+from contracts.band_plan import SUBBAND_LEAKAGE_DB, BandPlan
 from evaluation.dataset import perturb_positions
 from sim.scheduler import Scheduler, SchedulerSettings
 
@@ -77,7 +77,7 @@ PARTIAL_SUBBANDS = 4
 class ReceiverSpec:
     samples: int = 16384  # per reading
     sample_rate_hz: float = 122.88e6  # a 100 MHz carrier in one tuning
-    leakage_db: float = -20.0  # of a sub-band's power into each neighbour (the node's Welch PSD)
+    leakage_db: float = SUBBAND_LEAKAGE_DB  # of a sub-band's power into each neighbour (the node's Welch PSD)
     nf_spread_db: float = 1.0  # per-SU noise-floor difference the twin does not know
 
 

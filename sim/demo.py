@@ -7,8 +7,14 @@
    with 0.37 m localisation error.
 3. Offline phase: the station runs normally while the residuals are collected, then learns their
    normal statistics over the API (the detector is saved as a model and activated live).
-4. Online phase: a 20 dBm noise jammer switches on; the alarm is raised, located and shown on the
-   dashboard (a screenshot is saved when headless chromium is available).
+   The nodes measure the site's band plan (a 100 MHz NR carrier as 16 sub-bands) and the simulated
+   scheduler reallocates the AGVs' sub-bands every second; the context feed reports the allocations,
+   so both the wideband detector and the spectral test (residual matrix SU × sub-band) are learned.
+4. Online phase: a 10 dBm narrowband noise jammer in one sub-band, which the band total hides: the
+   console shows how often each detector's per-snapshot score crossed its threshold, and the alarm
+   says what it is (narrowband, the sub-bands to exclude from scheduling). It switches off, the alarm
+   clears; then a 20 dBm wideband noise jammer switches on; its alarm is raised, located and shown
+   on the dashboard (a screenshot is saved when headless chromium is available).
 
 ``python -m sim.demo [--keep-running]``; the console says where the dashboard is.
 """
@@ -28,12 +34,17 @@ from central.twin.solvers import TWIN_FIDELITY
 from central.twin.progress import tracing_progress_bar
 from central.twin.site import DEFAULT_SITE, builtin_site_path, resolve_site
 from sim.station import VIEWER_TOKEN, SimulatedStation, StationSettings, summary
-from sim.world_builder import TRUTH_SITE, make_world
+from sim.world_builder import TRUTH_SITE, SpectralDemo, demo_scenario_toml, make_world
 
 OUT = Path("out")
 NORMAL_S = 75.0  # offline phase: normal operation before learning
-JAMMER_AT_S = NORMAL_S + 20.0  # scenario time the jammer switches on
+NARROW_AT_S = NORMAL_S + 20.0  # scenario time the narrowband jammer switches on ...
+NARROW_END_S = NARROW_AT_S + 40.0  # ... and off
+JAMMER_AT_S = NARROW_END_S + 20.0  # the wideband jammer
 JAMMER_POSITION_M = (36.0, 8.0)
+SPECTRAL = SpectralDemo(NARROW_AT_S, NARROW_END_S, JAMMER_AT_S)
+# one 100 MHz plan in one tuning: 122.88 MS/s with 5 % cropped at each edge (110 MHz usable)
+SAMPLE_RATE_HZ, EDGE_CROP = 122.88e6, 0.05
 HOLD_S = 30.0  # keep the station up after the alarm, for the operator to look
 
 
@@ -80,14 +91,16 @@ def main(argv: list[str] | None = None) -> int:
         say(f"twin ready ({'cache' if twin.from_cache else f'traced in {twin.maps.build_s:.0f} s'})")
         say("simulated world (concrete eps_r 7.0, sigma 0.3 S/m, unmodelled clutter, depth 5 + diffraction, "
             "per-SU model error, reading noise, drift, dropouts): loading or ray-tracing")
+        scenario = demo_scenario_toml(resolve_site(TRUTH_SITE), JAMMER_AT_S, JAMMER_POSITION_M, spectral=SPECTRAL)
         files = make_world(args.workdir / "world", TRUTH_SITE, jammer_start_s=JAMMER_AT_S,
-                           jammer_position_m=JAMMER_POSITION_M, progress=update)  # fmt: skip
+                           jammer_position_m=JAMMER_POSITION_M, progress=update, scenario_toml=scenario)  # fmt: skip
     finally:
         close()
     site = resolve_site(DEFAULT_SITE)
     shutil.rmtree(args.workdir / "station", ignore_errors=True)  # a fresh station: no alarms from a past run
     station = SimulatedStation(args.workdir / "station", builtin_site_path(DEFAULT_SITE), site, files.maps_path,
-                               files.scenario_path, StationSettings())  # fmt: skip
+                               files.scenario_path, StationSettings(band_plan=site.band_plan, sample_rate_hz=SAMPLE_RATE_HZ,
+                                                                    edge_crop=EDGE_CROP))  # fmt: skip
     station.prepare()
     try:
         station.start()
@@ -98,29 +111,30 @@ def main(argv: list[str] | None = None) -> int:
         say(f"offline phase: {NORMAL_S:.0f} s of normal operation to learn the residual statistics")
         _wait(station, NORMAL_S)
         learned = station.learn(duration_s=NORMAL_S - 10.0, target_far=0.001)
+        spectral = ("no spectral test (no sub-band readings)" if learned.get("spectral_threshold") is None else
+                    f"spectral test threshold {learned['spectral_threshold']:.1f} on {learned['spectral_snapshots']} snapshots")  # fmt: skip
         say(f"learned {learned['detector']} on {learned['n_snapshots']} snapshots, threshold "
-            f"{learned['threshold']:.2f} dB (model {learned['model_id']}); online phase")  # fmt: skip
+            f"{learned['threshold']:.2f} dB, and the {spectral} (model {learned['model_id']}); online phase")  # fmt: skip
         early = station.alarms()
-        _wait(station, JAMMER_AT_S)
+        _wait(station, NARROW_AT_S)
         false_alarms = [a for a in station.alarms() if a not in early]
         say(f"normal period: {len(false_alarms)} alarm(s) before the jammer")
-        say(f"JAMMER ON at ({JAMMER_POSITION_M[0]}, {JAMMER_POSITION_M[1]}) m, 20 dBm wideband noise")
-        deadline = time.monotonic() + 60
-        alarm = None
-        while alarm is None and time.monotonic() < deadline:
-            station.check_processes()
-            active = [a for a in station.alarms("active") if a["start_ns"] >= (station.start_time_s + JAMMER_AT_S - 1) * 1e9]
-            alarm = active[0] if active else None
-            time.sleep(0.1)
-        outcome = {"false_alarms": len(false_alarms), "normal_s": JAMMER_AT_S - NORMAL_S, "detector": learned["detector"],
+        outcome = {"false_alarms": len(false_alarms), "normal_s": NARROW_AT_S - NORMAL_S, "detector": learned["detector"],
                    "alarm_delay_s": None, "localisation_error_m": None}  # fmt: skip
+        outcome.update(_narrowband_phase(station, site))
+        _wait(station, JAMMER_AT_S)
+        say(f"JAMMER ON at ({JAMMER_POSITION_M[0]}, {JAMMER_POSITION_M[1]}) m, {SPECTRAL.wide_power_dbm:g} dBm wideband noise")
+        alarm = _wait_alarm(station, JAMMER_AT_S, 60.0)
         if alarm is None:
             _write_outcome(args.workdir, outcome)
             say(f"no alarm within 60 s of the jammer: see {args.workdir / 'station' / 'central.log'}")
             return 1
         delay = alarm["start_ns"] / 1e9 - (station.start_time_s + JAMMER_AT_S)
         say(f"ALARM raised {delay:.2f} s after the jammer switched on: {summary(alarm)}")
+        if alarm.get("interference"):
+            say(f"  it is {alarm['interference']['interference_class']}; countermeasure: {alarm['interference']['countermeasure']}")
         outcome["alarm_delay_s"] = round(delay, 2)
+        outcome["wideband_class"] = (alarm.get("interference") or {}).get("interference_class")
         pos = alarm.get("suspected_position_m")
         if pos:
             err = ((pos[0] - JAMMER_POSITION_M[0]) ** 2 + (pos[1] - JAMMER_POSITION_M[1]) ** 2) ** 0.5
@@ -145,6 +159,56 @@ def main(argv: list[str] | None = None) -> int:
         say("stopping the station")
         station.stop()
     return 0
+
+
+def _wait_alarm(station: SimulatedStation, on_at_s: float, within_s: float, characterised: bool = True) -> dict | None:
+    """The first active alarm raised since ``on_at_s`` (scenario time), once it says what the
+    interference is (when ``characterised`` and the spectral test runs); None after ``within_s``."""
+    _wait(station, on_at_s)
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        station.check_processes()
+        active = [a for a in station.alarms("active") if a["start_ns"] >= (station.start_time_s + on_at_s - 1) * 1e9]
+        if active and (not characterised or active[0].get("interference") is not None or time.monotonic() > deadline - 5):
+            return active[0]
+        time.sleep(0.1)
+    return None
+
+
+def _narrowband_phase(station: SimulatedStation, site) -> dict:
+    """The 10 dBm narrowband jammer: what each detector saw of it, and the alarm it raised."""
+    plan = site.band_plan
+    what = plan.describe([SPECTRAL.narrow_subband])
+    _wait(station, NARROW_AT_S)
+    say(f"JAMMER ON at ({JAMMER_POSITION_M[0]}, {JAMMER_POSITION_M[1]}) m, {SPECTRAL.narrow_power_dbm:g} dBm "
+        f"narrowband noise in {what}")  # fmt: skip
+    alarm = _wait_alarm(station, NARROW_AT_S, 30.0)
+    out: dict = {"narrowband_alarm_delay_s": None, "narrowband_class": None, "narrowband_avoid_subbands": None}
+    if alarm is None:
+        say("no alarm within 30 s of the narrowband jammer")
+    else:
+        delay = alarm["start_ns"] / 1e9 - (station.start_time_s + NARROW_AT_S)
+        inter = alarm.get("interference") or {}
+        out.update(narrowband_alarm_delay_s=round(delay, 2), narrowband_class=inter.get("interference_class"),
+                   narrowband_avoid_subbands=alarm.get("avoid_subbands"))  # fmt: skip
+        say(f"ALARM raised {delay:.2f} s after the narrowband jammer switched on: {summary(alarm)}")
+        if inter:
+            say(f"  it is {inter['interference_class']} in {inter['subbands_text']}, EIRP "
+                f"{inter['eirp_dbm'] if inter['eirp_dbm'] is None else round(inter['eirp_dbm'], 1)} dBm, "
+                f"{inter['time_pattern']}; the scheduler should avoid sub-bands {alarm['avoid_subbands']}")  # fmt: skip
+            say(f"  countermeasure: {inter['countermeasure']}")
+    _wait(station, NARROW_END_S)
+    on_ns, off_ns = (station.start_time_s + NARROW_AT_S) * 1e9, (station.start_time_s + NARROW_END_S) * 1e9
+    snaps = [s for s in station.get("/snapshots", limit=10_000, since_ns=int(on_ns)) if s["t_ns"] < off_ns]
+    wide = [s for s in snaps if s["score"] is not None and s["threshold"] is not None]
+    spec = [s for s in snaps if s.get("spectral_score") is not None and s.get("spectral_threshold") is not None]
+    frac = lambda xs, k, t: sum(x[k] > x[t] for x in xs) / len(xs) if xs else float("nan")  # noqa: E731
+    out["narrowband_wideband_over_threshold"] = round(frac(wide, "score", "threshold"), 3)
+    out["narrowband_spectral_over_threshold"] = round(frac(spec, "spectral_score", "spectral_threshold"), 3)
+    say(f"while it was on, of {len(snaps)} stored snapshots the wideband detector's score crossed its threshold in "
+        f"{out['narrowband_wideband_over_threshold']:.0%}, the spectral test's in {out['narrowband_spectral_over_threshold']:.0%}")
+    say("narrowband jammer off")
+    return out
 
 
 def _write_outcome(workdir: Path, outcome: dict) -> None:

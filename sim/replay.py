@@ -56,8 +56,9 @@ import numpy as np
 from scipy.stats import norm
 
 from central.detection.alarms import RAISED
-from central.detection.engine import DetectionEngine, EngineConfig
+from central.detection.engine import REALLOCATING, DetectionEngine, EngineConfig
 from central.live import Snapshot
+from contracts.band_plan import SUBBAND_LEAKAGE_DB, BandPlan
 from contracts.gain_maps import GAIN_FLOOR_DB
 from node.dsp import Band, BandPowerConfig
 from node.protocol import Measurement
@@ -81,6 +82,23 @@ class ReadingModel:
     center_hz: float = 3.7e9
     receiver: ReceiverModel = ReceiverModel()
     dsp: BandPowerConfig = field(default_factory=lambda: BandPowerConfig(30.72e6, Band(0.0, 20e6)))
+    # With a band plan, every reading also carries the power per sub-band of the plan (as a node with
+    # [band.plan] reports it); the band is then the plan's PRB grid (set bandwidth_hz and sample_rate_hz
+    # to match: a 100 MHz carrier in one tuning needs 122.88 MS/s). The node's Welch PSD leaks a little
+    # of a sub-band's power into each neighbour: −25 dB, which tests/test_replay.py checks against the IQ chain.
+    band_plan: BandPlan | None = None
+    leakage_db: float = SUBBAND_LEAKAGE_DB
+
+    @classmethod
+    def for_plan(cls, plan: BandPlan, sample_rate_hz: float = 122.88e6, **kw) -> ReadingModel:
+        """The readings of a node measuring ``plan`` in one tuning at ``sample_rate_hz``."""
+        band = Band(0.0, plan.occupied_hz)
+        return cls(bandwidth_hz=plan.occupied_hz, sample_rate_hz=sample_rate_hz, center_hz=plan.center_hz,
+                   dsp=BandPowerConfig(sample_rate_hz, band), band_plan=plan, **kw)  # fmt: skip
+
+    def subband_noise_mw(self) -> np.ndarray:
+        """(K,) the receiver's thermal and quantisation noise in each sub-band of the plan."""
+        return np.array([self.thermal_mw(b.width_hz) + self.quantisation_mw(b.width_hz) for b in self.band_plan.grid])
 
     def full_scale_dbm(self) -> float:
         """Antenna power (dBm) at 0 dBFS."""
@@ -118,9 +136,14 @@ class ReadingModel:
 
 
 def emitter_active(e: ScenarioEmitter, t_s: np.ndarray) -> np.ndarray:
-    """:meth:`ScenarioEmitter.is_active` over an array of scenario times."""
+    """:meth:`ScenarioEmitter.is_active` over an array of scenario times (a random duty asked once per slot)."""
     on = t_s >= e.start_s
-    return on if e.end_s is None else on & (t_s < e.end_s)
+    on = on if e.end_s is None else on & (t_s < e.end_s)
+    if e.random_duty is not None and on.any():
+        slots = np.floor(t_s / e.random_slot_s).astype(np.int64)
+        u, inv = np.unique(slots, return_inverse=True)
+        on = on & np.array([e.on_in_slot(int(x)) for x in u])[inv].reshape(t_s.shape)
+    return on
 
 
 def emitter_positions(e: ScenarioEmitter, t_s: np.ndarray) -> np.ndarray:
@@ -153,6 +176,35 @@ def received_dbm(lookup, emitters: Sequence[ScenarioEmitter], t_s: np.ndarray) -
         keep = active & (g > GAIN_FLOOR_DB + 1e-6) & (rx >= NEGLIGIBLE_DBM)
         out[i] = np.where(keep, rx, -np.inf)
     return out
+
+
+def subband_shares(world: World, e: ScenarioEmitter, plan: BandPlan, t_s: np.ndarray) -> np.ndarray:
+    """(T, n_su, K) the part of emitter ``e``'s received power in each sub-band of ``plan`` at ``t_s``, as
+    :meth:`World.emitters_at` puts it on air: a scheduled emitter (legitimate, or a jammer that
+    ``follows`` one) at its power spectral density over the PRB grid in its allocated sub-bands only
+    (the parts sum to less than 1 when it has fewer), any other by the overlap of its band with each
+    sub-band (a tone: all in the sub-band that holds it)."""
+    grid = plan.grid
+    k = plan.subbands
+    scheduled = e.follows or (e.id if e.role == "legitimate" else None)
+    sched = world.scheduler
+    if sched is not None and scheduled in sched.tx_ids:
+        share = np.array([b.width_hz for b in grid]) / plan.occupied_hz
+        slots = np.floor(t_s / sched.settings.period_s).astype(np.int64)
+        u, inv = np.unique(slots, return_inverse=True)
+        masks = np.zeros((len(u), k))
+        for i, slot in enumerate(u):
+            masks[i, list(sched.subbands_at((slot + 0.5) * sched.settings.period_s)[scheduled])] = 1.0
+        return (masks * share)[inv].reshape(*t_s.shape, k)
+    centre = (world.scenario.center_hz or plan.center_hz) + e.offset_hz
+    lo_hz = np.array([b.low_hz for b in grid])
+    hi_hz = np.array([b.high_hz for b in grid])
+    if e.waveform == "tone":
+        part = ((centre >= lo_hz) & (centre < hi_hz)).astype(float)
+    else:
+        part = np.clip(np.minimum(hi_hz, centre + e.bandwidth_hz / 2) - np.maximum(lo_hz, centre - e.bandwidth_hz / 2), 0.0,
+                       None) / e.bandwidth_hz  # fmt: skip
+    return np.broadcast_to(part, (*t_s.shape, k))
 
 
 def drift_db(world: World, t_s: np.ndarray) -> np.ndarray:
@@ -194,6 +246,7 @@ class Readings:
     power_dbm: np.ndarray
     saturated: np.ndarray  # bool
     present: np.ndarray  # bool: False while the SU is dropped out (no reading)
+    subband_dbm: np.ndarray | None = None  # (T, n_su, K) with the model's band plan, else None
 
 
 def power_readings(world: World, lookup, emitters: Sequence[ScenarioEmitter], t_ns: np.ndarray,
@@ -204,12 +257,37 @@ def power_readings(world: World, lookup, emitters: Sequence[ScenarioEmitter], t_
     offsets = np.array([world.gain_offset_db(su) for su in world.su_ids])
     extra = offsets + drift_db(world, t_s)  # (T, n): scales every received signal, not the receiver's noise
     noise = world.impairments.reading_noise(rng, rx.size).reshape(rx.shape)
-    signal_mw = np.power(10.0, (rx + extra + noise) / 10.0).sum(axis=0)  # −inf → 0 mW
+    per_emitter_mw = np.power(10.0, (rx + extra + noise) / 10.0)  # (E, T, n); −inf → 0 mW
+    if model.band_plan is not None:
+        return _subband_readings(world, emitters, model, per_emitter_mw, t_s, t_ns, rng)
+    signal_mw = per_emitter_mw.sum(axis=0)
     band_mw = signal_mw + model.band_noise_mw()
     band_mw = band_mw * (1.0 + rng.standard_normal(band_mw.shape) / math.sqrt(model.samples))
     power = 10 * np.log10(np.maximum(band_mw, 1e-30))
     saturated = signal_mw + model.span_noise_mw() >= model.saturation_mw()
     return Readings(t_s, t_ns, power, saturated, ~dropped_out(world, t_s))
+
+
+def _subband_readings(world: World, emitters, model: ReadingModel, per_emitter_mw: np.ndarray, t_s, t_ns, rng) -> Readings:
+    """Readings per sub-band: each emitter's power shared out over the plan's sub-bands
+    (:func:`subband_shares`), the receiver's noise per sub-band, the estimator's scatter per sub-band
+    (relative standard deviation 1/sqrt(samples × width / sample rate)), the DSP's leakage into the
+    neighbours; the band power is their sum, saturation as without a plan (the whole span's power)."""
+    plan = model.band_plan
+    sub = np.zeros((*t_s.shape, plan.subbands))
+    for e, mw in zip(emitters, per_emitter_mw):
+        if mw.any():
+            sub += mw[..., None] * subband_shares(world, e, plan, t_s)
+    signal_mw = per_emitter_mw.sum(axis=0)
+    sub = sub + model.subband_noise_mw()
+    widths = np.array([b.width_hz for b in plan.grid])
+    sub = sub * (1.0 + rng.standard_normal(sub.shape) / np.sqrt(model.samples * widths / model.sample_rate_hz))
+    leak = 10 ** (model.leakage_db / 10)
+    sub = sub + leak * (np.pad(sub[..., 1:], ((0, 0), (0, 0), (0, 1))) + np.pad(sub[..., :-1], ((0, 0), (0, 0), (1, 0))))
+    sub = np.maximum(sub, 1e-30)
+    power = 10 * np.log10(sub.sum(axis=-1))
+    saturated = signal_mw + model.span_noise_mw() >= model.saturation_mw()
+    return Readings(t_s, t_ns, power, saturated, ~dropped_out(world, t_s), 10 * np.log10(sub))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -269,7 +347,7 @@ class Replay:
             world.scenario, emitters=tuple(e for e in world.scenario.emitters if e.role != "jammer"))  # fmt: skip
         self.world = World(world.maps, scenario)
         self.lookup = world.maps.gain_lookup()
-        self.engine = DetectionEngine(predictor, config)
+        self.engine = DetectionEngine(predictor, config, band_plan=settings.readings.band_plan)
         if set(self.engine.su_ids) != set(self.world.su_ids):
             raise ValueError(f"world SUs {self.world.su_ids} differ from the twin's {list(self.engine.su_ids)}")
         self.su_ids = self.world.su_ids
@@ -304,15 +382,17 @@ class Replay:
     # ------------------------------------------------------------------ emitters
 
     def add_jammer(self, position_xy_m: tuple[float, float], power_dbm: float, start_s: float, end_s: float,
-                   jammer_id: str | None = None) -> ScenarioEmitter:  # fmt: skip
+                   jammer_id: str | None = None, **signal) -> ScenarioEmitter:  # fmt: skip
         """Schedule a fixed noise jammer (18 MHz, as the demo's) over [start_s, end_s) scenario time;
-        jammers already off are dropped from the world. Readings are regenerated from now on."""
+        jammers already off are dropped from the world. Readings are regenerated from now on.
+        ``signal``: other :class:`ScenarioEmitter` fields (``bandwidth_hz``, ``offset_hz``, ``waveform``,
+        ``random_duty``, ``random_slot_s``, ``follows``)."""
         if start_s < self.t_s:
             raise ValueError(f"jammer start {start_s} s is in the past (now {self.t_s} s)")
         h = self.world.maps.height_m
         e = ScenarioEmitter(jammer_id or f"jammer-{start_s:.1f}", "jammer", float(power_dbm),
                             position_m=(float(position_xy_m[0]), float(position_xy_m[1]), h),
-                            bandwidth_hz=18e6, waveform="noise", start_s=float(start_s), end_s=float(end_s))  # fmt: skip
+                            start_s=float(start_s), end_s=float(end_s), **{"bandwidth_hz": 18e6, "waveform": "noise", **signal})  # fmt: skip
         keep = tuple(x for x in self.world.scenario.emitters
                      if x.role != "jammer" or x.end_s is None or x.end_s > self.t_s)  # fmt: skip
         self._set_world(World(self.world.maps, dataclasses.replace(self.world.scenario, emitters=keep + (e,))))
@@ -337,7 +417,8 @@ class Replay:
             self._chunk = c = power_readings(self.world, self.lookup, self.world.scenario.emitters,
                                              self.reading_times_ns(k, k + n), self.settings.readings, self.rng)  # fmt: skip
             self._chunk_k0 = k
-            self._rows = (c.power_dbm.tolist(), c.saturated.tolist(), c.present.tolist(), c.t_ns.tolist())
+            self._rows = (c.power_dbm.tolist(), c.saturated.tolist(), c.present.tolist(), c.t_ns.tolist(),
+                          None if c.subband_dbm is None else [[tuple(su) for su in row] for row in c.subband_dbm.tolist()])  # fmt: skip
         return c, k - self._chunk_k0
 
     # ------------------------------------------------------------------ running
@@ -348,15 +429,22 @@ class Replay:
         t_wall = time.perf_counter()
         engine, su_ids = self.engine, self.su_ids
         fc, bw = self.settings.readings.center_hz, self.settings.readings.bandwidth_hz
+        plan = self.settings.readings.band_plan
+        plan_fp = "" if plan is None else plan.fingerprint
         k_end = math.floor(round(until_s * S) / self.tick_ns + 1e-9)  # evaluations at (k+1)·tick <= until
         ran = 0
         stats = self.stats
         while self.k < k_end:
             k = self.k
             _, row = self._readings(k)
-            power, sat, present, tns = (r[row] for r in self._rows)
-            ms = [Measurement(su_ids[j], k + 1, tns[j], fc, bw, power[j], saturated=sat[j])
-                  for j in range(len(su_ids)) if present[j]]  # fmt: skip
+            power, sat, present, tns = (r[row] for r in self._rows[:4])
+            if self._rows[4] is None:
+                ms = [Measurement(su_ids[j], k + 1, tns[j], fc, bw, power[j], saturated=sat[j])
+                      for j in range(len(su_ids)) if present[j]]  # fmt: skip
+            else:
+                sub = self._rows[4][row]
+                ms = [Measurement(su_ids[j], k + 1, tns[j], fc, bw, power[j], sub[j], saturated=sat[j], band_plan=plan_fp)
+                      for j in range(len(su_ids)) if present[j]]  # fmt: skip
             stats["readings"] += len(ms)
             stats["dropped_readings"] += len(su_ids) - len(ms)
             stats["saturated_readings"] += sum(m.saturated for m in ms)
@@ -395,13 +483,19 @@ class Replay:
         predictions; ED ignores them)."""
         rows: list[np.ndarray] = []
         preds: list[np.ndarray] = []
+        spectral: list[tuple[np.ndarray, np.ndarray]] = []
         sat_raised = [0]
 
         def keep(k, snap, transitions):
-            r = self.engine.last_residuals
+            sat_raised[0] += sum(t.event == RAISED for t in transitions)
+            if snap.reason == REALLOCATING:  # readings of other allocations than the prediction's: not normal data
+                return
+            r, sr = self.engine.last_residuals, self.engine.last_spectral
             rows.append(np.array(r.residual_db, dtype=np.float32))
             preds.append(np.array(r.predicted_dbm, dtype=np.float32))
-            sat_raised[0] += sum(t.event == RAISED for t in transitions)
+            if sr is not None and sr.t_ns == r.t_ns:
+                spectral.append((np.where(sr.usable[:, None], sr.measured_dbm, np.nan).astype(np.float32),
+                                 sr.predicted_dbm.astype(np.float32)))  # fmt: skip
 
         self.run(self.t_s + learn_s, keep)
         n = len(self.engine.su_ids)
@@ -409,8 +503,13 @@ class Replay:
         usable = np.isfinite(x).sum(axis=1) >= self.engine.min_usable_sus
         pred = np.array(preds, dtype=np.float64).reshape(-1, n)[usable]
         det = self.engine.learn(x[usable], predicted_dbm=pred, provenance={"replay_learn_s": learn_s})
-        return {"n_snapshots": int(usable.sum()), "threshold": float(det.threshold), "detector": det.name,
-                "saturation_alarms": sat_raised[0]}  # fmt: skip
+        out = {"n_snapshots": int(usable.sum()), "threshold": float(det.threshold), "detector": det.name,
+               "saturation_alarms": sat_raised[0]}  # fmt: skip
+        if spectral:  # the spectral test too, on the same snapshots, as the service learns it
+            sd = self.engine.learn_spectral(np.array([m for m, _ in spectral], dtype=np.float64),
+                                            np.array([p for _, p in spectral], dtype=np.float64))  # fmt: skip
+            out.update(spectral_threshold=float(sd.threshold), spectral_snapshots=len(spectral))
+        return out
 
     # ------------------------------------------------------------------ normal operation
 
@@ -446,7 +545,8 @@ class Replay:
         raise RuntimeError("no room for a jammer in the world's maps")
 
     def trial(self, power_dbm: float, on_s: float, gap_s: float, lead_in_max_s: float = 30.0,
-              clear_max_s: float = 600.0, position_xy_m: tuple[float, float] | None = None) -> dict:  # fmt: skip
+              clear_max_s: float = 600.0, position_xy_m: tuple[float, float] | None = None,
+              signal: dict | None = None) -> dict:  # fmt: skip
         """One jammer trial from now: wait a random lead-in (uniform in [1, lead_in_max_s] s; if a
         residual alarm is active at the planned switch-on, that counts as an invalidated start: wait
         until it clears and draw again), switch a fixed noise jammer on at a random position for
@@ -494,7 +594,7 @@ class Replay:
         out["located_error_m"] = None
         t_on = self.t_s
         t_on_ns[0] = T0_NS + self.k * self.tick_ns
-        self.add_jammer(pos, power_dbm, t_on, t_on + on_s)
+        self.add_jammer(pos, power_dbm, t_on, t_on + on_s, **(signal or {}))
         phase[0] = "on"
         self.run(t_on + on_s, watch)
         phase[0] = "after"

@@ -27,6 +27,7 @@ from central.auth import hash_token
 from central.config import DEFAULT_DETECTOR
 from central.store import Store
 from central.twin.site import Site
+from contracts.band_plan import BandPlan
 from sim.context_feed import ContextFeed, run_feed
 from sim.world import World
 
@@ -47,6 +48,11 @@ class StationSettings:
     context_period_s: float = 0.5
     localisation_error_m: float = 0.37
     detector: str = DEFAULT_DETECTOR  # the product's
+    # Nodes measure the site's band plan ([band.plan]) instead of ``bandwidth_hz`` around the site
+    # frequency: every reading then carries sub-band powers the central unit's spectral test reads.
+    band_plan: BandPlan | None = None
+    sample_rate_hz: float = 30.72e6  # a 100 MHz plan in one tuning needs more: 122.88e6
+    edge_crop: float = 0.1
 
 
 class SimulatedStation:
@@ -120,7 +126,7 @@ state_dir = "state"
 [radio]
 backend = "simulated"
 center_hz = {self.site.frequency_hz}
-sample_rate_hz = 30.72e6
+sample_rate_hz = {s.sample_rate_hz!r}
 gain_db = {s.gain_db}
 samples_per_reading = {s.node_samples}
 [radio.args]
@@ -129,8 +135,7 @@ scenario = "{self.scenario}"
 su_id = "{su.id}"
 start_time_s = {self.start_time_s!r}
 seed = {zlib.crc32(su.id.encode())}
-[band]
-bandwidth_hz = {s.bandwidth_hz}
+{self._band_section()}
 [central]
 url = "{self.url}"
 token_file = "token"
@@ -138,6 +143,13 @@ timeout_s = 2.0
 backoff_initial_s = 0.2
 backoff_max_s = 2.0
 """)
+
+    def _band_section(self) -> str:
+        s = self.settings
+        if s.band_plan is None:
+            return f"[band]\nbandwidth_hz = {s.bandwidth_hz}\nedge_crop = {s.edge_crop}"
+        plan = "\n".join(f"{k} = {v!r}" for k, v in s.band_plan.to_dict().items())
+        return f"[band]\nedge_crop = {s.edge_crop}\n[band.plan]\n{plan}"
 
     # ------------------------------------------------------------------ running
 

@@ -137,10 +137,30 @@ def route_points_m(scenario: Scenario, step_m: float = 0.5) -> list[tuple[float,
     return out
 
 
+@dataclass(frozen=True)
+class SpectralDemo:
+    """The spectral part of the demo scenario: the site's band plan with the scheduler allocating it to
+    the AGVs, a narrowband noise jammer in one sub-band over [narrow_start_s, narrow_end_s), then a
+    wideband one (the whole PRB grid) from ``wide_start_s``; both where the demo's jammer stands."""
+
+    narrow_start_s: float
+    narrow_end_s: float
+    wide_start_s: float
+    narrow_subband: int = 5
+    narrow_power_dbm: float = 10.0
+    wide_power_dbm: float = 20.0
+    scheduler_seed: int = 0
+
+
 def demo_scenario_toml(site: Site, jammer_start_s: float, jammer_position_m: tuple[float, float],
-                       jammer_end_s: float | None = None, speed_m_s: float = 1.0) -> str:  # fmt: skip
+                       jammer_end_s: float | None = None, speed_m_s: float = 1.0,
+                       spectral: SpectralDemo | None = None) -> str:  # fmt: skip
     """AGVs on closed loops along the aisles of the paper's hall (lines at x 7-11, 18-22, 29-33 and
-    y 4-18, 22-36), 20 dBm OFDM over 18 MHz, and a 20 dBm noise jammer from ``jammer_start_s``."""
+    y 4-18, 22-36), 20 dBm OFDM over 18 MHz, and a 20 dBm noise jammer from ``jammer_start_s``.
+
+    With ``spectral`` (needs the site's ``[band]``): the AGVs transmit what the scheduler allocates them
+    over the band plan, and the jammers are :class:`SpectralDemo`'s (``jammer_start_s`` is then unused).
+    The emitters stand and pass where they do without it, so the world's clutter is the same."""
     h = site.tx_plane.height_m
     loops = {
         "agv-1": [(3.0, 20.0), (37.0, 20.0), (37.0, 2.0), (3.0, 2.0)],  # middle aisle, back along the south wall
@@ -152,8 +172,28 @@ def demo_scenario_toml(site: Site, jammer_start_s: float, jammer_position_m: tup
         wp = ", ".join(f"[{x}, {y}, {h}]" for x, y in pts)
         parts.append(f'[[emitters]]\nid = "{agv}"\nrole = "legitimate"\ntx_power_dbm = 20.0\nbandwidth_hz = 18e6\n'
                      f"waypoints_m = [{wp}]\nspeed_m_s = {speed_m_s}\n")  # fmt: skip
-    end = f"end_s = {jammer_end_s}\n" if jammer_end_s is not None else ""
     jx, jy = jammer_position_m
+    if spectral is not None:
+        return "\n".join(parts + _spectral_parts(site, spectral, (jx, jy, h)))
+    end = f"end_s = {jammer_end_s}\n" if jammer_end_s is not None else ""
     parts.append(f'[[emitters]]\nid = "jammer"\nrole = "jammer"\ntx_power_dbm = 20.0\nbandwidth_hz = 18e6\n'
                  f'waveform = "noise"\nposition_m = [{jx}, {jy}, {h}]\nstart_s = {jammer_start_s}\n{end}')  # fmt: skip
     return "\n".join(parts)
+
+
+def _spectral_parts(site: Site, d: SpectralDemo, position_m: tuple[float, float, float]) -> list[str]:
+    plan = site.band_plan
+    if plan is None:
+        raise ValueError(f"site {site.name} declares no [band]: the spectral demo needs its band plan")
+    b = plan.grid[d.narrow_subband]
+    pos = f"[{position_m[0]}, {position_m[1]}, {position_m[2]}]"
+    band = ", ".join(f"{k} = {v!r}" for k, v in plan.to_dict().items())
+    return [
+        f"[band]\n{band.replace(', ', chr(10))}\n",
+        f"[scheduler]\nperiod_s = 1.0\nseed = {d.scheduler_seed}\n",
+        f'[[emitters]]\nid = "jammer-narrowband"\nrole = "jammer"\ntx_power_dbm = {d.narrow_power_dbm}\n'
+        f'waveform = "noise"\noffset_hz = {b.center_hz - plan.center_hz!r}\nbandwidth_hz = {b.width_hz!r}\n'
+        f"position_m = {pos}\nstart_s = {d.narrow_start_s}\nend_s = {d.narrow_end_s}\n",
+        f'[[emitters]]\nid = "jammer-wideband"\nrole = "jammer"\ntx_power_dbm = {d.wide_power_dbm}\n'
+        f'waveform = "noise"\nbandwidth_hz = {plan.occupied_hz!r}\nposition_m = {pos}\nstart_s = {d.wide_start_s}\n',
+    ]

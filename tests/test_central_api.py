@@ -425,7 +425,8 @@ def test_alarms_list_and_acknowledge(central):
     active = central.client.get("/api/v1/alarms?state=active", headers=VIEWER).json()
     assert active == [{"id": a.id, "kind": "residual", "state": "active", "start_ns": 1000, "end_ns": None,
                        "peak_score": 5.0, "affected_sus": ["su01", "su02"], "suspected_position_m": [20.0, 10.0],
-                       "acknowledged_by": None, "acknowledged_ns": None}]  # fmt: skip
+                       "acknowledged_by": None, "acknowledged_ns": None, "interference": None,
+                       "avoid_subbands": []}]  # fmt: skip
     assert [x["id"] for x in central.client.get("/api/v1/alarms", params={"state": "cleared"}, headers=VIEWER).json()] == [b.id]
     refused(central.client.get("/api/v1/alarms?state=open", headers=VIEWER), 422, "state")
 

@@ -138,7 +138,7 @@ def test_sub_band_prediction_puts_power_only_where_it_is_allocated_and_sums_to_t
     ue = TxContext("ue-2", 0, (3.0, 0.5, 1.5), 10.0)  # no allocation reported: spread over the PRB grid
     txs = [agv, ue]
     powers = np.array([t.subband_powers_dbm(plan) for t in txs])
-    spec = p.predict_subbands([t.position_m for t in txs], powers, widths, plan.occupied_hz)
+    spec = p.predict_subbands([t.position_m for t in txs], powers, widths, plan.occupied_hz, leakage_db=-np.inf)
     assert spec.shape == (2, 16)
     wide = p.predict([t.position_m for t in txs], [10 * np.log10(10**1.7 * 2), 10.0])
     np.testing.assert_allclose(10 * np.log10((10 ** (spec / 10)).sum(axis=1)), wide, atol=1e-6)
@@ -148,6 +148,13 @@ def test_sub_band_prediction_puts_power_only_where_it_is_allocated_and_sums_to_t
     np.testing.assert_allclose(spec[:, 5], 10 * np.log10(10 ** ((17 + g) / 10) + ue_5 + noise_5), atol=1e-9)
     idle = p.predict_subbands(np.zeros((0, 3)), np.zeros((0, 16)), widths, plan.occupied_hz)
     np.testing.assert_allclose(10 * np.log10((10 ** (idle / 10)).sum(axis=1)), [-95.0, -95.0], atol=1e-9)
+    # the node's estimator leaks into the neighbours of the AGV's sub-bands 5–6, and the twin says so
+    leaky = p.predict_subbands([agv.position_m], powers[:1], widths, plan.occupied_hz)
+    alone = p.predict_subbands([agv.position_m], powers[:1], widths, plan.occupied_hz, leakage_db=-np.inf)
+    noise = 10 * np.log10(10 ** (-9.5) * np.array(widths) / plan.occupied_hz)
+    np.testing.assert_allclose(leaky[:, [5, 6]], alone[:, [5, 6]], atol=0.02)
+    np.testing.assert_allclose(10 * np.log10(10 ** (leaky[:, 4] / 10) - 10 ** (noise[4] / 10)), 17 + g - 25.0, atol=0.01)
+    np.testing.assert_allclose(leaky[:, 9], alone[:, 9], atol=1e-9)
 
 
 def test_an_idle_transmitter_adds_nothing_to_the_wideband_prediction():

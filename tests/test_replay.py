@@ -228,3 +228,63 @@ def test_settings_travel_to_the_readings(tmp_path):
                  ReplaySettings(readings=ReadingModel(gain_db=40.0)), seed=0)  # fmt: skip
     rep.run(1.0)
     assert rep.stats["saturated_readings"] > 0  # full scale at −50 dBm: the AGVs clip the nearby SUs
+
+
+# ---------------------------------------------------------------------------------------- per sub-band
+
+
+def test_sub_band_readings_match_the_iq_chain_with_the_scheduler_and_a_narrowband_jammer(tmp_path):
+    """With a band plan, the power-domain readings per sub-band are what a node with [band.plan]
+    measures in IQ: the AGVs only in the sub-bands the scheduler gives them, a narrowband jammer in
+    its own; leakage and scatter as the node's Welch estimate."""
+    from contracts.band_plan import BandPlan
+    from node.dsp import Band, BandPowerConfig
+
+    plan = BandPlan(3.7e9, 100e6, subbands=16)
+    b = plan.grid[5]
+    doc = {**SCENARIO, "band": plan.to_dict(), "scheduler": {"seed": 3},
+           "emitters": SCENARIO["emitters"][:2] + [
+               {"id": "narrow", "role": "jammer", "tx_power_dbm": 0.0, "waveform": "noise", "position_m": [8.0, 2.0, H],
+                "offset_hz": b.center_hz - plan.center_hz, "bandwidth_hz": b.width_hz}]}  # fmt: skip
+    world = tiny_world(tmp_path)
+    world = World(world.maps, scenario_from_dict(doc))
+    model = ReadingModel.for_plan(plan)
+    dsp = BandPowerConfig(model.sample_rate_hz, Band(0.0, plan.occupied_hz),
+                          tuple(Band(s.center_hz - plan.center_hz, s.width_hz) for s in plan.grid), band_plan=plan.fingerprint)  # fmt: skip
+    rng = np.random.default_rng(0)
+    for t_s in (1.5, 4.5):
+        t_ns = np.full((1, len(world.su_ids)), T0_NS + round(t_s * 1e9), dtype=np.int64)
+        r = power_readings(world, world.maps.gain_lookup(), world.scenario.emitters, t_ns, model, rng)
+        busy = {s for bands in world.scheduler.subbands_at(t_s).values() for s in bands}
+        for j, su in enumerate(world.su_ids[:3]):
+            sdr = SimulatedWorldSdr(world, su, seed=j, clock=lambda: T0_NS / 1e9 + t_s, start_time_s=T0_NS / 1e9)
+            sdr.tune(model.center_hz, model.sample_rate_hz)
+            sdr.set_gain(model.gain_db)
+            buf = sdr.read(model.samples)
+            bp = measure_band_power(buf.samples, dsp)
+            cal = CalibrationTable.constant(model.full_scale_dbm(), buf.center_hz, buf.gain_db)
+            iq = np.array([cal.dbfs_to_dbm(p, buf.center_hz, buf.gain_db) for p in bp.subband_powers_dbfs])
+            strong = iq > iq.min() + 10  # busy sub-bands and the jammer's: the two must agree there
+            np.testing.assert_allclose(r.subband_dbm[0, j][strong], iq[strong], atol=1.0)
+            near = busy | {n for s in busy | {5} for n in (s - 1, s + 1)}  # leakage into the neighbours
+            assert strong[5] and set(np.flatnonzero(strong)) <= near
+            assert r.power_dbm[0, j] == pytest.approx(10 * np.log10((10 ** (r.subband_dbm[0, j] / 10)).sum()))
+
+
+def test_the_replay_learns_the_spectral_test_and_names_a_narrowband_jammer(tmp_path):
+    """Through the real engine on the simulated clock: learned on normal operation with the scheduler,
+    a 10 dBm jammer in one sub-band raises a residual alarm that says which sub-band to avoid."""
+    from contracts.band_plan import BandPlan
+
+    plan = BandPlan(3.7e9, 100e6, subbands=16)
+    doc = {**SCENARIO, "band": plan.to_dict(), "scheduler": {"seed": 3}}
+    world = World(tiny_world(tmp_path).maps, scenario_from_dict(doc))
+    rep = Replay(world, tiny_predictor(), dataclasses.replace(PRODUCT, detector="ed"),
+                 ReplaySettings(readings=ReadingModel.for_plan(plan)), seed=1)  # fmt: skip
+    learned = rep.learn(120.0)
+    assert learned["spectral_snapshots"] >= 1000 and learned["spectral_threshold"] > 0
+    b = plan.grid[9]
+    out = rep.trial(10.0, 20.0, 10.0, position_xy_m=(13.0, 9.0),
+                    signal={"offset_hz": b.center_hz - plan.center_hz, "bandwidth_hz": b.width_hz})  # fmt: skip
+    assert out["ttd_s"] is not None and out["ttd_s"] < 5.0
+    assert out["raised_outside"] == 0

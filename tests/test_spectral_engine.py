@@ -141,7 +141,10 @@ def test_the_spectral_test_is_saved_with_the_detectors_and_loaded_again(engine, 
     np.testing.assert_array_equal(again.spectral_detector.sigma_db, eng.spectral_detector.sigma_db)
 
 
-def test_the_store_keeps_what_the_interference_is(engine, tmp_path):
+def test_the_store_keeps_what_the_interference_is_and_tells_the_scheduler_when_it_changes(engine, tmp_path):
+    """Raised with what the interference is; "updated" for a receiver when the sub-bands to avoid change."""
+    import dataclasses
+
     from central.store import Store
 
     eng, hall = engine
@@ -149,6 +152,12 @@ def test_the_store_keeps_what_the_interference_is(engine, tmp_path):
         hall.step(jammer=((12.0, 6.0), narrowband([9], 10.0)))
     alarm = eng.residual_alarms.active
     with Store(tmp_path / "c.db") as store:
+        store.set_webhook_urls(["http://127.0.0.1:9/hook"])
         stored = store.put_alarm(alarm)
-        back = store.alarm(stored.id)
-    assert back.interference == alarm.interference and back.avoid_subbands == (9,)
+        assert store.alarm(stored.id).interference == alarm.interference and store.alarm(stored.id).avoid_subbands == (9,)
+        store.put_alarm(stored)  # nothing a scheduler acts on changed: no event
+        moved = dataclasses.replace(stored.interference, subbands=(9, 10), avoid_subbands=(9, 10))
+        store.put_alarm(dataclasses.replace(stored, interference=moved))
+        events = [json.loads(r[0]) for r in store._r().execute("SELECT body FROM webhook_outbox ORDER BY id")]
+    assert [e["event"] for e in events] == ["raised", "updated"]
+    assert events[0]["alarm"]["avoid_subbands"] == [9] and events[1]["alarm"]["avoid_subbands"] == [9, 10]

@@ -20,7 +20,9 @@ Data flow per evaluation (:meth:`DetectionEngine.evaluate`):
    residual verdict is "wideband or spectral"; while it holds (and while the alarm lasts) every
    snapshot's finding goes to the alarm's :class:`InterferenceTracker`, and the alarm carries what it
    says (``central.live.Interference``: class, sub-bands to avoid, EIRP, 90 % region, time pattern,
-   countermeasure); its position is then the fit over the affected sub-bands.
+   countermeasure); its position is then the fit over the affected sub-bands. While a reallocation is
+   in flight (a transmitter's allocation changed after the oldest fresh reading: those readings were
+   taken under other allocations than the prediction's) neither test judges the snapshot.
 6. Hysteresis (:class:`AlarmTracker`, kind "residual"): raise after k of n verdicts, clear after m normal.
 7. Saturation rule (kind "saturation"): any fresh saturated SU makes the snapshot anomalous for the
    saturation tracker; raised after ``saturation_k`` consecutive such snapshots even when no residual
@@ -70,6 +72,9 @@ from models.detectors.spectral import SpectralDetector
 from node.protocol import Measurement
 
 NO_DETECTOR, INSUFFICIENT = "no detector", "insufficient data"
+# the scheduler moved a transmitter after the oldest reading in the window: those readings were taken under
+# other allocations than the prediction's, so the snapshot is not judged (its verdict counts neither way)
+REALLOCATING = "allocations changing"
 
 
 @dataclass(frozen=True)
@@ -148,7 +153,9 @@ class DetectionEngine:
         self.spectral_detector: SpectralDetector | None = None
         self.spectral_cusum = Cusum(config.cusum) if config.integration == "cusum" else None
         self.interference: InterferenceTracker | None = None  # the active alarm's findings (with a spectral test)
-        self.stats = {"evaluations": 0, "fallback": 0, NO_DETECTOR: 0, INSUFFICIENT: 0, "anomalous": 0,
+        self._allocations: dict[str, tuple | None] = {}
+        self._allocation_changed_ns = 0  # report time of the latest context whose allocation differs from its previous
+        self.stats = {"evaluations": 0, "fallback": 0, NO_DETECTOR: 0, INSUFFICIENT: 0, REALLOCATING: 0, "anomalous": 0,
                       "eval_us_last": 0.0, "eval_us_total": 0.0}  # fmt: skip
 
     @classmethod
@@ -169,6 +176,17 @@ class DetectionEngine:
     def on_context(self, contexts: Iterable[TxContext]) -> None:
         for c in contexts:
             self.assembler.update_context(c)
+            if c.allocation is not None and self._allocations.get(c.tx_id, c.allocation) != c.allocation:
+                self._allocation_changed_ns = max(self._allocation_changed_ns, c.t_ns)
+            self._allocations[c.tx_id] = c.allocation
+
+    def _reallocating(self, r: Residuals) -> bool:
+        """Whether an allocation changed after the oldest fresh reading of this snapshot."""
+        fresh = ~r.stale & np.isfinite(r.age_s)
+        if not self._allocation_changed_ns or not fresh.any():
+            return False
+        oldest_ns = r.t_ns - float(np.max(r.age_s[fresh])) * 1e9
+        return self._allocation_changed_ns > oldest_ns
 
     # ------------------------------------------------------------------ detectors
 
@@ -375,12 +393,13 @@ class DetectionEngine:
         r = self.assembler.assemble(t_ns)
         self.last_residuals = r
         sr = self._spectral_snapshot(r)
-        score, used, label, status = self._score(r)
+        reallocating = self._reallocating(r)
+        score, used, label, status = (None, None, "", REALLOCATING) if reallocating else self._score(r)
         if status:
             self.stats[status] += 1
         threshold = used.threshold if used is not None else None
         wide_verdict, onset_ns = self._verdict(t_ns, score, used)
-        ev, spec_verdict, spec_onset = self._spectral_verdict(t_ns, sr)
+        ev, spec_verdict, spec_onset = self._spectral_verdict(t_ns, None if reallocating else sr)
         verdict = None if wide_verdict is None and spec_verdict is None else bool(wide_verdict or spec_verdict)
         if spec_verdict and (onset_ns is None or (spec_onset is not None and spec_onset < onset_ns)):
             onset_ns = spec_onset

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from central.detection.alarms import AlarmTransition
-from central.detection.engine import DetectionEngine, EngineConfig
+from central.detection.engine import REALLOCATING, DetectionEngine, EngineConfig
 from central.detection.sequential import CusumSettings
 from central.live import Alarm, Snapshot
 from central.store import StoreCorrupt
@@ -127,7 +127,7 @@ class LiveDetection:
     def _record(self, snap: Snapshot, transitions: list[AlarmTransition]) -> None:
         with self._record_lock:
             r, sr = self.engine.last_residuals, self.engine.last_spectral
-            if r is not None:
+            if r is not None and snap.reason != REALLOCATING:  # readings of other allocations: not normal data
                 spec = None
                 if sr is not None and sr.t_ns == r.t_ns:
                     meas = np.where(sr.usable[:, None], sr.measured_dbm, np.nan)

@@ -17,6 +17,13 @@ def _json(interference: Interference | None) -> str | None:
     return None if interference is None else json.dumps(interference.to_dict(), allow_nan=False)
 
 
+def _interference_changed(before: Alarm | None, after: Alarm | None) -> bool:
+    a = None if before is None or before.interference is None else before.interference
+    b = None if after is None or after.interference is None else after.interference
+    key = lambda i: None if i is None else (i.interference_class, i.avoid_subbands, i.mimics_tx)  # noqa: E731
+    return key(a) != key(b)
+
+
 class AlarmQueries(WebhookQueries):
     # ------------------------------------------------------------------------------------ alarms
     _ALARM_COLS = ("id, kind, state, start_ns, end_ns, peak_score, affected_sus, suspected_x, suspected_y, "
@@ -97,7 +104,9 @@ class AlarmQueries(WebhookQueries):
                 alarm_id = cur.lastrowid
             stored = self._alarm_in(c, alarm_id)
             event = ("raised" if before is None and alarm.state == "active" else
-                     "cleared" if alarm.state == "cleared" and (before is None or before.state == "active") else None)  # fmt: skip
+                     "cleared" if alarm.state == "cleared" and (before is None or before.state == "active") else
+                     # what a scheduler acts on changed: the sub-bands to avoid, or what the interference is
+                     "updated" if alarm.state == "active" and _interference_changed(before, stored) else None)  # fmt: skip
             if event:
                 self._enqueue_event(c, event, {"alarm": stored.to_dict()})  # type: ignore[union-attr]
             return stored  # type: ignore[return-value]

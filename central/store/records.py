@@ -47,7 +47,8 @@ def snapshot_from_dict(d: dict) -> Snapshot:
     txs = tuple(TxContext(**{**t, "position_m": tuple(t["position_m"]), "allocation": allocation_tuple(t.get("allocation"))})
                 for t in d["txs"])  # fmt: skip
     return Snapshot(**{**d, "sus": sus, "txs": txs, "suspected_position_m": _tuple_or_none(d.get("suspected_position_m")),
-                       "busy_subbands": tuple(d.get("busy_subbands", ()))})  # fmt: skip
+                       "busy_subbands": tuple(d.get("busy_subbands", ())),
+                       "affected_subbands": tuple(d.get("affected_subbands", ()))})  # fmt: skip
 
 
 def allocation_tuple(allocation) -> tuple[tuple[int, float], ...] | None:

@@ -20,7 +20,7 @@ from central.store.base import StoreBase, now_ns
 class WebhookDelivery:
     id: int
     url: str
-    event: str  # "raised", "cleared", "acknowledged"
+    event: str  # "raised", "updated" (class or sub-bands to avoid changed), "cleared", "acknowledged"
     body: str  # the JSON document, exactly as signed and sent
     attempts: int
 

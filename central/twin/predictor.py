@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from central.twin.gain_maps import GainMaps
+from contracts.band_plan import SUBBAND_LEAKAGE_DB
 from contracts.gain_maps import GainLookup, Lookup
 from models.power_sum import received_power_dbm
 
@@ -64,17 +65,21 @@ class Predictor:
         return received_power_dbm(lambda pos: self.lookup(pos).gain_db, tx_positions_m, tx_powers_dbm,
                                   self._noise_mw, self._gains.hall_xy_m / 2.0)  # fmt: skip
 
-    def predict_subbands(self, tx_positions_m, tx_subband_powers_dbm, subband_widths_hz, band_width_hz: float) -> np.ndarray:
+    def predict_subbands(self, tx_positions_m, tx_subband_powers_dbm, subband_widths_hz, band_width_hz: float,
+                         leakage_db: float = SUBBAND_LEAKAGE_DB) -> np.ndarray:  # fmt: skip
         """Expected power per SU and sub-band (dBm), the spectral twin:
 
-        P̂_jb = 10·log10( Σ_t 10^((P_tb + G_j(x_t)) / 10) + N · W_b / W )
+        P̂_jb = 10·log10( S_jb + λ·(S_j,b−1 + S_j,b+1) + N · W_b / W ),   S_jb = Σ_t 10^((P_tb + G_j(x_t)) / 10)
 
         ``tx_subband_powers_dbm``: (T, K) EIRP of each transmitter in each sub-band (−inf where the
         scheduler did not allocate it: :meth:`central.live.TxContext.subband_powers_dbm`);
         ``subband_widths_hz`` (K,); the noise floor N (the site's, over ``band_width_hz`` W, the band
-        plan's PRB grid) is shared out by width. One gain map per SU serves every sub-band: across a
+        plan's PRB grid) is shared out by width; λ (``leakage_db``, default
+        :data:`contracts.band_plan.SUBBAND_LEAKAGE_DB`) is what the node's estimator leaks of a sub-band
+        into each neighbour. One gain map per SU serves every sub-band: across a
         100 MHz carrier at 3.7 GHz the traced gains move by a fraction of a dB (docs/architecture.md).
-        The sum over sub-bands is :meth:`predict` of the transmitters' totals. Returns (n_su, K).
+        The sum over sub-bands is :meth:`predict` of the transmitters' totals (plus the leakage, 2λ:
+        +0.03 dB). Returns (n_su, K).
         """
         p = np.asarray(tx_subband_powers_dbm, dtype=np.float64)
         widths = np.asarray(subband_widths_hz, dtype=np.float64)
@@ -82,7 +87,11 @@ class Predictor:
         if p.size == 0:
             return np.broadcast_to(10 * np.log10(noise_mw), (self.num_su, len(widths))).copy()
         g_mw = dbm_to_mw(self.lookup(np.asarray(tx_positions_m, dtype=np.float64)).gain_db)  # (T, n_su)
-        return 10 * np.log10(g_mw.T @ dbm_to_mw(p) + noise_mw)
+        sig = g_mw.T @ dbm_to_mw(p)  # (n_su, K)
+        leak = np.zeros_like(sig)
+        leak[:, 1:] += sig[:, :-1]
+        leak[:, :-1] += sig[:, 1:]
+        return 10 * np.log10(sig + 10 ** (leakage_db / 10) * leak + noise_mw)
 
     def cell_gains(self) -> CellGains:
         """Gain matrix (valid cells × SUs), for localisation over candidate emitter positions."""
