@@ -86,7 +86,8 @@ class Snapshot:
     def to_dict(self) -> dict:
         d = asdict(self)
         for t in d["txs"]:
-            t["allocation"] = None if t["allocation"] is None else [list(a) for a in t["allocation"]]
+            t["allocation"] = (None if t["allocation"] is None else  # as the context API takes and serves it
+                               [{"subband": b, "power_dbm": p} for b, p in t["allocation"]])  # fmt: skip
         d["score"] = _finite_or_none(self.score)
         d["threshold"] = _finite_or_none(self.threshold)
         d["spectral_score"] = _finite_or_none(self.spectral_score)

@@ -122,6 +122,15 @@ class SpectralDataset:
         return 10 * np.log10(np.maximum(rx * (1 + rel_sd * self.scatter), 1e-30))
 
     @property
+    def groups(self) -> np.ndarray:
+        """(N, K) the index of the legitimate transmitter each sub-band is allocated to, −1 where idle."""
+        g = np.full((self.n, self.plan.subbands), -1, dtype=np.int64)
+        for i, alloc in enumerate(self.allocations):
+            for t, tx in enumerate(self.tx_ids):
+                g[i, list(alloc[tx])] = t
+        return g
+
+    @property
     def jammer_subbands(self) -> list[tuple[int, ...]]:
         """Per realisation, the sub-bands the jammer sends in (() when off or absent)."""
         return [tuple(int(b) for b in np.flatnonzero(np.isfinite(r))) for r in self.jammer_subband_eirp_dbm]

@@ -57,6 +57,16 @@ class ContextFeed:
         return out
 
 
+    def next_reallocation_s(self, now_s: float) -> float | None:
+        """Wall time of the scheduler's next reallocation after ``now_s`` (None without a scheduler): a
+        RAN reports allocations when they change, and the central unit judges no snapshot whose readings
+        straddle a change it has not been told of."""
+        if self.scheduler is None:
+            return None
+        period = self.scheduler.settings.period_s
+        return self.start_time_s + (math.floor((now_s - self.start_time_s) / period) + 1) * period
+
+
 def context_payload(reports: list[TxContext]) -> dict:
     return {"transmitters": [{"tx_id": r.tx_id, "t_ns": r.t_ns, "position_m": list(r.position_m),
                               "power_dbm": r.power_dbm, "f_center_hz": r.f_center_hz, "bandwidth_hz": r.bandwidth_hz,
@@ -67,10 +77,13 @@ def context_payload(reports: list[TxContext]) -> dict:
 
 def run_feed(feed: ContextFeed, central_url: str, token: str, period_s: float = 0.5,
              stop: Callable[[], bool] = lambda: False) -> None:  # fmt: skip
-    """Post the context every ``period_s`` until ``stop()``; failures are logged and retried."""
+    """Post the context every ``period_s``, and just after every reallocation of the scenario's scheduler,
+    until ``stop()``; failures are logged and retried."""
     with httpx.Client(headers={"Authorization": f"Bearer {token}"}, timeout=5.0) as client:
-        next_t = time.monotonic()
+        next_t = time.time()
         while not stop():
+            now = time.time()
+            realloc = feed.next_reallocation_s(now)
             reports = feed.reports()
             try:  # nothing on air (e.g. between a campaign's slots): nothing to report, the API takes no empty list
                 r = client.post(central_url.rstrip("/") + CONTEXT_PATH, json=context_payload(reports)) if reports else None
@@ -78,5 +91,7 @@ def run_feed(feed: ContextFeed, central_url: str, token: str, period_s: float = 
                     log.warning("context rejected: %s %s", r.status_code, r.text[:200])
             except httpx.HTTPError as e:
                 log.warning("context feed: %s", e)
-            next_t += period_s
-            time.sleep(max(0.0, next_t - time.monotonic()))
+            next_t = max(next_t + period_s, now)
+            if realloc is not None and realloc + 0.005 < next_t:  # the new allocation, 5 ms after it takes effect
+                next_t = realloc + 0.005
+            time.sleep(max(0.0, next_t - time.time()))

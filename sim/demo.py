@@ -45,6 +45,7 @@ JAMMER_POSITION_M = (36.0, 8.0)
 SPECTRAL = SpectralDemo(NARROW_AT_S, NARROW_END_S, JAMMER_AT_S)
 # one 100 MHz plan in one tuning: 122.88 MS/s with 5 % cropped at each edge (110 MHz usable)
 SAMPLE_RATE_HZ, EDGE_CROP = 122.88e6, 0.05
+SETTLE_S = 3.0  # an alarm's description is read this long after it is raised
 HOLD_S = 30.0  # keep the station up after the alarm, for the operator to look
 
 
@@ -130,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
             say(f"no alarm within 60 s of the jammer: see {args.workdir / 'station' / 'central.log'}")
             return 1
         delay = alarm["start_ns"] / 1e9 - (station.start_time_s + JAMMER_AT_S)
+        alarm = _settled(station, alarm)
         say(f"ALARM raised {delay:.2f} s after the jammer switched on: {summary(alarm)}")
         if alarm.get("interference"):
             say(f"  it is {alarm['interference']['interference_class']}; countermeasure: {alarm['interference']['countermeasure']}")
@@ -175,23 +177,35 @@ def _wait_alarm(station: SimulatedStation, on_at_s: float, within_s: float, char
     return None
 
 
+def _settled(station: SimulatedStation, alarm: dict, wait_s: float = SETTLE_S) -> dict:
+    """The alarm again after ``wait_s``: what the interference is comes from its history (a weak
+    wideband emitter shows first only in the sub-bands nobody uses; the scheduler moves those each second)."""
+    time.sleep(wait_s)
+    return next((a for a in station.alarms() if a["id"] == alarm["id"]), alarm)
+
+
 def _narrowband_phase(station: SimulatedStation, site) -> dict:
     """The 10 dBm narrowband jammer: what each detector saw of it, and the alarm it raised."""
     plan = site.band_plan
     what = plan.describe([SPECTRAL.narrow_subband])
     _wait(station, NARROW_AT_S)
-    say(f"JAMMER ON at ({JAMMER_POSITION_M[0]}, {JAMMER_POSITION_M[1]}) m, {SPECTRAL.narrow_power_dbm:g} dBm "
-        f"narrowband noise in {what}")  # fmt: skip
+    nx, ny = SPECTRAL.narrow_position_m
+    say(f"JAMMER ON at ({nx}, {ny}) m, {SPECTRAL.narrow_power_dbm:g} dBm narrowband noise in {what}")
     alarm = _wait_alarm(station, NARROW_AT_S, 30.0)
     out: dict = {"narrowband_alarm_delay_s": None, "narrowband_class": None, "narrowband_avoid_subbands": None}
     if alarm is None:
         say("no alarm within 30 s of the narrowband jammer")
     else:
         delay = alarm["start_ns"] / 1e9 - (station.start_time_s + NARROW_AT_S)
+        alarm = _settled(station, alarm)
         inter = alarm.get("interference") or {}
         out.update(narrowband_alarm_delay_s=round(delay, 2), narrowband_class=inter.get("interference_class"),
                    narrowband_avoid_subbands=alarm.get("avoid_subbands"))  # fmt: skip
         say(f"ALARM raised {delay:.2f} s after the narrowband jammer switched on: {summary(alarm)}")
+        if alarm.get("suspected_position_m"):
+            px, py = alarm["suspected_position_m"][:2]
+            out["narrowband_localisation_error_m"] = round(((px - nx) ** 2 + (py - ny) ** 2) ** 0.5, 2)
+            say(f"  localisation error {out['narrowband_localisation_error_m']:.1f} m")
         if inter:
             say(f"  it is {inter['interference_class']} in {inter['subbands_text']}, EIRP "
                 f"{inter['eirp_dbm'] if inter['eirp_dbm'] is None else round(inter['eirp_dbm'], 1)} dBm, "

@@ -495,7 +495,7 @@ class Replay:
             preds.append(np.array(r.predicted_dbm, dtype=np.float32))
             if sr is not None and sr.t_ns == r.t_ns:
                 spectral.append((np.where(sr.usable[:, None], sr.measured_dbm, np.nan).astype(np.float32),
-                                 sr.predicted_dbm.astype(np.float32)))  # fmt: skip
+                                 sr.predicted_dbm.astype(np.float32), self.engine.allocation_groups(r.txs)))  # fmt: skip
 
         self.run(self.t_s + learn_s, keep)
         n = len(self.engine.su_ids)
@@ -506,8 +506,9 @@ class Replay:
         out = {"n_snapshots": int(usable.sum()), "threshold": float(det.threshold), "detector": det.name,
                "saturation_alarms": sat_raised[0]}  # fmt: skip
         if spectral:  # the spectral test too, on the same snapshots, as the service learns it
-            sd = self.engine.learn_spectral(np.array([m for m, _ in spectral], dtype=np.float64),
-                                            np.array([p for _, p in spectral], dtype=np.float64))  # fmt: skip
+            sd = self.engine.learn_spectral(np.array([m for m, _, _ in spectral], dtype=np.float64),
+                                            np.array([p for _, p, _ in spectral], dtype=np.float64),
+                                            np.array([g for _, _, g in spectral], dtype=np.int64))  # fmt: skip
             out.update(spectral_threshold=float(sd.threshold), spectral_snapshots=len(spectral))
         return out
 

@@ -140,14 +140,17 @@ def route_points_m(scenario: Scenario, step_m: float = 0.5) -> list[tuple[float,
 @dataclass(frozen=True)
 class SpectralDemo:
     """The spectral part of the demo scenario: the site's band plan with the scheduler allocating it to
-    the AGVs, a narrowband noise jammer in one sub-band over [narrow_start_s, narrow_end_s), then a
-    wideband one (the whole PRB grid) from ``wide_start_s``; both where the demo's jammer stands."""
+    the AGVs, a narrowband noise jammer in one sub-band over [narrow_start_s, narrow_end_s) at
+    ``narrow_position_m`` (by the middle aisle, 9 m from the nearest SU: there a band total hardly
+    moves), then a wideband one (the whole PRB grid) from ``wide_start_s`` where the demo's jammer
+    stands. Both stand where an AGV passes, so the world's clutter (kept off the routes) is the same."""
 
     narrow_start_s: float
     narrow_end_s: float
     wide_start_s: float
     narrow_subband: int = 5
     narrow_power_dbm: float = 10.0
+    narrow_position_m: tuple[float, float] = (20.0, 20.0)
     wide_power_dbm: float = 20.0
     scheduler_seed: int = 0
 
@@ -187,13 +190,14 @@ def _spectral_parts(site: Site, d: SpectralDemo, position_m: tuple[float, float,
         raise ValueError(f"site {site.name} declares no [band]: the spectral demo needs its band plan")
     b = plan.grid[d.narrow_subband]
     pos = f"[{position_m[0]}, {position_m[1]}, {position_m[2]}]"
+    narrow_pos = f"[{d.narrow_position_m[0]}, {d.narrow_position_m[1]}, {position_m[2]}]"
     band = ", ".join(f"{k} = {v!r}" for k, v in plan.to_dict().items())
     return [
         f"[band]\n{band.replace(', ', chr(10))}\n",
         f"[scheduler]\nperiod_s = 1.0\nseed = {d.scheduler_seed}\n",
         f'[[emitters]]\nid = "jammer-narrowband"\nrole = "jammer"\ntx_power_dbm = {d.narrow_power_dbm}\n'
         f'waveform = "noise"\noffset_hz = {b.center_hz - plan.center_hz!r}\nbandwidth_hz = {b.width_hz!r}\n'
-        f"position_m = {pos}\nstart_s = {d.narrow_start_s}\nend_s = {d.narrow_end_s}\n",
+        f"position_m = {narrow_pos}\nstart_s = {d.narrow_start_s}\nend_s = {d.narrow_end_s}\n",
         f'[[emitters]]\nid = "jammer-wideband"\nrole = "jammer"\ntx_power_dbm = {d.wide_power_dbm}\n'
         f'waveform = "noise"\nbandwidth_hz = {plan.occupied_hz!r}\nposition_m = {pos}\nstart_s = {d.wide_start_s}\n',
     ]

@@ -402,6 +402,24 @@ def test_nodes_report_health(central):
     assert nodes["su03"]["detail"] == "revoked"
 
 
+def test_snapshots_with_scheduler_allocations_are_served_as_the_context_api_takes_them(central):
+    """A snapshot's transmitters carry their allocation: served as [{subband, power_dbm}], never a 500."""
+    import dataclasses
+
+    from central.live import TxContext
+
+    agv = TxContext("agv-1", 100, (5.0, 5.0, 1.5), 20.0, allocation=((4, 7.9), (5, 7.9)))
+    idle = TxContext("agv-2", 100, (9.0, 5.0, 1.5), 20.0, allocation=())
+    central.store.add_snapshot(dataclasses.replace(snapshot(100), txs=(agv, idle), busy_subbands=(4, 5),
+                                                   spectral_score=3.2, spectral_threshold=2.3, affected_subbands=(5,)))  # fmt: skip
+    r = central.client.get("/api/v1/snapshots", headers=VIEWER)
+    assert r.status_code == 200, r.text
+    s = r.json()[0]
+    assert s["txs"][0]["allocation"] == [{"subband": 4, "power_dbm": 7.9}, {"subband": 5, "power_dbm": 7.9}]
+    assert s["txs"][1]["allocation"] == [] and s["affected_subbands"] == [5] and s["spectral_score"] == 3.2
+    assert central.store.snapshots(1)[0].txs[0].allocation == ((4, 7.9), (5, 7.9))
+
+
 def test_snapshots_by_limit_and_since(central):
     for t in range(1, 6):
         central.store.add_snapshot(snapshot(t * 100, anomalous=t == 4))

@@ -191,3 +191,31 @@ def test_the_90_percent_region_holds_90_percent_of_the_likelihood():
     lik, mask = likelihood_region(cost, 3.0, 0.9)
     assert lik.max() == 1.0
     assert lik[mask].sum() >= 0.9 * lik.sum() > lik[mask].sum() - lik[mask].min()
+
+
+def test_the_contrast_residual_removes_a_links_error_but_keeps_a_jammer_in_its_allocation():
+    from models.detectors.spectral import contrast
+
+    leak = 10 ** (-25.0 / 10)
+    noise = 10 ** (NOISE_DBM / 10)
+
+    def powers(signal_mw):  # what the node reads: noise, signal, and the estimator's leakage into the neighbours
+        nb = np.zeros_like(signal_mw)
+        nb[:, 1:] += signal_mw[:, :-1]
+        nb[:, :-1] += signal_mw[:, 1:]
+        return 10 * np.log10(noise + signal_mw + leak * nb)
+
+    expected = np.zeros((len(SUS), K))
+    expected[:, [2, 3, 4, 5]] = 10 ** (np.linspace(-60, -40, len(SUS)) / 10)[:, None]  # tx-1's block
+    expected[:, 9] = 1e-7  # tx-2, one sub-band
+    world = expected.copy()
+    world[:, [2, 3, 4, 5]] *= 10 ** 1.2  # the twin under-predicts tx-1's link to every SU by 12 dB ...
+    world[3, 4] *= 4.0  # ... and a jammer adds 3 × as much again in sub-band 4 at SU 3 (+6 dB)
+    groups = np.full(K, -1)
+    groups[[2, 3, 4, 5]], groups[9] = 0, 1
+    meas, pred = powers(world), powers(expected)
+    rc = contrast(meas[None], pred[None], groups[None], -25.0, NOISE_DBM)[0]
+    assert np.abs(np.delete(rc[:, [2, 3, 4, 5]], 2, axis=1)).max() < 0.1 and rc[3, 4] == pytest.approx(6.0, abs=0.1)
+    assert np.isnan(rc[:, 9]).all()  # one sub-band: no reference within the allocation
+    # the idle neighbours of tx-1's block are judged against the leakage of what was measured next to them
+    assert np.abs(rc[:, [1, 6]]).max() < 0.1 and np.abs((meas - pred)[:, [1, 6]]).min() > 5.0

@@ -20,7 +20,8 @@ Data flow per evaluation (:meth:`DetectionEngine.evaluate`):
    residual verdict is "wideband or spectral"; while it holds (and while the alarm lasts) every
    snapshot's finding goes to the alarm's :class:`InterferenceTracker`, and the alarm carries what it
    says (``central.live.Interference``: class, sub-bands to avoid, EIRP, 90 % region, time pattern,
-   countermeasure); its position is then the fit over the affected sub-bands. While a reallocation is
+   countermeasure); its position is then the fit over the affected sub-bands, except for a wideband
+   emitter that the wideband localiser has located. While a reallocation is
    in flight (a transmitter's allocation changed after the oldest fresh reading: those readings were
    taken under other allocations than the prediction's) neither test judges the snapshot.
 6. Hysteresis (:class:`AlarmTracker`, kind "residual"): raise after k of n verdicts, clear after m normal.
@@ -275,10 +276,11 @@ class DetectionEngine:
         keep = thin_cells(cg.positions_m, self.config.spectral_cell_m)
         return cg.positions_m[keep], cg.gain_lin[keep]
 
-    def learn_spectral(self, measured_dbm, predicted_dbm, *, target_far: float | None = None,
+    def learn_spectral(self, measured_dbm, predicted_dbm, groups=None, *, target_far: float | None = None,
                        provenance: dict | None = None) -> SpectralDetector:  # fmt: skip
         """Fit the spectral test on normal snapshots (N, n_su, K) of measured and expected sub-band powers
-        (NaN = not usable) and use it. Needs the band plan."""
+        (NaN = not usable) and use it; ``groups`` (N, K): which transmitter each sub-band was allocated to
+        (:meth:`allocation_groups`; −1 idle), for the test's contrast component. Needs the band plan."""
         if self.spectral is None:
             raise DetectorError("no band plan: the site declares no [band], so there is no spectral test")
         pos, gain = self._spectral_cells()
@@ -287,8 +289,16 @@ class DetectionEngine:
         noise = self.predictor.noise_floor_dbm + 10 * np.log10(widths / plan.occupied_hz)
         far = self.config.target_far if target_far is None else target_far
         det = SpectralDetector(pos, gain, noise, penalty=self.config.spectral_penalty, target_far=far)
-        self.set_spectral_detector(det.fit(measured_dbm, predicted_dbm, provenance=provenance))
+        self.set_spectral_detector(det.fit(measured_dbm, predicted_dbm, groups, provenance=provenance))
         return det
+
+    def allocation_groups(self, txs) -> np.ndarray:
+        """(K,) the index (in ``txs``) of the transmitter each sub-band is allocated to, −1 where none is."""
+        g = np.full(self.spectral.plan.subbands, -1, dtype=np.int64)
+        for t, c in enumerate(txs):
+            for b, _ in c.allocation or ():
+                g[b] = t
+        return g
 
     def set_spectral_detector(self, det: SpectralDetector | None) -> None:
         if det is not None:
@@ -414,8 +424,9 @@ class DetectionEngine:
                 position = None if loc is None else loc.position_m[:2]
         if ev is not None and self.interference is not None and (res_anomalous or self.residual_alarms.active is not None):
             interference = self._characterise(t_ns, sr, ev)
-            if interference is not None and interference.position_m is not None:
-                position = interference.position_m  # the fit over the affected sub-bands
+            if interference is not None and interference.position_m is not None and (
+                    position is None or interference.interference_class != "wideband"):
+                position = interference.position_m  # the fit over its sub-bands: the band total dilutes a narrow emitter
         sat = r.saturated
         sat_ids = tuple(su for su, s in zip(self.su_ids, sat) if s)
         sat_position = self._near(sat) if sat_ids else None
@@ -470,7 +481,7 @@ class DetectionEngine:
                 self.spectral_cusum.update(t_ns, None)
             return None, None, None
         meas = np.where(sr.usable[:, None], sr.measured_dbm, np.nan)
-        ev = det.evidence(meas, sr.predicted_dbm)
+        ev = det.evidence(meas, sr.predicted_dbm, self.allocation_groups(self.last_residuals.txs))
         if not math.isfinite(ev.score):
             return None, None, None
         self.stats["spectral_score"] = ev.score

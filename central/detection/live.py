@@ -131,7 +131,8 @@ class LiveDetection:
                 spec = None
                 if sr is not None and sr.t_ns == r.t_ns:
                     meas = np.where(sr.usable[:, None], sr.measured_dbm, np.nan)
-                    spec = (meas.astype(np.float32), sr.predicted_dbm.astype(np.float32))
+                    spec = (meas.astype(np.float32), sr.predicted_dbm.astype(np.float32),
+                            self.engine.allocation_groups(r.txs).astype(np.int8))  # fmt: skip
                 self._recent.append((snap.t_ns, np.array(r.residual_db, dtype=np.float32),
                                      np.array(r.predicted_dbm, dtype=np.float32), snap.anomalous, spec))  # fmt: skip
             if snap.anomalous or transitions or snap.t_ns - self._last_stored_ns >= STORE_PERIOD_S * 1e9:
@@ -190,8 +191,9 @@ class LiveDetection:
         spec_threshold = None
         if len(spectral) >= MIN_LEARN_SNAPSHOTS and self.engine.spectral is not None:
             try:
-                sd = self.engine.learn_spectral(np.array([m for m, _ in spectral], dtype=np.float64),
-                                                np.array([p for _, p in spectral], dtype=np.float64),
+                sd = self.engine.learn_spectral(np.array([m for m, _, _ in spectral], dtype=np.float64),
+                                                np.array([p for _, p, _ in spectral], dtype=np.float64),
+                                                np.array([g for _, _, g in spectral], dtype=np.int64),
                                                 target_far=target_far, provenance=prov)  # fmt: skip
                 spec_threshold = float(sd.threshold)
             except DetectorError as e:

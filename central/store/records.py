@@ -52,8 +52,12 @@ def snapshot_from_dict(d: dict) -> Snapshot:
 
 
 def allocation_tuple(allocation) -> tuple[tuple[int, float], ...] | None:
-    """A TxContext allocation from JSON ([[sub-band, dBm], …] or null) back to tuples."""
-    return None if allocation is None else tuple((int(b), float(p)) for b, p in allocation)
+    """A TxContext allocation from JSON back to tuples: [{"subband", "power_dbm"}, …] (snapshots, as the API
+    serves them), [[sub-band, dBm], …] (the context table, and snapshots stored before) or null."""
+    if allocation is None:
+        return None
+    return tuple((int(a["subband"]), float(a["power_dbm"])) if isinstance(a, dict) else (int(a[0]), float(a[1]))
+                 for a in allocation)  # fmt: skip
 
 
 def _floats_json(values: Sequence[float]) -> str:

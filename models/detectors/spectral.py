@@ -7,18 +7,31 @@ follows a legitimate transmitter's allocation hides in the total entirely. Per s
 **Residual matrix.** Per snapshot and SU j, sub-band b: r_jb = measured − predicted (dB), the
 prediction from the scheduler's allocations (``central.twin.predictor.Predictor.predict_subbands``).
 
-**Normal statistics per SU, sub-band and allocation state.** A sub-band the scheduler gave a
-legitimate transmitter that SU j hears (predicted more than ``signal_margin_db`` above the noise in
-that sub-band) carries the twin's model error, several dB; an idle one, or one whose transmitter j
-cannot hear, carries only the receiver's noise-floor error and the power estimator's scatter, a
-fraction of a dB. So the state s_jb ∈ {noise, signal} is read off the prediction, and location μ_jbs
-and scale σ_jbs of r are learned per (j, b, s) from normal snapshots (median and 1.4826·MAD),
-shrunk towards the (j, s) pool where a cell of that table saw few samples.
+**Normal statistics per SU, sub-band and allocation state.** Where SU j hears a legitimate
+transmitter in sub-band b, r carries the twin's model error, several dB; where it hears only noise
+(an idle sub-band, or a transmitter it cannot hear), the receiver's noise-floor error and the
+estimator's scatter, a fraction of a dB. The state is read off the prediction as the legitimate
+fraction f = 1 − noise / prediction: location and scale of the noise state (f < 0.2) and of the
+signal state (f > 0.8) are learned per (j, b) from normal snapshots (median and 1.4826·MAD, shrunk
+towards the SU's pool where few samples), and blended for any f: μ = (1 − f)·μ_n + f·μ_s,
+σ² = σ_n² + (f·σ_s)². (A hard switch fails where the twin puts a transmitter just under the noise
+and the world has it 10 dB louder.)
 
-**The test.** z_jb = (r_jb − μ_jbs) / σ_jbs is ~N(0, 1) in normal operation. A point source of EIRP
+**Two residuals.** The *level* residual r is the one above. The *contrast* residual (:func:`contrast`,
+needs the allocations as ``groups``) takes, in each transmitter's allocation, the median over that
+allocation at the same SU off every one of its sub-bands, and judges an idle sub-band against the
+leakage of what was measured next to it. Why: the twin's error on a link is the same in all of a
+transmitter's sub-bands and, where the world has a path the twin lacks, tens of dB: in the level
+residual that is a "point source next to the SU in many sub-bands", the commonest false alarm. The
+contrast removes it, and keeps a jammer that occupies some of the transmitter's sub-bands or an idle
+one; an emitter that follows the whole allocation (deceptive) or a wideband one stays visible only in
+the level residual. Each is scored (below) and put on the normal scale against its own training
+scores; the score is the larger of the two.
+
+**The test.** z_jb = (r_jb − μ_jb) / σ_jb is ~N(0, 1) in normal operation. A point source of EIRP
 a_b in sub-band b at cell c adds a_b·g_cj (mW) at SU j; linearised around the bias-corrected
-prediction Q_jb = 10^((P̂_jb + μ_jbs)/10), that is a rise of a_b·t_cjb in z, with template
-t_cjb = g_cj / (Q_jb · ln(10)/10 · σ_jbs). The generalised likelihood ratio of "a source at c in b"
+prediction Q_jb = 10^((P̂_jb + μ_jb)/10), that is a rise of a_b·t_cjb in z, with template
+t_cjb = g_cj / (Q_jb · ln(10)/10 · σ_jb). The generalised likelihood ratio of "a source at c in b"
 (a_b ≥ 0 fitted in closed form) is
 
     T_cb = max(Σ_j z_jb t_cjb, 0)² / Σ_j t_cjb²        (≈ χ²₁ under H0, one-sided)
@@ -35,8 +48,9 @@ z is Gaussian by construction. For *where* and *how strong*, :meth:`SpectralDete
 linear-domain least squares with relative weights (the localiser's, summed over the affected
 sub-bands): the z-linearisation saturates for a strong source and would bias its EIRP.
 
-**Affected sub-bands** are those with T at the best cell above ``affected_t`` (default κ: the
-sub-bands the score counted) whose fitted EIRP at that cell (linear domain) is within
+**Affected sub-bands** (of the component with the stronger evidence) are those with T at the best
+cell above ``affected_t`` (default 9: a one-sided χ²₁ tail of 1.3e-3 per sub-band; κ, which the
+score uses, may be lower: a sub-band can add to the evidence without being named) whose fitted EIRP at that cell (linear domain) is within
 ``affected_within_db`` of the strongest. Why the second rule: the twin's error on a link is the same
 in every sub-band of that transmitter, so a link that happens to be under-predicted lifts all of its
 sub-bands together, a little: in mW that is far less than a jammer adds to its own (T alone cannot
@@ -55,11 +69,54 @@ from pathlib import Path
 
 import numpy as np
 
+from contracts.band_plan import SUBBAND_LEAKAGE_DB
 from models.detectors.base import DetectorError, model_paths, normal_quantile, quantile_threshold
 
 BETA = math.log(10.0) / 10.0  # d(ln mW) / d(dB)
 NOISE, SIGNAL = 0, 1
 FORMAT = "rftwin-spectral-detector/1"
+
+
+def contrast(measured_dbm: np.ndarray, predicted_dbm: np.ndarray, groups: np.ndarray, leakage_db: float,
+             noise_dbm: np.ndarray) -> np.ndarray:  # fmt: skip
+    """The contrast residual (N, n_su, K): each sub-band of a legitimate transmitter's allocation against
+    the other sub-bands of that allocation at the same SU, and the leakage from the neighbours as measured.
+
+    Why: the twin's error on a link (a path the world has and the twin lacks, a clutter object in
+    between) is the same in every sub-band of that transmitter, and can be tens of dB where the twin
+    sees no path. The median residual over the allocation at that SU removes it; a jammer in some of its
+    sub-bands stands out against the rest. A one-sub-band allocation has no reference: NaN (not used).
+    An idle sub-band keeps its residual, but against a prediction whose leakage (``leakage_db`` of each
+    neighbour, what the node's estimator leaks) is that of the neighbours' *measured* power: a link
+    the twin under-predicts by 30 dB leaks 30 dB more into the idle sub-band next to it. (An emitter that
+    follows an allocation is removed with it: the level component sees that one.)"""
+    m = np.asarray(measured_dbm, dtype=np.float64)
+    p = np.asarray(predicted_dbm, dtype=np.float64)
+    pm, pp = np.power(10.0, np.nan_to_num(m, nan=-300.0) / 10), np.power(10.0, np.nan_to_num(p, nan=-300.0) / 10)
+    leak = 10 ** (leakage_db / 10)
+
+    def neighbours(x):
+        out = np.zeros_like(x)
+        out[..., 1:] += x[..., :-1]
+        out[..., :-1] += x[..., 1:]
+        return out
+
+    noise = np.power(10.0, np.asarray(noise_dbm, dtype=np.float64) / 10)  # (K,): what leaks is the signal above it
+    corrected = np.maximum(pp + leak * (neighbours(np.maximum(pm - noise, 0.0)) - neighbours(np.maximum(pp - noise, 0.0))),
+                           noise)  # fmt: skip
+    idle = (np.asarray(groups) < 0)[:, None, :]  # busy sub-bands keep the plain residual: their error is their own
+    out = np.where(np.isfinite(m) & np.isfinite(p), m - np.where(idle, 10 * np.log10(corrected), p), np.nan)
+    for i in range(out.shape[0]):
+        gi = groups[i]
+        for t in np.unique(gi[gi >= 0]):
+            sb = np.flatnonzero(gi == t)
+            if sb.size < 2:
+                out[i][:, sb] = np.nan
+                continue
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                out[i][:, sb] -= np.nanmedian(out[i][:, sb], axis=1, keepdims=True)
+    return out
 
 
 @dataclass(frozen=True)
@@ -87,9 +144,10 @@ class SourceFit:
 class SpectralDetector:
     kind = "spectral"
 
-    def __init__(self, cell_positions_m, gain_lin, noise_dbm, *, penalty: float = 6.0, affected_t: float | None = None,
+    def __init__(self, cell_positions_m, gain_lin, noise_dbm, *, penalty: float = 6.0, affected_t: float = 9.0,
                  affected_within_db: float = 10.0, signal_margin_db: float = 3.0, min_sigma_db: float = 0.1,
-                 shrink_n: float = 30.0, target_far: float = 0.01):  # fmt: skip
+                 shrink_n: float = 30.0, target_far: float = 0.01, z_cap: float | None = None,
+                 leakage_db: float = SUBBAND_LEAKAGE_DB):  # fmt: skip
         self.positions_m = np.asarray(cell_positions_m, dtype=np.float64)
         g = np.asarray(gain_lin, dtype=np.float64)
         if g.ndim != 2 or g.shape[0] != self.positions_m.shape[0]:
@@ -100,12 +158,18 @@ class SpectralDetector:
         if not 0 < target_far < 1:
             raise DetectorError(f"target_far must be in (0, 1), got {target_far}")
         self.penalty = float(penalty)
-        self.affected_t = self.penalty if affected_t is None else float(affected_t)
+        self.affected_t = float(affected_t)
         self.affected_within_db = float(affected_within_db)
         self.signal_margin_db, self.min_sigma_db = float(signal_margin_db), float(min_sigma_db)
         self.shrink_n, self.target_far = float(shrink_n), float(target_far)
-        self.mu_db: np.ndarray | None = None  # (n_su, K, 2)
-        self.sigma_db: np.ndarray | None = None  # (n_su, K, 2)
+        self.z_cap = None if z_cap is None else float(z_cap)
+        self.leakage_db = float(leakage_db)
+        self.mu_db: np.ndarray | None = None  # (n_su, K, 2) of the level residual, [noise, signal] state
+        self.sigma_db: np.ndarray | None = None
+        self.mu_c_db: np.ndarray | None = None  # the same of the contrast residual (fitted with groups)
+        self.sigma_c_db: np.ndarray | None = None
+        self.ref_level: np.ndarray | None = None  # sorted training scores of each component
+        self.ref_contrast: np.ndarray | None = None
         self.threshold: float | None = None
         self.train_scores: np.ndarray | None = None  # sorted, for normal_scores
         self.provenance: dict = {}
@@ -124,19 +188,42 @@ class SpectralDetector:
 
     # ------------------------------------------------------------------ normal statistics
 
+    def legit_fraction(self, predicted_dbm: np.ndarray) -> np.ndarray:
+        """f = the part of the predicted power that legitimate transmitters make (1 − noise / prediction)."""
+        return np.clip(1.0 - np.power(10.0, (self.noise_dbm - predicted_dbm) / 10.0), 0.0, 1.0)
+
     def state(self, predicted_dbm: np.ndarray) -> np.ndarray:
         """SIGNAL where a legitimate transmitter is predicted ``signal_margin_db`` above the noise, else NOISE."""
         return (predicted_dbm - self.noise_dbm > self.signal_margin_db).astype(np.int8)
 
-    def fit(self, measured_dbm, predicted_dbm, *, provenance: dict | None = None) -> SpectralDetector:
-        """Learn μ, σ per (SU, sub-band, state) from normal snapshots (N, n_su, K), NaN = not usable,
-        and the threshold at ``target_far`` of the training scores."""
+    def fit(self, measured_dbm, predicted_dbm, groups=None, *, provenance: dict | None = None) -> SpectralDetector:
+        """Learn μ, σ per (SU, sub-band) of the noise state (legitimate fraction f < 0.2) and of the signal
+        state (f > 0.8), for the level and (with ``groups``) the contrast residual, from normal snapshots
+        (N, n_su, K; NaN = not usable), and the threshold at ``target_far`` of the training scores.
+        ``groups`` (N, K): the index of the legitimate transmitter each sub-band is allocated to (−1: idle)."""
         m, p = self._check(measured_dbm, predicted_dbm)
-        r, st = m - p, self.state(p)
+        g = self._groups(groups, m.shape[0])
+        f = self.legit_fraction(p)
+        self.mu_db, self.sigma_db = self._location_scale_fit(m - p, f)
+        self.mu_c_db, self.sigma_c_db = (self._location_scale_fit(contrast(m, p, g, self.leakage_db, self.noise_dbm), f)
+                                         if g is not None else (None, None))  # fmt: skip
+        level, con = self._component_scores(m, p, g)
+        self.ref_level = np.sort(level[np.isfinite(level)])
+        self.ref_contrast = None if con is None else np.sort(con[np.isfinite(con)])
+        if self.ref_level.size < 10:
+            raise DetectorError(f"only {self.ref_level.size} scorable normal snapshots: need at least 10")
+        scores = self._fuse(level, con)
+        finite = np.sort(scores[np.isfinite(scores)])
+        self.train_scores = finite
+        self.threshold = quantile_threshold(finite, self.target_far)
+        self.provenance = dict(provenance or {})
+        return self
+
+    def _location_scale_fit(self, r: np.ndarray, f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         n, k = self.n_su, self.subbands
         mu, sig = np.zeros((n, k, 2)), np.ones((n, k, 2))
-        for s in (NOISE, SIGNAL):
-            sel = np.where((st == s) & np.isfinite(r), r, np.nan)  # (N, n, K)
+        for s, sel_f in ((NOISE, f < 0.2), (SIGNAL, f > 0.8)):
+            sel = np.where(sel_f & np.isfinite(r), r, np.nan)  # (N, n, K)
             cnt = np.isfinite(sel).sum(axis=0)  # (n, K)
             with warnings.catch_warnings():  # all-NaN cells (a state an SU never saw) fall back below
                 warnings.simplefilter("ignore", RuntimeWarning)
@@ -154,15 +241,7 @@ class SpectralDetector:
             mad = np.where(cnt > 1, mad, 0.0)
             mu[:, :, s] = lam * med + (1 - lam) * pool_med[:, None]
             sig[:, :, s] = np.maximum(np.sqrt(lam * mad**2 + (1 - lam) * pool_mad[:, None] ** 2), self.min_sigma_db)
-        self.mu_db, self.sigma_db = mu, sig
-        scores = self.score(m, p)
-        finite = np.sort(scores[np.isfinite(scores)])
-        if finite.size < 10:
-            raise DetectorError(f"only {finite.size} scorable normal snapshots: need at least 10")
-        self.train_scores = finite
-        self.threshold = quantile_threshold(finite, self.target_far)
-        self.provenance = dict(provenance or {})
-        return self
+        return mu, sig
 
     # ------------------------------------------------------------------ scoring
 
@@ -176,57 +255,103 @@ class SpectralDetector:
             raise DetectorError(f"measured/predicted must be (N, {want[0]}, {want[1]}), got {m.shape} and {p.shape}")
         return m, p
 
-    def _z_and_template_scale(self, m: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """z (N, n, K; 0 where not usable) and 1 / (Q·β·σ) (N, n, K; 0 where not usable)."""
+    def _groups(self, groups, n: int) -> np.ndarray | None:
+        if groups is None:
+            return None
+        g = np.asarray(groups, dtype=np.int64)
+        g = g[None] if g.ndim == 1 else g
+        if g.shape != (n, self.subbands):
+            raise DetectorError(f"groups must be (N, {self.subbands}) like the snapshots, got {g.shape}")
+        return g
+
+    def _z_and_template_scale(self, m: np.ndarray, p: np.ndarray, groups: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """z (N, n, K; 0 where not usable) and 1 / (Q·β·σ) (N, n, K; 0 where not usable), of the level
+        residual, or of the contrast residual when ``groups`` are given."""
         if self.mu_db is None:
             raise DetectorError("spectral detector not fitted")
-        st = self.state(p)
-        mu = np.take_along_axis(self.mu_db[None], st[..., None].astype(np.intp), axis=3)[..., 0]
-        sig = np.take_along_axis(self.sigma_db[None], st[..., None].astype(np.intp), axis=3)[..., 0]
-        ok = np.isfinite(m) & np.isfinite(p)
-        z = np.where(ok, (np.where(ok, m - p, 0.0) - mu) / sig, 0.0)
+        f = self.legit_fraction(p)
+        mu_db, sigma_db = (self.mu_db, self.sigma_db) if groups is None else (self.mu_c_db, self.sigma_c_db)
+        mu = (1 - f) * mu_db[..., NOISE] + f * mu_db[..., SIGNAL]
+        sig = np.sqrt(sigma_db[..., NOISE] ** 2 + (f * sigma_db[..., SIGNAL]) ** 2)
+        r = m - p if groups is None else contrast(m, p, groups, self.leakage_db, self.noise_dbm)
+        ok = np.isfinite(r)
+        z = np.where(ok, (np.nan_to_num(r) - mu) / sig, 0.0)
+        if self.z_cap is not None:
+            z = np.minimum(z, self.z_cap)
         q_mw = np.power(10.0, (np.where(ok, p, 0.0) + mu) / 10.0)
         inv = np.where(ok, 1.0 / (q_mw * BETA * sig), 0.0)
         return z, inv
 
-    def cell_t(self, measured_dbm, predicted_dbm) -> np.ndarray:
-        """T_cb (N, C, K): the one-sided GLRT of a point source at each cell in each sub-band."""
+    def cell_t(self, measured_dbm, predicted_dbm, groups=None) -> np.ndarray:
+        """T_cb (N, C, K): the one-sided GLRT of a point source at each cell in each sub-band (of the level
+        residual; of the contrast residual with ``groups``)."""
         m, p = self._check(measured_dbm, predicted_dbm)
-        z, inv = self._z_and_template_scale(m, p)
+        z, inv = self._z_and_template_scale(m, p, self._groups(groups, m.shape[0]))
         a = np.einsum("cj,njk->nck", self.gain_lin, z * inv, optimize=True)
         b = np.einsum("cj,njk->nck", self.gain_sq, inv * inv, optimize=True)
         with np.errstate(divide="ignore", invalid="ignore"):
             t = np.where(b > 0, np.maximum(a, 0.0) ** 2 / b, 0.0)
         return t
 
-    def score(self, measured_dbm, predicted_dbm, *, chunk: int = 64) -> np.ndarray:
-        """(N,) max over cells of Σ_b max(0, T_cb − κ); NaN for a snapshot with fewer than 2 usable SUs."""
-        m, p = self._check(measured_dbm, predicted_dbm)
-        out = np.empty(m.shape[0])
-        for i in range(0, m.shape[0], chunk):
-            t = self.cell_t(m[i : i + chunk], p[i : i + chunk])
-            out[i : i + chunk] = np.maximum(t - self.penalty, 0.0).sum(axis=2).max(axis=1)
-        usable = (np.isfinite(m) & np.isfinite(p)).all(axis=2).sum(axis=1)
-        return np.where(usable >= 2, out, np.nan)
+    def _component_scores(self, m, p, groups, chunk: int = 64) -> tuple[np.ndarray, np.ndarray | None]:
+        """(level score, contrast score or None) per snapshot: max over cells of Σ_b max(0, T_cb − κ)."""
+        n = m.shape[0]
+        level = np.empty(n)
+        con = None if groups is None else np.empty(n)
+        for i in range(0, n, chunk):
+            sl = slice(i, i + chunk)
+            level[sl] = np.maximum(self.cell_t(m[sl], p[sl]) - self.penalty, 0.0).sum(axis=2).max(axis=1)
+            if con is not None:
+                con[sl] = np.maximum(self.cell_t(m[sl], p[sl], groups[sl]) - self.penalty, 0.0).sum(axis=2).max(axis=1)
+        usable = (np.isfinite(m) & np.isfinite(p)).all(axis=2).sum(axis=1) >= 2
+        return np.where(usable, level, np.nan), None if con is None else np.where(usable, con, np.nan)
 
-    def evidence(self, measured_dbm, predicted_dbm) -> SpectralEvidence:
-        """One snapshot (n_su, K): score, best cell, T per sub-band there, affected sub-bands."""
-        t = self.cell_t(measured_dbm, predicted_dbm)[0]  # (C, K)
-        cells = np.maximum(t - self.penalty, 0.0).sum(axis=1)
+    def _fuse(self, level: np.ndarray, con: np.ndarray | None) -> np.ndarray:
+        """The larger of the components on the normal scale (each against its own training scores)."""
+        zl = normal_quantile(level, self.ref_level)
+        if con is None or self.ref_contrast is None:
+            return zl
+        return np.fmax(zl, normal_quantile(con, self.ref_contrast))
+
+    def score(self, measured_dbm, predicted_dbm, groups=None) -> np.ndarray:
+        """(N,) the fused score (normal scale of the larger component); NaN with fewer than 2 usable SUs.
+        Without ``groups`` only the level component (a detector fitted with groups then scores less well)."""
+        m, p = self._check(measured_dbm, predicted_dbm)
+        g = self._groups(groups, m.shape[0]) if self.ref_contrast is not None else None
+        return self._fuse(*self._component_scores(m, p, g))
+
+    def evidence(self, measured_dbm, predicted_dbm, groups=None) -> SpectralEvidence:
+        """One snapshot (n_su, K): score, best cell, T per sub-band there, affected sub-bands, from the
+        component (level or contrast) with the stronger evidence."""
         m = np.asarray(measured_dbm, dtype=np.float64)
-        usable = int((np.isfinite(m) & np.isfinite(np.asarray(predicted_dbm))).all(axis=1).sum())
+        pr = np.asarray(predicted_dbm, dtype=np.float64)
+        g = None if groups is None or self.ref_contrast is None else self._groups(groups, 1)
+        comps = []
+        for comp, ref in ((None, self.ref_level), (g, self.ref_contrast)):
+            if ref is None or (comp is None and comps):
+                continue
+            t = self.cell_t(m, pr, comp)[0]  # (C, K)
+            cells = np.maximum(t - self.penalty, 0.0).sum(axis=1)
+            comps.append((float(normal_quantile(np.array([cells.max()]), ref)[0]), t, cells))
+        score = max(c[0] for c in comps)
+        # where and which sub-bands: the contrast's when it alone is past the threshold (it has the leakage
+        # and the links' errors taken out), else the stronger component's
+        con = comps[1] if len(comps) > 1 else None
+        _, t, cells = con if con is not None and self.threshold is not None and con[0] > self.threshold else max(comps, key=lambda c: c[0])
+        zc = score
+        usable = int((np.isfinite(m) & np.isfinite(pr)).all(axis=1).sum())
         if usable < 2:
             return SpectralEvidence(math.nan, -1, np.zeros(self.subbands), (), cells)
         c = int(np.argmax(cells))
         tb = t[c]
         cand = np.flatnonzero(tb > self.affected_t)
         if cand.size > 1:  # keep those whose fitted EIRP at c is within affected_within_db of the strongest
-            eirp = self._eirp_at(c, m, np.asarray(predicted_dbm, dtype=np.float64), cand)
+            eirp = self._eirp_at(c, m, pr, cand)
             cand = cand[eirp >= eirp.max() - self.affected_within_db]
         affected = tuple(int(b) for b in cand)
         if not affected and cells[c] > 0:
             affected = (int(np.argmax(tb)),)
-        return SpectralEvidence(float(cells[c]), c, tb, affected, cells)
+        return SpectralEvidence(zc, c, tb, affected, cells)
 
     def _eirp_at(self, c: int, m: np.ndarray, p: np.ndarray, subbands: np.ndarray) -> np.ndarray:
         """The linear-domain least-squares EIRP (dBm) of a source at cell ``c`` in each of ``subbands``."""
@@ -240,7 +365,8 @@ class SpectralDetector:
             return 10 * np.log10(np.maximum((w * e * g).sum(axis=0) / (w * g * g).sum(axis=0), 1e-30))
 
     def normal_scores(self, scores) -> np.ndarray:
-        """Scores on the normal scale (z ~ N(0, 1) in normal operation), as the CUSUM integrates them."""
+        """Scores on the normal scale (z ~ N(0, 1) in normal operation), as the CUSUM integrates them: the
+        fused score is already on it, up to the max of two components, so again against its training scores."""
         if self.train_scores is None:
             raise DetectorError("spectral detector not fitted")
         return normal_quantile(scores, self.train_scores)
@@ -284,11 +410,15 @@ class SpectralDetector:
         npz, meta = model_paths(path)
         npz.parent.mkdir(parents=True, exist_ok=True)
         with open(npz, "wb") as f:
+            extra = {} if self.ref_contrast is None else {"mu_c_db": self.mu_c_db, "sigma_c_db": self.sigma_c_db,
+                                                          "ref_contrast": self.ref_contrast}  # fmt: skip
             np.savez(f, positions_m=self.positions_m, gain_lin=self.gain_lin, noise_dbm=self.noise_dbm,
-                     mu_db=self.mu_db, sigma_db=self.sigma_db, train_scores=self.train_scores)  # fmt: skip
+                     mu_db=self.mu_db, sigma_db=self.sigma_db, train_scores=self.train_scores, ref_level=self.ref_level,
+                     **extra)  # fmt: skip
         doc = {"format": FORMAT, "kind": self.kind, "threshold": self.threshold, "provenance": self.provenance,
                "params": {"penalty": self.penalty, "affected_t": self.affected_t, "target_far": self.target_far,
-                          "affected_within_db": self.affected_within_db,
+                          "affected_within_db": self.affected_within_db, "z_cap": self.z_cap,
+                          "leakage_db": self.leakage_db,
                           "signal_margin_db": self.signal_margin_db, "min_sigma_db": self.min_sigma_db,
                           "shrink_n": self.shrink_n}}  # fmt: skip
         meta.write_text(json.dumps(doc, indent=1, default=str))
@@ -306,6 +436,7 @@ class SpectralDetector:
         except (OSError, ValueError, KeyError) as e:
             raise DetectorError(f"{meta}: cannot load the spectral detector: {e}") from None
         det = cls(a["positions_m"], a["gain_lin"], a["noise_dbm"], **doc["params"])
-        det.mu_db, det.sigma_db, det.train_scores = a["mu_db"], a["sigma_db"], a["train_scores"]
+        det.mu_db, det.sigma_db, det.train_scores, det.ref_level = a["mu_db"], a["sigma_db"], a["train_scores"], a["ref_level"]
+        det.mu_c_db, det.sigma_c_db, det.ref_contrast = a.get("mu_c_db"), a.get("sigma_c_db"), a.get("ref_contrast")
         det.threshold, det.provenance = float(doc["threshold"]), doc.get("provenance", {})
         return det
