@@ -255,11 +255,12 @@ def main(argv=None) -> int:
         times.append(time.perf_counter() - t0)
     figures["us_per_snapshot_spectral"] = round(float(np.median(times)) * 1e6, 1)
     figures["cells"] = int(positions.shape[0])
-    if args.replay_hours > 0:
-        figures.update(replay_figures(args))
-    figures["wall_s"] = round(time.perf_counter() - t_start, 1)
     info = run_info()
     figures["run"] = info
+    if args.replay_hours > 0:  # the figures so far are written first: the replay is the long part
+        (out / "spectral.json").write_text(json.dumps(figures, indent=1) + "\n")
+        figures.update(replay_figures(args))
+    figures["wall_s"] = round(time.perf_counter() - t_start, 1)
     (out / "spectral.json").write_text(json.dumps(figures, indent=1) + "\n")
     write_markdown(figures, out / "spectral.md", info)
     print(json.dumps(figures))
@@ -283,7 +284,7 @@ def replay_seed(seed: int, hours: float, trials: int) -> dict:
     from sim.world_builder import TRUTH_SITE, SpectralDemo, WorldRecipe, demo_scenario_toml, make_world
 
     with tempfile.TemporaryDirectory(prefix="rftwin-spectral-replay-") as tmp:
-        never = 1e9  # the scenario's own jammers are dropped by the replay: only their band plan and scheduler matter
+        never = 1e8  # the scenario's own jammers are dropped by the replay: only their band plan and scheduler matter
         text = demo_scenario_toml(resolve_site(TRUTH_SITE), never, (36.0, 8.0), spectral=SpectralDemo(never, never + 1, never + 2))
         files = make_world(Path(tmp), TRUTH_SITE, WorldRecipe(), scenario_toml=text)
         world = World.load(files.maps_path, files.scenario_path)

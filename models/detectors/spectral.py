@@ -38,8 +38,9 @@ t_cjb = g_cj / (Q_jb · ln(10)/10 · σ_jb). The generalised likelihood ratio of
 
 and a jammer occupies an unknown set of sub-bands, so the evidence at c is Σ_b max(0, T_cb − κ):
 the soft threshold κ (``penalty``) is what a sub-band must add to be counted, the GLRT over sets of
-sub-bands with a per-sub-band cost. The score is the maximum over cells. Two (C × n_su) × (n_su × K)
-matrix products per snapshot: ~1600 cells × 12 SUs × 16 sub-bands, a few hundred µs.
+sub-bands with a per-sub-band cost. A component's score is the maximum over cells. Two
+(C × n_su) × (n_su × K) matrix products per component and snapshot: ~1300 cells (the maps' cells
+thinned to 1 m) × 12 SUs × 16 sub-bands, about a millisecond for both on one core (``bench/spectral.py``).
 
 Why z-space for detection and not the linear-domain least squares of
 ``central.detection.localise``: under H0 the linear excess of a dB-Gaussian error is log-normal
@@ -123,7 +124,7 @@ def contrast(measured_dbm: np.ndarray, predicted_dbm: np.ndarray, groups: np.nda
 class SpectralEvidence:
     """One snapshot through the spectral test."""
 
-    score: float  # max over cells of Σ_b max(0, T_cb − κ); NaN when the snapshot cannot be scored
+    score: float  # the fused score (normal scale of the stronger component); NaN when it cannot be scored
     cell: int  # best cell (index into the detector's cells); −1 without a score
     subband_t: np.ndarray  # (K,) T_cb at the best cell
     affected: tuple[int, ...]  # sub-bands with T above affected_t at the best cell
