@@ -59,6 +59,7 @@ from models.detectors import make_detector  # noqa: E402
 from models.detectors.bayes import thin_cells  # noqa: E402
 from models.detectors.spectral import SpectralDetector  # noqa: E402
 from run_info import generated_line, run_info  # noqa: E402
+from sim.scheduler import Scheduler, SchedulerSettings  # noqa: E402
 
 SITE, WORLD_SITE = "factory-hall-a", WORLD + "factory-hall-a-truth"
 SIGMAS = (0, 3, 6)
@@ -163,7 +164,9 @@ def main(argv=None) -> int:
     hall_xy = tuple(dt.site.hall_size_m[:2])
     log(f"twins ready ({time.perf_counter() - t_start:.0f} s); band plan: {plan.subbands} sub-bands")
 
-    gen = lambda n, seed, jammer=None, **kw: generate_spectral_dataset(dt, world, plan, n, seed, jammer=jammer, **kw)  # noqa: E731
+    def gen(n, seed, jammer=None, **kw):
+        sched = lambda p, ids: Scheduler(p, ids, SchedulerSettings(seed=seed))  # noqa: E731
+        return generate_spectral_dataset(dt, world, plan, n, seed, jammer=jammer, scheduler=sched, **kw)
     train = gen(args.n_train, args.seed * 1000 + 1)
     val = {j.key: gen(args.n, args.seed * 1000 + 10 + i, j) for i, j in enumerate(JAMMERS)}
     test = {j.key: gen(args.n, args.seed * 1000 + 100 + i, j) for i, j in enumerate(JAMMERS)}

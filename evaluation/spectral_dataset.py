@@ -3,7 +3,7 @@
 One *realisation* is one snapshot: ``n_legit`` legitimate transmitters uniform over the world's
 transmitter plane (20 dBm over the full PRB grid, at constant spectral density: a transmitter's EIRP in
 sub-band b is its full-band EIRP times b's share of the grid), each given sub-bands by the simulated
-scheduler (:class:`sim.scheduler.Scheduler`, one slot per realisation: load 20–90 %, idle gaps), and,
+scheduler (the caller's, e.g. :class:`sim.scheduler.Scheduler`, one slot per realisation: load 20–90 %, idle gaps), and,
 with probability ``jammer_prob``, a jammer of one :class:`JammerSpec` type.
 
 - **Measured** (what a node reports per sub-band; the world's side): the world's gain maps (PT: true
@@ -42,7 +42,6 @@ import numpy as np
 from central.twin.positions import sample_positions
 from contracts.band_plan import SUBBAND_LEAKAGE_DB, BandPlan
 from evaluation.dataset import perturb_positions
-from sim.scheduler import Scheduler, SchedulerSettings
 
 
 @dataclass(frozen=True)
@@ -181,10 +180,15 @@ def generate_spectral_dataset(
     episode_len: int = 1,
     snapshots_per_slot: int = 10,
     receiver: ReceiverSpec = ReceiverSpec(),
-    scheduler: SchedulerSettings | None = None,
+    scheduler=None,
 ) -> SpectralDataset:
     """``n`` snapshots (``n`` // ``episode_len`` episodes). ``twin``: the DT (a :class:`central.twin.Twin`);
-    ``world``: the twin whose maps play the physical world (same SUs)."""
+    ``world``: the twin whose maps play the physical world (same SUs). ``scheduler(plan, tx_ids)``: makes
+    the allocator (an object with ``subbands_at(t_s)`` and ``settings.period_s``, e.g.
+    ``lambda plan, ids: sim.scheduler.Scheduler(plan, ids, SchedulerSettings(seed=seed))``; evaluation
+    does not import the simulation, so the caller passes it)."""
+    if scheduler is None:
+        raise ValueError("scheduler: pass a factory of the allocator (sim.scheduler.Scheduler), see the docstring")
     if world.site.su_positions_m != twin.site.su_positions_m:
         raise ValueError("world and twin have other SUs")
     if n % episode_len:
@@ -192,7 +196,7 @@ def generate_spectral_dataset(
     rng = np.random.default_rng(seed)
     n_ep, n_su, k = n // episode_len, len(twin.site.sensing_units), plan.subbands
     tx_ids = tuple(f"tx-{i + 1}" for i in range(n_legit))
-    sched = Scheduler(plan, tx_ids, scheduler or SchedulerSettings(seed=seed))
+    sched = scheduler(plan, tx_ids)
     rep = lambda a: np.repeat(a, episode_len, axis=0)  # noqa: E731  (per episode → per snapshot)
     # Fixed draw order: positions, jammer flags and positions, localisation error, model errors, noise floors.
     tx = rep(sample_positions(world.site, n_ep * n_legit, rng).reshape(n_ep, n_legit, 3))
