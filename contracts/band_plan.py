@@ -20,6 +20,8 @@ import math
 from dataclasses import asdict, dataclass
 from functools import cached_property
 
+import numpy as np
+
 SUBCARRIERS_PER_PRB = 12
 MAX_SUBBANDS = 64  # node.protocol allows at most 64 sub-band powers per reading
 # 3GPP TS 38.101-1 table 5.3.2-1, maximum transmission bandwidth (PRBs) of FR1 channels, by
@@ -34,6 +36,15 @@ NR_FR1_PRBS = {
 # power into each neighbour: −25 dB, measured against the IQ chain (tests/test_replay.py). The spectral
 # twin adds it to its prediction: next to a busy sub-band an idle one reads far above the noise.
 SUBBAND_LEAKAGE_DB = -25.0
+
+
+def neighbour_sum(x):
+    """Per sub-band (last axis), the sum of its two neighbours' values (one at the band's edges): what
+    leaks into it, times the leakage."""
+    out = np.zeros_like(x)
+    out[..., 1:] += x[..., :-1]
+    out[..., :-1] += x[..., 1:]
+    return out
 
 class BandPlanError(ValueError):
     """A band plan that cannot be; the message names the field."""

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from central.twin.positions import sample_positions
-from contracts.band_plan import SUBBAND_LEAKAGE_DB, BandPlan
+from contracts.band_plan import SUBBAND_LEAKAGE_DB, BandPlan, neighbour_sum
 from evaluation.dataset import perturb_positions
 
 
@@ -115,7 +115,7 @@ class SpectralDataset:
             air = (self.legit_mw.sum(axis=1) + self.jam_mw) * np.power(10.0, sigma_db * self.z_su / 10)[..., None]
         rx = air + self.noise_mw[None]
         leak = 10 ** (self.receiver.leakage_db / 10)
-        rx = rx + leak * (np.pad(rx[..., 1:], ((0, 0), (0, 0), (0, 1))) + np.pad(rx[..., :-1], ((0, 0), (0, 0), (1, 0))))
+        rx = rx + leak * neighbour_sum(rx)
         widths = np.array([b.width_hz for b in self.plan.grid])
         rel_sd = 1.0 / np.sqrt(self.receiver.samples * widths / self.receiver.sample_rate_hz)
         return 10 * np.log10(np.maximum(rx * (1 + rel_sd * self.scatter), 1e-30))

@@ -58,7 +58,7 @@ from scipy.stats import norm
 from central.detection.alarms import RAISED
 from central.detection.engine import REALLOCATING, DetectionEngine, EngineConfig
 from central.live import Snapshot
-from contracts.band_plan import SUBBAND_LEAKAGE_DB, BandPlan
+from contracts.band_plan import SUBBAND_LEAKAGE_DB, BandPlan, neighbour_sum
 from contracts.gain_maps import GAIN_FLOOR_DB
 from node.dsp import Band, BandPowerConfig
 from node.protocol import Measurement
@@ -283,7 +283,7 @@ def _subband_readings(world: World, emitters, model: ReadingModel, per_emitter_m
     widths = np.array([b.width_hz for b in plan.grid])
     sub = sub * (1.0 + rng.standard_normal(sub.shape) / np.sqrt(model.samples * widths / model.sample_rate_hz))
     leak = 10 ** (model.leakage_db / 10)
-    sub = sub + leak * (np.pad(sub[..., 1:], ((0, 0), (0, 0), (0, 1))) + np.pad(sub[..., :-1], ((0, 0), (0, 0), (1, 0))))
+    sub = sub + leak * neighbour_sum(sub)
     sub = np.maximum(sub, 1e-30)
     power = 10 * np.log10(sub.sum(axis=-1))
     saturated = signal_mw + model.span_noise_mw() >= model.saturation_mw()

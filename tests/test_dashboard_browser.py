@@ -94,6 +94,13 @@ def browser():
         b.close()
 
 
+def page_errors(page) -> list[str]:
+    """The page's uncaught exceptions and console errors, collected as they happen."""
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    return errors
+
 def test_dashboard_shows_a_jammer_alarm(browser, tmp_path):
     site = resolve_site("factory-hall-a")
     bus = EventBus()
@@ -107,9 +114,7 @@ def test_dashboard_shows_a_jammer_alarm(browser, tmp_path):
         pub.publish_once()
         pub.start()
         page = browser.new_page(viewport={"width": 1440, "height": 1000})
-        errors: list[str] = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        errors = page_errors(page)
         try:
             # no session: the page sends the browser to the login; a wrong token is refused there
             page.goto(srv.url + "/")
@@ -227,9 +232,7 @@ def test_spectral_alarm_strip_heat_map_and_acknowledgement(browser):
         pub.publish_once()
         pub.start()
         operator = browser.new_page(viewport={"width": 1440, "height": 1400})
-        errors: list[str] = []
-        operator.on("pageerror", lambda e: errors.append(str(e)))
-        operator.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        errors = page_errors(operator)
         viewer_context = browser.new_context(viewport={"width": 1280, "height": 1000})
         viewer = viewer_context.new_page()
         try:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from central.twin.gain_maps import GainMaps
-from contracts.band_plan import SUBBAND_LEAKAGE_DB
+from contracts.band_plan import SUBBAND_LEAKAGE_DB, neighbour_sum
 from contracts.gain_maps import GainLookup, Lookup
 from models.power_sum import received_power_dbm
 
@@ -88,10 +88,7 @@ class Predictor:
             return np.broadcast_to(10 * np.log10(noise_mw), (self.num_su, len(widths))).copy()
         g_mw = dbm_to_mw(self.lookup(np.asarray(tx_positions_m, dtype=np.float64)).gain_db)  # (T, n_su)
         sig = g_mw.T @ dbm_to_mw(p)  # (n_su, K)
-        leak = np.zeros_like(sig)
-        leak[:, 1:] += sig[:, :-1]
-        leak[:, :-1] += sig[:, 1:]
-        return 10 * np.log10(sig + 10 ** (leakage_db / 10) * leak + noise_mw)
+        return 10 * np.log10(sig + 10 ** (leakage_db / 10) * neighbour_sum(sig) + noise_mw)
 
     def cell_gains(self) -> CellGains:
         """Gain matrix (valid cells × SUs), for localisation over candidate emitter positions."""

@@ -70,7 +70,7 @@ from pathlib import Path
 
 import numpy as np
 
-from contracts.band_plan import SUBBAND_LEAKAGE_DB
+from contracts.band_plan import SUBBAND_LEAKAGE_DB, neighbour_sum
 from models.detectors.base import DetectorError, model_paths, normal_quantile, quantile_threshold
 
 BETA = math.log(10.0) / 10.0  # d(ln mW) / d(dB)
@@ -96,14 +96,8 @@ def contrast(measured_dbm: np.ndarray, predicted_dbm: np.ndarray, groups: np.nda
     pm, pp = np.power(10.0, np.nan_to_num(m, nan=-300.0) / 10), np.power(10.0, np.nan_to_num(p, nan=-300.0) / 10)
     leak = 10 ** (leakage_db / 10)
 
-    def neighbours(x):
-        out = np.zeros_like(x)
-        out[..., 1:] += x[..., :-1]
-        out[..., :-1] += x[..., 1:]
-        return out
-
     noise = np.power(10.0, np.asarray(noise_dbm, dtype=np.float64) / 10)  # (K,): what leaks is the signal above it
-    corrected = np.maximum(pp + leak * (neighbours(np.maximum(pm - noise, 0.0)) - neighbours(np.maximum(pp - noise, 0.0))),
+    corrected = np.maximum(pp + leak * (neighbour_sum(np.maximum(pm - noise, 0.0)) - neighbour_sum(np.maximum(pp - noise, 0.0))),
                            noise)  # fmt: skip
     idle = (np.asarray(groups) < 0)[:, None, :]  # busy sub-bands keep the plain residual: their error is their own
     out = np.where(np.isfinite(m) & np.isfinite(p), m - np.where(idle, 10 * np.log10(corrected), p), np.nan)
@@ -146,7 +140,7 @@ class SpectralDetector:
     kind = "spectral"
 
     def __init__(self, cell_positions_m, gain_lin, noise_dbm, *, penalty: float = 6.0, affected_t: float = 9.0,
-                 affected_within_db: float = 10.0, signal_margin_db: float = 3.0, min_sigma_db: float = 0.1,
+                 affected_within_db: float = 10.0, min_sigma_db: float = 0.1,
                  shrink_n: float = 30.0, target_far: float = 0.01, z_cap: float | None = None,
                  leakage_db: float = SUBBAND_LEAKAGE_DB):  # fmt: skip
         self.positions_m = np.asarray(cell_positions_m, dtype=np.float64)
@@ -161,7 +155,7 @@ class SpectralDetector:
         self.penalty = float(penalty)
         self.affected_t = float(affected_t)
         self.affected_within_db = float(affected_within_db)
-        self.signal_margin_db, self.min_sigma_db = float(signal_margin_db), float(min_sigma_db)
+        self.min_sigma_db = float(min_sigma_db)
         self.shrink_n, self.target_far = float(shrink_n), float(target_far)
         self.z_cap = None if z_cap is None else float(z_cap)
         self.leakage_db = float(leakage_db)
@@ -192,10 +186,6 @@ class SpectralDetector:
     def legit_fraction(self, predicted_dbm: np.ndarray) -> np.ndarray:
         """f = the part of the predicted power that legitimate transmitters make (1 − noise / prediction)."""
         return np.clip(1.0 - np.power(10.0, (self.noise_dbm - predicted_dbm) / 10.0), 0.0, 1.0)
-
-    def state(self, predicted_dbm: np.ndarray) -> np.ndarray:
-        """SIGNAL where a legitimate transmitter is predicted ``signal_margin_db`` above the noise, else NOISE."""
-        return (predicted_dbm - self.noise_dbm > self.signal_margin_db).astype(np.int8)
 
     def fit(self, measured_dbm, predicted_dbm, groups=None, *, provenance: dict | None = None) -> SpectralDetector:
         """Learn μ, σ per (SU, sub-band) of the noise state (legitimate fraction f < 0.2) and of the signal
@@ -420,7 +410,7 @@ class SpectralDetector:
                "params": {"penalty": self.penalty, "affected_t": self.affected_t, "target_far": self.target_far,
                           "affected_within_db": self.affected_within_db, "z_cap": self.z_cap,
                           "leakage_db": self.leakage_db,
-                          "signal_margin_db": self.signal_margin_db, "min_sigma_db": self.min_sigma_db,
+                          "min_sigma_db": self.min_sigma_db,
                           "shrink_n": self.shrink_n}}  # fmt: skip
         meta.write_text(json.dumps(doc, indent=1, default=str))
         return meta
