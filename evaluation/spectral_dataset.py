@@ -10,8 +10,8 @@ with probability ``jammer_prob``, a jammer of one :class:`JammerSpec` type.
   materials, clutter, diffraction, diffuse reflection) at the true positions; model error on each
   legitimate transmitter–SU link (``error="link"``: one N(0, σ) dB draw per link, the same in all of
   its sub-bands) or per SU (``error="common"``: one draw per SU for all its sub-bands, a calibration
-  error); a receiver noise floor per SU that differs from the twin's by a fixed N(0, ``nf_spread_db``)
-  dB; the DSP's leakage of ``leakage_db`` of each sub-band's power into its neighbours (the Welch PSD
+  error); a receiver noise floor per SU that differs from the twin's by N(0, ``nf_spread_db``) dB, drawn
+  once for the hardware (``nf_seed``: every draw has the same nodes); the DSP's leakage of ``leakage_db`` of each sub-band's power into its neighbours (the Welch PSD
   of the node, measured: ~1 %); and the power estimator's scatter (relative standard deviation
   1/sqrt(samples × width / sample rate), linear power).
 - **Predicted** (the DT's side): the twin's prediction per sub-band from the scheduler's allocations at
@@ -77,7 +77,8 @@ class ReceiverSpec:
     samples: int = 16384  # per reading
     sample_rate_hz: float = 122.88e6  # a 100 MHz carrier in one tuning
     leakage_db: float = SUBBAND_LEAKAGE_DB  # of a sub-band's power into each neighbour (the node's Welch PSD)
-    nf_spread_db: float = 1.0  # per-SU noise-floor difference the twin does not know
+    nf_spread_db: float = 1.0  # per-SU noise-floor difference the twin does not know ...
+    nf_seed: int = 0  # ... drawn once for the hardware: the same in every draw (train, validation, test)
 
 
 @dataclass
@@ -198,14 +199,15 @@ def generate_spectral_dataset(
     tx_ids = tuple(f"tx-{i + 1}" for i in range(n_legit))
     sched = scheduler(plan, tx_ids)
     rep = lambda a: np.repeat(a, episode_len, axis=0)  # noqa: E731  (per episode → per snapshot)
-    # Fixed draw order: positions, jammer flags and positions, localisation error, model errors, noise floors.
+    # Fixed draw order: positions, jammer flags and positions, localisation error, model errors (the noise
+    # floors are the hardware's, from their own seed).
     tx = rep(sample_positions(world.site, n_ep * n_legit, rng).reshape(n_ep, n_legit, 3))
     installed = rep(rng.random(n_ep) < jammer_prob) if jammer is not None else np.zeros(n, dtype=bool)
     jam_pos = rep(sample_positions(world.site, n_ep, rng))
     tx_est = rep(perturb_positions(twin.site, tx[::episode_len], loc_error_std_m, rng))
     z_link = rep(rng.standard_normal((n_ep, n_legit, n_su)))
     z_su = rep(rng.standard_normal((n_ep, n_su)))
-    nf_db = rng.normal(0.0, receiver.nf_spread_db, n_su)
+    nf_db = np.random.default_rng(receiver.nf_seed).normal(0.0, receiver.nf_spread_db, n_su)  # the nodes' own
     scatter = rng.standard_normal((n, n_su, k))
     on = installed & (rng.random(n) < jammer.duty) if jammer is not None and jammer.duty < 1 else installed.copy()
     followed = [tx_ids[i] for i in rng.integers(n_legit, size=n_ep)]

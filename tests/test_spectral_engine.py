@@ -138,7 +138,7 @@ def test_the_spectral_test_is_saved_with_the_detectors_and_loaded_again(engine, 
     again = DetectionEngine(predictor(), eng.config, band_plan=PLAN)
     again.load_detectors(tmp_path)
     assert again.spectral_detector.threshold == eng.spectral_detector.threshold
-    np.testing.assert_array_equal(again.spectral_detector.sigma_db, eng.spectral_detector.sigma_db)
+    np.testing.assert_array_equal(again.spectral_detector.contrast_stats.sigma_db, eng.spectral_detector.contrast_stats.sigma_db)
 
 
 def test_the_store_keeps_what_the_interference_is_and_tells_the_scheduler_when_it_changes(engine, tmp_path):

@@ -69,7 +69,7 @@ from contracts.band_plan import BandPlan
 from models.detectors import (DetectorError, ResidualDetector, constructor_params, load_detector, make_detector,
                               model_paths)  # fmt: skip
 from models.detectors.bayes import thin_cells
-from models.detectors.spectral import SpectralDetector
+from models.detectors.spectral import FUSIONS, SpectralDetector
 from node.protocol import Measurement
 
 NO_DETECTOR, INSUFFICIENT = "no detector", "insufficient data"
@@ -102,15 +102,19 @@ class EngineConfig:
     # the CUSUM of the scores (normal scale) is above cusum.threshold (central.detection.sequential).
     integration: str = "none"
     cusum: CusumSettings = CusumSettings(DEFAULT_CUSUM_DRIFT, DEFAULT_CUSUM_THRESHOLD)
-    # the spectral test (models.detectors.spectral): its sub-band penalty κ and candidate-cell spacing,
-    # both chosen on validation in bench/spectral.py, and how alarms are characterised
+    # the spectral test (models.detectors.spectral): its sub-band penalty κ, how its two components are
+    # fused and its candidate-cell spacing, chosen on validation in bench/spectral.py, and how alarms
+    # are characterised
     spectral_penalty: float = 4.0
+    spectral_fusion: str = "softmax"
     spectral_cell_m: float = 1.0
     characterise: CharacteriseSettings = CharacteriseSettings()
 
     def __post_init__(self):
         if self.integration not in INTEGRATIONS:
             raise ValueError(f"integration must be one of {INTEGRATIONS}, got {self.integration!r}")
+        if self.spectral_fusion not in FUSIONS:
+            raise ValueError(f"spectral_fusion must be one of {FUSIONS}, got {self.spectral_fusion!r}")
 
 
 class DetectionEngine:
@@ -288,7 +292,8 @@ class DetectionEngine:
         widths = np.array([b.width_hz for b in plan.grid])
         noise = self.predictor.noise_floor_dbm + 10 * np.log10(widths / plan.occupied_hz)
         far = self.config.target_far if target_far is None else target_far
-        det = SpectralDetector(pos, gain, noise, penalty=self.config.spectral_penalty, target_far=far)
+        det = SpectralDetector(pos, gain, noise, penalty=self.config.spectral_penalty, fusion=self.config.spectral_fusion,
+                               target_far=far)  # fmt: skip
         self.set_spectral_detector(det.fit(measured_dbm, predicted_dbm, groups, provenance=provenance))
         return det
 

@@ -6,41 +6,51 @@ follows a legitimate transmitter's allocation hides in the total entirely. Per s
 
 **Residual matrix.** Per snapshot and SU j, sub-band b: r_jb = measured − predicted (dB), the
 prediction from the scheduler's allocations (``central.twin.predictor.Predictor.predict_subbands``).
+Which transmitter each sub-band is allocated to (``groups``, (N, K), −1 idle) is what lets the test
+tell a twin's error on a link from an emitter: the error is the same in every sub-band of that
+transmitter. Without allocations the sub-bands the twin expects legitimate power in are taken as one.
 
-**Normal statistics per SU, sub-band and allocation state.** Where SU j hears a legitimate
-transmitter in sub-band b, r carries the twin's model error, several dB; where it hears only noise
-(an idle sub-band, or a transmitter it cannot hear), the receiver's noise-floor error and the
-estimator's scatter, a fraction of a dB. The state is read off the prediction as the legitimate
-fraction f = 1 − noise / prediction: location and scale of the noise state (f < 0.2) and of the
-signal state (f > 0.8) are learned per (j, b) from normal snapshots (median and 1.4826·MAD, shrunk
+**Two components**, one for each way an emitter can show, both point-source tests (below):
+
+- **Contrast** (:func:`contrast`, per sub-band): in each transmitter's allocation the median over that
+  allocation at the same SU is taken off every one of its sub-bands, and an idle sub-band is judged
+  against the leakage of what was measured next to it. Why: where the world has a path the twin lacks,
+  a link's error is tens of dB, in all of its sub-bands alike; the contrast removes it and keeps a
+  jammer that occupies some of the transmitter's sub-bands or an idle one (narrowband, tone, sweep,
+  partial-band, and a wideband one in the sub-bands nobody uses).
+- **Allocation** (:func:`allocation_residual`, per legitimate transmitter): the measured over the
+  predicted power summed over each transmitter's allocation, per SU. An emitter that follows the whole
+  allocation (deceptive) is removed by the contrast and shows only here. Why not per sub-band: the
+  link's error is common to its sub-bands, so a per-sub-band test would count one error once per
+  sub-band; here it is counted once, at its own spread (learned). A point source "in transmitter t's
+  allocation" is tested per t, and the evidence is the largest over t.
+
+**Normal statistics per SU and state.** Where SU j hears a legitimate transmitter, r carries the
+twin's model error, several dB; where it hears only noise (an idle sub-band, or a transmitter it
+cannot hear), the receiver's noise-floor error and the estimator's scatter, a fraction of a dB. The
+state is read off the prediction as the legitimate fraction f = 1 − noise / prediction: location and
+scale of the noise state (f < 0.2) and of the signal state (f > 0.8) are learned per (j, b) for the
+contrast and per SU for the allocation residual, from normal snapshots (median and 1.4826·MAD, shrunk
 towards the SU's pool where few samples), and blended for any f: μ = (1 − f)·μ_n + f·μ_s,
 σ² = σ_n² + (f·σ_s)². (A hard switch fails where the twin puts a transmitter just under the noise
 and the world has it 10 dB louder.)
 
-**Two residuals.** The *level* residual r is the one above. The *contrast* residual (:func:`contrast`,
-needs the allocations as ``groups``) takes, in each transmitter's allocation, the median over that
-allocation at the same SU off every one of its sub-bands, and judges an idle sub-band against the
-leakage of what was measured next to it. Why: the twin's error on a link is the same in all of a
-transmitter's sub-bands and, where the world has a path the twin lacks, tens of dB: in the level
-residual that is a "point source next to the SU in many sub-bands", the commonest false alarm. The
-contrast removes it, and keeps a jammer that occupies some of the transmitter's sub-bands or an idle
-one; an emitter that follows the whole allocation (deceptive) or a wideband one stays visible only in
-the level residual. Each is scored (below) and put on the normal scale against its own training
-scores; the score is the larger of the two.
-
-**The test.** z_jb = (r_jb − μ_jb) / σ_jb is ~N(0, 1) in normal operation. A point source of EIRP
-a_b in sub-band b at cell c adds a_b·g_cj (mW) at SU j; linearised around the bias-corrected
-prediction Q_jb = 10^((P̂_jb + μ_jb)/10), that is a rise of a_b·t_cjb in z, with template
+**The test.** z = (r − μ) / σ is ~N(0, 1) in normal operation. A point source of EIRP a in column b (a
+sub-band, or a transmitter's allocation) at cell c adds a·g_cj (mW) at SU j; linearised around the
+bias-corrected prediction Q_jb = 10^((P̂_jb + μ_jb)/10), that is a rise of a·t_cjb in z, with template
 t_cjb = g_cj / (Q_jb · ln(10)/10 · σ_jb). The generalised likelihood ratio of "a source at c in b"
-(a_b ≥ 0 fitted in closed form) is
+(a ≥ 0 fitted in closed form) is
 
     T_cb = max(Σ_j z_jb t_cjb, 0)² / Σ_j t_cjb²        (≈ χ²₁ under H0, one-sided)
 
-and a jammer occupies an unknown set of sub-bands, so the evidence at c is Σ_b max(0, T_cb − κ):
-the soft threshold κ (``penalty``) is what a sub-band must add to be counted, the GLRT over sets of
-sub-bands with a per-sub-band cost. A component's score is the maximum over cells. Two
-(C × n_su) × (n_su × K) matrix products per component and snapshot: ~1300 cells (the maps' cells
-thinned to 1 m) × 12 SUs × 16 sub-bands, about a millisecond for both on one core (``bench/spectral.py``).
+For the contrast a jammer occupies an unknown set of sub-bands, so the evidence at c is
+Σ_b max(0, T_cb − κ): the soft threshold κ (``penalty``) is what a sub-band must add to be counted,
+the GLRT over sets of sub-bands with a per-sub-band cost. For the allocation component it is max_t T_ct
+(a deceptive emitter follows one transmitter). A component's score is the maximum over cells; each is
+put on the normal scale against its own training scores, and the two are fused (``fusion``: the
+larger, their sum, or the soft maximum log(e^a + e^b), chosen on validation in ``bench/spectral.py``).
+One (C × n_su) × (n_su × K) and one (C × n_su) × (n_su × T) matrix product per snapshot: ~1300 cells
+(the maps' cells thinned to 1 m) × 12 SUs × (16 sub-bands + a few transmitters).
 
 Why z-space for detection and not the linear-domain least squares of
 ``central.detection.localise``: under H0 the linear excess of a dB-Gaussian error is log-normal
@@ -49,13 +59,13 @@ z is Gaussian by construction. For *where* and *how strong*, :meth:`SpectralDete
 linear-domain least squares with relative weights (the localiser's, summed over the affected
 sub-bands): the z-linearisation saturates for a strong source and would bias its EIRP.
 
-**Affected sub-bands** (of the component with the stronger evidence) are those with T at the best
-cell above ``affected_t`` (default 9: a one-sided χ²₁ tail of 1.3e-3 per sub-band; κ, which the
-score uses, may be lower: a sub-band can add to the evidence without being named) whose fitted EIRP at that cell (linear domain) is within
-``affected_within_db`` of the strongest. Why the second rule: the twin's error on a link is the same
-in every sub-band of that transmitter, so a link that happens to be under-predicted lifts all of its
-sub-bands together, a little: in mW that is far less than a jammer adds to its own (T alone cannot
-tell, since an idle sub-band's T is on another scale than a busy one's).
+**Affected sub-bands** come from the component with the larger normal-scale score. The contrast's:
+those with T at the best cell above ``affected_t`` (default 9: a one-sided χ²₁ tail of 1.3e-3 per
+sub-band; κ, which the score uses, may be lower) whose fitted EIRP at that cell (linear domain) is
+within ``affected_within_db`` of the strongest (the twin's error on a link lifts all of that
+transmitter's sub-bands a little; in mW that is far less than a jammer adds to its own). The
+allocation's: the best transmitter's allocation, or those of its sub-bands that stand out in the
+contrast at that cell (an emitter in part of it).
 
 Nothing here imports ``node``, ``central`` or ``calibration``.
 """
@@ -70,37 +80,42 @@ from pathlib import Path
 
 import numpy as np
 
-from contracts.band_plan import SUBBAND_LEAKAGE_DB, neighbour_sum
+from contracts.band_plan import SUBBAND_LEAKAGE_DB, neighbour_sum, own_power
 from models.detectors.base import DetectorError, model_paths, normal_quantile, quantile_threshold
 
 BETA = math.log(10.0) / 10.0  # d(ln mW) / d(dB)
 NOISE, SIGNAL = 0, 1
-FORMAT = "rftwin-spectral-detector/1"
+FORMAT = "rftwin-spectral-detector/2"
+FUSIONS = ("max", "sum", "softmax")
+LEAK_DOMINATED = 6.0  # leakage into a sub-band over its own power (or the noise) past which its reading says nothing of it
 
 
 def contrast(measured_dbm: np.ndarray, predicted_dbm: np.ndarray, groups: np.ndarray, leakage_db: float,
              noise_dbm: np.ndarray) -> np.ndarray:  # fmt: skip
     """The contrast residual (N, n_su, K): each sub-band of a legitimate transmitter's allocation against
-    the other sub-bands of that allocation at the same SU, and the leakage from the neighbours as measured.
+    the other sub-bands of that allocation at the same SU, with the leakage between neighbours taken out.
 
     Why: the twin's error on a link (a path the world has and the twin lacks, a clutter object in
     between) is the same in every sub-band of that transmitter, and can be tens of dB where the twin
     sees no path. The median residual over the allocation at that SU removes it; a jammer in some of its
     sub-bands stands out against the rest. A one-sub-band allocation has no reference: NaN (not used).
-    An idle sub-band keeps its residual, but against a prediction whose leakage (``leakage_db`` of each
-    neighbour, what the node's estimator leaks) is that of the neighbours' *measured* power: a link
-    the twin under-predicts by 30 dB leaks 30 dB more into the idle sub-band next to it. (An emitter that
-    follows an allocation is removed with it: the level component sees that one.)"""
+    An idle sub-band keeps its residual. Both sides are first de-leaked (the node's estimator leaks
+    ``leakage_db`` of each sub-band into each neighbour; :func:`contracts.band_plan.own_power` undoes
+    it): a link the twin under-predicts by 30 dB leaks 30 dB more into the idle sub-band next to it, and
+    a strong jammer into the busy one next to it, and neither is an emitter there. A sub-band whose
+    reading is mostly its neighbours' leakage (``LEAK_DOMINATED`` times its own power or the noise) is
+    not used (NaN): what is left after taking out leakage 40 dB over the noise is the scatter of the
+    neighbours' estimate (a few %, times the leakage), not the sub-band's power. (An emitter that
+    follows a whole allocation is removed with it: the allocation residual sees that one.)"""
     m = np.asarray(measured_dbm, dtype=np.float64)
     p = np.asarray(predicted_dbm, dtype=np.float64)
-    pm, pp = np.power(10.0, np.nan_to_num(m, nan=-300.0) / 10), np.power(10.0, np.nan_to_num(p, nan=-300.0) / 10)
+    noise = np.power(10.0, np.asarray(noise_dbm, dtype=np.float64) / 10)  # (K,)
     leak = 10 ** (leakage_db / 10)
-
-    noise = np.power(10.0, np.asarray(noise_dbm, dtype=np.float64) / 10)  # (K,): what leaks is the signal above it
-    corrected = np.maximum(pp + leak * (neighbour_sum(np.maximum(pm - noise, 0.0)) - neighbour_sum(np.maximum(pp - noise, 0.0))),
-                           noise)  # fmt: skip
-    idle = (np.asarray(groups) < 0)[:, None, :]  # busy sub-bands keep the plain residual: their error is their own
-    out = np.where(np.isfinite(m) & np.isfinite(p), m - np.where(idle, 10 * np.log10(corrected), p), np.nan)
+    read = np.power(10.0, np.nan_to_num(m, nan=-300.0) / 10)
+    own_m = np.maximum(own_power(read, leakage_db), 0.1 * noise)
+    own_p = np.maximum(own_power(np.power(10.0, np.nan_to_num(p, nan=-300.0) / 10), leakage_db), 0.1 * noise)
+    usable = np.isfinite(m) & np.isfinite(p) & (leak * neighbour_sum(read) < LEAK_DOMINATED * np.maximum(own_m, noise))
+    out = np.where(usable, 10 * np.log10(own_m / own_p), np.nan)
     for i in range(out.shape[0]):
         gi = groups[i]
         for t in np.unique(gi[gi >= 0]):
@@ -114,15 +129,43 @@ def contrast(measured_dbm: np.ndarray, predicted_dbm: np.ndarray, groups: np.nda
     return out
 
 
+def allocation_residual(measured_dbm: np.ndarray, predicted_dbm: np.ndarray, groups: np.ndarray,
+                        noise_dbm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """Per legitimate transmitter t (the columns of ``groups``' values 0 … T−1) and SU: the residual
+    (dB) of the power summed over t's allocation, measured against predicted; its legitimate fraction;
+    the predicted power (mW). Each (N, n_su, T); NaN / 0 / 1 where t has nothing allocated (or no
+    usable reading in its sub-bands).
+
+    Why summed: the twin's error on a link is the same in all of its sub-bands, so they are one
+    observation of it; summing takes the estimator's scatter down with the width."""
+    m = np.asarray(measured_dbm, dtype=np.float64)
+    p = np.asarray(predicted_dbm, dtype=np.float64)
+    g = np.asarray(groups)
+    ok = np.isfinite(m) & np.isfinite(p)
+    pm = np.where(ok, np.power(10.0, np.where(ok, m, 0.0) / 10), 0.0)
+    pp = np.where(ok, np.power(10.0, np.where(ok, p, 0.0) / 10), 0.0)
+    pn = np.where(ok, np.power(10.0, np.asarray(noise_dbm, dtype=np.float64) / 10)[None, None, :], 0.0)
+    n_tx = max(int(g.max(initial=-1)) + 1, 1)
+    onehot = (g[:, :, None] == np.arange(n_tx)[None, None, :]).astype(np.float64)  # (N, K, T)
+    mt, pt, nt = (np.einsum("njk,nkt->njt", x, onehot) for x in (pm, pp, pn))
+    has = pt > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.where(has, 10 * np.log10(np.where(has, mt, 1.0) / np.where(has, pt, 1.0)), np.nan)
+        f = np.where(has, np.clip(1.0 - nt / np.where(has, pt, 1.0), 0.0, 1.0), 0.0)
+    return r, f, np.where(has, pt, 1.0)
+
+
 @dataclass(frozen=True)
 class SpectralEvidence:
     """One snapshot through the spectral test."""
 
-    score: float  # the fused score (normal scale of the stronger component); NaN when it cannot be scored
+    score: float  # the fused score (normal scale); NaN when it cannot be scored
     cell: int  # best cell (index into the detector's cells); −1 without a score
-    subband_t: np.ndarray  # (K,) T_cb at the best cell
-    affected: tuple[int, ...]  # sub-bands with T above affected_t at the best cell
+    subband_t: np.ndarray  # (K,) the contrast's T_cb at the best cell
+    affected: tuple[int, ...]  # the sub-bands the emitter is in (see the module's docstring)
     cell_scores: np.ndarray  # (C,) the evidence at every cell (for the likelihood map)
+    component: str = ""  # "contrast" or "allocation": the one with the larger normal-scale score
+    transmitter: int = -1  # the allocation component's best transmitter (index into the groups), else −1
 
 
 @dataclass(frozen=True)
@@ -136,11 +179,31 @@ class SourceFit:
     cost: np.ndarray  # (C,) weighted misfit (squared relative errors), for the likelihood over cells
 
 
+@dataclass(frozen=True)
+class _Stats:
+    """Location and scale (…, 2) of one residual, [noise, signal] state."""
+
+    mu_db: np.ndarray
+    sigma_db: np.ndarray
+
+    def z_and_template_scale(self, r: np.ndarray, f: np.ndarray, pred_mw: np.ndarray,
+                             z_cap: float | None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+        """z and 1 / (Q·β·σ), 0 where r is not usable."""
+        mu = (1 - f) * self.mu_db[..., NOISE] + f * self.mu_db[..., SIGNAL]
+        sig = np.sqrt(self.sigma_db[..., NOISE] ** 2 + (f * self.sigma_db[..., SIGNAL]) ** 2)
+        ok = np.isfinite(r)
+        z = np.where(ok, (np.nan_to_num(r) - mu) / sig, 0.0)
+        if z_cap is not None:
+            z = np.minimum(z, z_cap)
+        inv = np.where(ok, 1.0 / (np.where(ok, pred_mw, 1.0) * np.power(10.0, mu / 10.0) * BETA * sig), 0.0)
+        return z, inv
+
+
 class SpectralDetector:
     kind = "spectral"
 
     def __init__(self, cell_positions_m, gain_lin, noise_dbm, *, penalty: float = 6.0, affected_t: float = 9.0,
-                 affected_within_db: float = 10.0, min_sigma_db: float = 0.1,
+                 affected_within_db: float = 10.0, min_sigma_db: float = 0.1, fusion: str = "softmax",
                  shrink_n: float = 30.0, target_far: float = 0.01, z_cap: float | None = None,
                  leakage_db: float = SUBBAND_LEAKAGE_DB):  # fmt: skip
         self.positions_m = np.asarray(cell_positions_m, dtype=np.float64)
@@ -152,21 +215,22 @@ class SpectralDetector:
         self.noise_dbm = np.asarray(noise_dbm, dtype=np.float64)  # (K,) the twin's noise floor per sub-band
         if not 0 < target_far < 1:
             raise DetectorError(f"target_far must be in (0, 1), got {target_far}")
+        if fusion not in FUSIONS:
+            raise DetectorError(f"fusion must be one of {', '.join(FUSIONS)}, got {fusion!r}")
         self.penalty = float(penalty)
         self.affected_t = float(affected_t)
         self.affected_within_db = float(affected_within_db)
         self.min_sigma_db = float(min_sigma_db)
+        self.fusion = fusion
         self.shrink_n, self.target_far = float(shrink_n), float(target_far)
         self.z_cap = None if z_cap is None else float(z_cap)
         self.leakage_db = float(leakage_db)
-        self.mu_db: np.ndarray | None = None  # (n_su, K, 2) of the level residual, [noise, signal] state
-        self.sigma_db: np.ndarray | None = None
-        self.mu_c_db: np.ndarray | None = None  # the same of the contrast residual (fitted with groups)
-        self.sigma_c_db: np.ndarray | None = None
-        self.ref_level: np.ndarray | None = None  # sorted training scores of each component
-        self.ref_contrast: np.ndarray | None = None
+        self.contrast_stats: _Stats | None = None  # (n_su, K, 2)
+        self.allocation_stats: _Stats | None = None  # (n_su, 1, 2): per SU, pooled over transmitters
+        self.ref_contrast: np.ndarray | None = None  # sorted training scores of each component
+        self.ref_allocation: np.ndarray | None = None
         self.threshold: float | None = None
-        self.train_scores: np.ndarray | None = None  # sorted, for normal_scores
+        self.train_scores: np.ndarray | None = None  # sorted fused training scores, for normal_scores
         self.provenance: dict = {}
 
     @property
@@ -179,7 +243,7 @@ class SpectralDetector:
 
     @property
     def fitted(self) -> bool:
-        return self.mu_db is not None
+        return self.contrast_stats is not None
 
     # ------------------------------------------------------------------ normal statistics
 
@@ -188,39 +252,40 @@ class SpectralDetector:
         return np.clip(1.0 - np.power(10.0, (self.noise_dbm - predicted_dbm) / 10.0), 0.0, 1.0)
 
     def fit(self, measured_dbm, predicted_dbm, groups=None, *, provenance: dict | None = None) -> SpectralDetector:
-        """Learn μ, σ per (SU, sub-band) of the noise state (legitimate fraction f < 0.2) and of the signal
-        state (f > 0.8), for the level and (with ``groups``) the contrast residual, from normal snapshots
-        (N, n_su, K; NaN = not usable), and the threshold at ``target_far`` of the training scores.
-        ``groups`` (N, K): the index of the legitimate transmitter each sub-band is allocated to (−1: idle)."""
+        """Learn the normal statistics of both residuals from normal snapshots (N, n_su, K; NaN = not
+        usable), and the threshold at ``target_far`` of the training scores. ``groups`` (N, K): the index
+        of the legitimate transmitter each sub-band is allocated to (−1: idle); None: see the module."""
         m, p = self._check(measured_dbm, predicted_dbm)
-        g = self._groups(groups, m.shape[0])
+        g = self._groups(groups, p)
         f = self.legit_fraction(p)
-        self.mu_db, self.sigma_db = self._location_scale_fit(m - p, f)
-        self.mu_c_db, self.sigma_c_db = (self._location_scale_fit(contrast(m, p, g, self.leakage_db, self.noise_dbm), f)
-                                         if g is not None else (None, None))  # fmt: skip
-        level, con = self._component_scores(m, p, g)
-        self.ref_level = np.sort(level[np.isfinite(level)])
-        self.ref_contrast = None if con is None else np.sort(con[np.isfinite(con)])
-        if self.ref_level.size < 10:
-            raise DetectorError(f"only {self.ref_level.size} scorable normal snapshots: need at least 10")
-        scores = self._fuse(level, con)
-        finite = np.sort(scores[np.isfinite(scores)])
-        self.train_scores = finite
-        self.threshold = quantile_threshold(finite, self.target_far)
-        self.provenance = dict(provenance or {})
+        self.contrast_stats = self._location_scale_fit(contrast(m, p, g, self.leakage_db, self.noise_dbm), f)
+        r, fa, _ = allocation_residual(m, p, g, self.noise_dbm)
+        n_tx = r.shape[2]  # pooled over transmitters: (N·T, n_su, 1)
+        pool = lambda x: x.transpose(0, 2, 1).reshape(-1, self.n_su, 1)  # noqa: E731
+        self.allocation_stats = self._location_scale_fit(pool(r), pool(fa))
+        con, alloc = self._component_scores(m, p, g)
+        self.ref_contrast, self.ref_allocation = (np.sort(x[np.isfinite(x)]) for x in (con, alloc))
+        if self.ref_contrast.size < 10 or self.ref_allocation.size < 10:
+            raise DetectorError(f"only {min(self.ref_contrast.size, self.ref_allocation.size)} scorable normal "
+                                "snapshots: need at least 10")  # fmt: skip
+        scores = self.fuse(con, alloc)
+        self.train_scores = np.sort(scores[np.isfinite(scores)])
+        self.threshold = quantile_threshold(self.train_scores, self.target_far)
+        self.provenance = {"transmitters_seen": n_tx, **(provenance or {})}
         return self
 
-    def _location_scale_fit(self, r: np.ndarray, f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        n, k = self.n_su, self.subbands
+    def _location_scale_fit(self, r: np.ndarray, f: np.ndarray) -> _Stats:
+        """Per (SU, column) location and scale of ``r`` (N, n_su, k) in each state, shrunk to the SU's pool."""
+        n, k = r.shape[1], r.shape[2]
         mu, sig = np.zeros((n, k, 2)), np.ones((n, k, 2))
         for s, sel_f in ((NOISE, f < 0.2), (SIGNAL, f > 0.8)):
-            sel = np.where(sel_f & np.isfinite(r), r, np.nan)  # (N, n, K)
-            cnt = np.isfinite(sel).sum(axis=0)  # (n, K)
+            sel = np.where(sel_f & np.isfinite(r), r, np.nan)  # (N, n, k)
+            cnt = np.isfinite(sel).sum(axis=0)  # (n, k)
             with warnings.catch_warnings():  # all-NaN cells (a state an SU never saw) fall back below
                 warnings.simplefilter("ignore", RuntimeWarning)
                 med = np.nanmedian(sel, axis=0)
                 mad = 1.4826 * np.nanmedian(np.abs(sel - med), axis=0)
-                flat = sel.transpose(1, 0, 2).reshape(n, -1)  # the (SU, state) pool over sub-bands
+                flat = sel.transpose(1, 0, 2).reshape(n, -1)  # the (SU, state) pool over columns
                 pool_med = np.nanmedian(flat, axis=1)
                 pool_mad = 1.4826 * np.nanmedian(np.abs(flat - pool_med[:, None]), axis=1)
             glob_med = np.nanmedian(sel) if np.isfinite(sel).any() else 0.0
@@ -232,7 +297,7 @@ class SpectralDetector:
             mad = np.where(cnt > 1, mad, 0.0)
             mu[:, :, s] = lam * med + (1 - lam) * pool_med[:, None]
             sig[:, :, s] = np.maximum(np.sqrt(lam * mad**2 + (1 - lam) * pool_mad[:, None] ** 2), self.min_sigma_db)
-        return mu, sig
+        return _Stats(mu, sig)
 
     # ------------------------------------------------------------------ scoring
 
@@ -246,103 +311,115 @@ class SpectralDetector:
             raise DetectorError(f"measured/predicted must be (N, {want[0]}, {want[1]}), got {m.shape} and {p.shape}")
         return m, p
 
-    def _groups(self, groups, n: int) -> np.ndarray | None:
+    def _groups(self, groups, predicted: np.ndarray) -> np.ndarray:
+        """(N, K) transmitter per sub-band; without ``groups``, the sub-bands where the twin expects any SU
+        to hear more legitimate power than noise, as one allocation."""
+        n = predicted.shape[0]
         if groups is None:
-            return None
+            busy = (self.legit_fraction(np.nan_to_num(predicted, nan=-300.0)) > 0.5).any(axis=1)
+            return np.where(busy, 0, -1).astype(np.int64)
         g = np.asarray(groups, dtype=np.int64)
         g = g[None] if g.ndim == 1 else g
         if g.shape != (n, self.subbands):
             raise DetectorError(f"groups must be (N, {self.subbands}) like the snapshots, got {g.shape}")
         return g
 
-    def _z_and_template_scale(self, m: np.ndarray, p: np.ndarray, groups: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """z (N, n, K; 0 where not usable) and 1 / (Q·β·σ) (N, n, K; 0 where not usable), of the level
-        residual, or of the contrast residual when ``groups`` are given."""
-        if self.mu_db is None:
-            raise DetectorError("spectral detector not fitted")
-        f = self.legit_fraction(p)
-        mu_db, sigma_db = (self.mu_db, self.sigma_db) if groups is None else (self.mu_c_db, self.sigma_c_db)
-        mu = (1 - f) * mu_db[..., NOISE] + f * mu_db[..., SIGNAL]
-        sig = np.sqrt(sigma_db[..., NOISE] ** 2 + (f * sigma_db[..., SIGNAL]) ** 2)
-        r = m - p if groups is None else contrast(m, p, groups, self.leakage_db, self.noise_dbm)
-        ok = np.isfinite(r)
-        z = np.where(ok, (np.nan_to_num(r) - mu) / sig, 0.0)
-        if self.z_cap is not None:
-            z = np.minimum(z, self.z_cap)
-        q_mw = np.power(10.0, (np.where(ok, p, 0.0) + mu) / 10.0)
-        inv = np.where(ok, 1.0 / (q_mw * BETA * sig), 0.0)
-        return z, inv
-
-    def cell_t(self, measured_dbm, predicted_dbm, groups=None) -> np.ndarray:
-        """T_cb (N, C, K): the one-sided GLRT of a point source at each cell in each sub-band (of the level
-        residual; of the contrast residual with ``groups``)."""
-        m, p = self._check(measured_dbm, predicted_dbm)
-        z, inv = self._z_and_template_scale(m, p, self._groups(groups, m.shape[0]))
+    def _glrt(self, z: np.ndarray, inv: np.ndarray) -> np.ndarray:
+        """T (N, C, k): the one-sided GLRT of a point source at each cell in each column of z (N, n_su, k)."""
         a = np.einsum("cj,njk->nck", self.gain_lin, z * inv, optimize=True)
         b = np.einsum("cj,njk->nck", self.gain_sq, inv * inv, optimize=True)
         with np.errstate(divide="ignore", invalid="ignore"):
-            t = np.where(b > 0, np.maximum(a, 0.0) ** 2 / b, 0.0)
-        return t
+            return np.where(b > 0, np.maximum(a, 0.0) ** 2 / b, 0.0)
 
-    def _component_scores(self, m, p, groups, chunk: int = 64) -> tuple[np.ndarray, np.ndarray | None]:
-        """(level score, contrast score or None) per snapshot: max over cells of Σ_b max(0, T_cb − κ)."""
+    def _t(self, m: np.ndarray, p: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(contrast T (N, C, K), allocation T (N, C, T))."""
+        if not self.fitted:
+            raise DetectorError("spectral detector not fitted")
+        f = self.legit_fraction(p)
+        zc, ic = self.contrast_stats.z_and_template_scale(contrast(m, p, g, self.leakage_db, self.noise_dbm), f,
+                                                          np.power(10.0, np.nan_to_num(p, nan=-300.0) / 10), self.z_cap)  # fmt: skip
+        r, fa, pt = allocation_residual(m, p, g, self.noise_dbm)
+        za, ia = self.allocation_stats.z_and_template_scale(r, fa, pt, self.z_cap)
+        return self._glrt(zc, ic), self._glrt(za, ia)
+
+    def cell_t(self, measured_dbm, predicted_dbm, groups=None) -> tuple[np.ndarray, np.ndarray]:
+        """(T_cb of the contrast (N, C, K), T_ct of the allocation residual (N, C, T))."""
+        m, p = self._check(measured_dbm, predicted_dbm)
+        return self._t(m, p, self._groups(groups, p))
+
+    def _cell_evidence(self, tc: np.ndarray, ta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Evidence per cell (…, C) of each component: Σ_b max(0, T_cb − κ) and max_t T_ct."""
+        return np.maximum(tc - self.penalty, 0.0).sum(axis=-1), ta.max(axis=-1)
+
+    def _component_scores(self, m, p, g, chunk: int = 64) -> tuple[np.ndarray, np.ndarray]:
+        """(contrast score, allocation score) per snapshot, the maximum of each's evidence over cells."""
         n = m.shape[0]
-        level = np.empty(n)
-        con = None if groups is None else np.empty(n)
+        con, alloc = np.empty(n), np.empty(n)
         for i in range(0, n, chunk):
             sl = slice(i, i + chunk)
-            level[sl] = np.maximum(self.cell_t(m[sl], p[sl]) - self.penalty, 0.0).sum(axis=2).max(axis=1)
-            if con is not None:
-                con[sl] = np.maximum(self.cell_t(m[sl], p[sl], groups[sl]) - self.penalty, 0.0).sum(axis=2).max(axis=1)
+            ec, ea = self._cell_evidence(*self._t(m[sl], p[sl], g[sl]))
+            con[sl], alloc[sl] = ec.max(axis=1), ea.max(axis=1)
         usable = (np.isfinite(m) & np.isfinite(p)).all(axis=2).sum(axis=1) >= 2
-        return np.where(usable, level, np.nan), None if con is None else np.where(usable, con, np.nan)
+        return np.where(usable, con, np.nan), np.where(usable, alloc, np.nan)
 
-    def _fuse(self, level: np.ndarray, con: np.ndarray | None) -> np.ndarray:
-        """The larger of the components on the normal scale (each against its own training scores)."""
-        zl = normal_quantile(level, self.ref_level)
-        if con is None or self.ref_contrast is None:
-            return zl
-        return np.fmax(zl, normal_quantile(con, self.ref_contrast))
+    def component_scores(self, measured_dbm, predicted_dbm, groups=None) -> tuple[np.ndarray, np.ndarray]:
+        """(N,) each component's score on the normal scale (against its own training scores)."""
+        m, p = self._check(measured_dbm, predicted_dbm)
+        con, alloc = self._component_scores(m, p, self._groups(groups, p))
+        return normal_quantile(con, self.ref_contrast), normal_quantile(alloc, self.ref_allocation)
+
+    def fuse(self, contrast_score: np.ndarray, allocation_score: np.ndarray, fusion: str | None = None) -> np.ndarray:
+        """The components' raw scores, each on the normal scale, fused by ``fusion`` (default: the detector's)."""
+        zc, za = normal_quantile(contrast_score, self.ref_contrast), normal_quantile(allocation_score, self.ref_allocation)
+        return fuse_normal(zc, za, fusion or self.fusion)
 
     def score(self, measured_dbm, predicted_dbm, groups=None) -> np.ndarray:
-        """(N,) the fused score (normal scale of the larger component); NaN with fewer than 2 usable SUs.
-        Without ``groups`` only the level component (a detector fitted with groups then scores less well)."""
+        """(N,) the fused score; NaN with fewer than 2 usable SUs."""
         m, p = self._check(measured_dbm, predicted_dbm)
-        g = self._groups(groups, m.shape[0]) if self.ref_contrast is not None else None
-        return self._fuse(*self._component_scores(m, p, g))
+        return self.fuse(*self._component_scores(m, p, self._groups(groups, p)))
 
     def evidence(self, measured_dbm, predicted_dbm, groups=None) -> SpectralEvidence:
-        """One snapshot (n_su, K): score, best cell, T per sub-band there, affected sub-bands, from the
-        component (level or contrast) with the stronger evidence."""
-        m = np.asarray(measured_dbm, dtype=np.float64)
-        pr = np.asarray(predicted_dbm, dtype=np.float64)
-        g = None if groups is None or self.ref_contrast is None else self._groups(groups, 1)
-        comps = []
-        for comp, ref in ((None, self.ref_level), (g, self.ref_contrast)):
-            if ref is None or (comp is None and comps):
-                continue
-            t = self.cell_t(m, pr, comp)[0]  # (C, K)
-            cells = np.maximum(t - self.penalty, 0.0).sum(axis=1)
-            comps.append((float(normal_quantile(np.array([cells.max()]), ref)[0]), t, cells))
-        score = max(c[0] for c in comps)
-        # where and which sub-bands: the contrast's when it alone is past the threshold (it has the leakage
-        # and the links' errors taken out), else the stronger component's
-        con = comps[1] if len(comps) > 1 else None
-        _, t, cells = con if con is not None and self.threshold is not None and con[0] > self.threshold else max(comps, key=lambda c: c[0])
-        zc = score
+        """One snapshot (n_su, K): score, best cell, affected sub-bands, from the component with the larger
+        normal-scale score."""
+        m, pr = self._check(measured_dbm, predicted_dbm)
+        g = self._groups(groups, pr)
+        tc, ta = (x[0] for x in self._t(m, pr, g))
+        ec, ea = self._cell_evidence(tc, ta)
+        zc, za = normal_quantile(np.array([ec.max()]), self.ref_contrast)[0], normal_quantile(np.array([ea.max()]), self.ref_allocation)[0]
+        score = float(fuse_normal(np.array([zc]), np.array([za]), self.fusion)[0])
+        m, pr, g = m[0], pr[0], g[0]
         usable = int((np.isfinite(m) & np.isfinite(pr)).all(axis=1).sum())
         if usable < 2:
-            return SpectralEvidence(math.nan, -1, np.zeros(self.subbands), (), cells)
-        c = int(np.argmax(cells))
-        tb = t[c]
+            return SpectralEvidence(math.nan, -1, np.zeros(self.subbands), (), ec)
+        by_allocation = za > zc
+        c = int(np.argmax(ea if by_allocation else ec))
+        return SpectralEvidence(score, c, tc[c], self._affected(c, tc[c], ta[c], g, m, pr), ea if by_allocation else ec,
+                                "allocation" if by_allocation else "contrast",
+                                int(np.argmax(ta[c])) if by_allocation else -1)  # fmt: skip
+
+    def _affected(self, c: int, tb: np.ndarray, tt: np.ndarray, g: np.ndarray, m: np.ndarray, p: np.ndarray) -> tuple[int, ...]:
+        """The sub-bands an emitter at cell ``c`` is in: those the contrast names there, and the whole
+        allocation of each transmitter whose allocation T there is above ``affected_t`` where the contrast
+        names none of its sub-bands (an emitter over all of that allocation: deceptive, or wideband in the
+        sub-bands in use). Never empty: else the sub-band, or allocation, of the strongest T."""
+        seen = self._contrast_affected(c, tb, m, p)
+        out = set(int(b) for b in seen)
+        for t in np.flatnonzero(tt > self.affected_t):
+            alloc = np.flatnonzero(g == t)
+            if not np.intersect1d(seen, alloc).size:
+                out.update(int(b) for b in alloc)
+        if not out:
+            out = {int(np.argmax(tb))} if tb.max(initial=0.0) >= tt.max(initial=0.0) else set(int(b) for b in np.flatnonzero(g == np.argmax(tt)))
+        return tuple(sorted(out))
+
+    def _contrast_affected(self, c: int, tb: np.ndarray, m: np.ndarray, p: np.ndarray) -> np.ndarray:
+        """The sub-bands whose contrast T at cell ``c`` is above ``affected_t`` and whose fitted EIRP there is
+        within ``affected_within_db`` of the strongest."""
         cand = np.flatnonzero(tb > self.affected_t)
-        if cand.size > 1:  # keep those whose fitted EIRP at c is within affected_within_db of the strongest
-            eirp = self._eirp_at(c, m, pr, cand)
+        if cand.size > 1:
+            eirp = self._eirp_at(c, m, p, cand)
             cand = cand[eirp >= eirp.max() - self.affected_within_db]
-        affected = tuple(int(b) for b in cand)
-        if not affected and cells[c] > 0:
-            affected = (int(np.argmax(tb)),)
-        return SpectralEvidence(zc, c, tb, affected, cells)
+        return cand
 
     def _eirp_at(self, c: int, m: np.ndarray, p: np.ndarray, subbands: np.ndarray) -> np.ndarray:
         """The linear-domain least-squares EIRP (dBm) of a source at cell ``c`` in each of ``subbands``."""
@@ -357,7 +434,7 @@ class SpectralDetector:
 
     def normal_scores(self, scores) -> np.ndarray:
         """Scores on the normal scale (z ~ N(0, 1) in normal operation), as the CUSUM integrates them: the
-        fused score is already on it, up to the max of two components, so again against its training scores."""
+        fused score of two normal-scale components is not quite on it, so again against its training scores."""
         if self.train_scores is None:
             raise DetectorError("spectral detector not fitted")
         return normal_quantile(scores, self.train_scores)
@@ -401,15 +478,15 @@ class SpectralDetector:
         npz, meta = model_paths(path)
         npz.parent.mkdir(parents=True, exist_ok=True)
         with open(npz, "wb") as f:
-            extra = {} if self.ref_contrast is None else {"mu_c_db": self.mu_c_db, "sigma_c_db": self.sigma_c_db,
-                                                          "ref_contrast": self.ref_contrast}  # fmt: skip
             np.savez(f, positions_m=self.positions_m, gain_lin=self.gain_lin, noise_dbm=self.noise_dbm,
-                     mu_db=self.mu_db, sigma_db=self.sigma_db, train_scores=self.train_scores, ref_level=self.ref_level,
-                     **extra)  # fmt: skip
+                     contrast_mu_db=self.contrast_stats.mu_db, contrast_sigma_db=self.contrast_stats.sigma_db,
+                     allocation_mu_db=self.allocation_stats.mu_db, allocation_sigma_db=self.allocation_stats.sigma_db,
+                     ref_contrast=self.ref_contrast, ref_allocation=self.ref_allocation,
+                     train_scores=self.train_scores)  # fmt: skip
         doc = {"format": FORMAT, "kind": self.kind, "threshold": self.threshold, "provenance": self.provenance,
                "params": {"penalty": self.penalty, "affected_t": self.affected_t, "target_far": self.target_far,
                           "affected_within_db": self.affected_within_db, "z_cap": self.z_cap,
-                          "leakage_db": self.leakage_db,
+                          "leakage_db": self.leakage_db, "fusion": self.fusion,
                           "min_sigma_db": self.min_sigma_db,
                           "shrink_n": self.shrink_n}}  # fmt: skip
         meta.write_text(json.dumps(doc, indent=1, default=str))
@@ -421,13 +498,28 @@ class SpectralDetector:
         try:
             doc = json.loads(meta.read_text())
             if doc.get("format") != FORMAT:
-                raise DetectorError(f"{meta}: not a spectral detector ({doc.get('format')!r})")
+                raise DetectorError(f"{meta}: not a spectral detector of this version ({doc.get('format')!r}, this "
+                                    f"release reads {FORMAT!r}): learn it again")  # fmt: skip
             with np.load(npz, allow_pickle=False) as z:
                 a = {k: z[k] for k in z.files}
-        except (OSError, ValueError, KeyError) as e:
+            det = cls(a["positions_m"], a["gain_lin"], a["noise_dbm"], **doc["params"])
+            det.contrast_stats = _Stats(a["contrast_mu_db"], a["contrast_sigma_db"])
+            det.allocation_stats = _Stats(a["allocation_mu_db"], a["allocation_sigma_db"])
+            det.ref_contrast, det.ref_allocation, det.train_scores = a["ref_contrast"], a["ref_allocation"], a["train_scores"]
+            det.threshold, det.provenance = float(doc["threshold"]), doc.get("provenance", {})
+        except (OSError, ValueError, KeyError, TypeError) as e:
             raise DetectorError(f"{meta}: cannot load the spectral detector: {e}") from None
-        det = cls(a["positions_m"], a["gain_lin"], a["noise_dbm"], **doc["params"])
-        det.mu_db, det.sigma_db, det.train_scores, det.ref_level = a["mu_db"], a["sigma_db"], a["train_scores"], a["ref_level"]
-        det.mu_c_db, det.sigma_c_db, det.ref_contrast = a.get("mu_c_db"), a.get("sigma_c_db"), a.get("ref_contrast")
-        det.threshold, det.provenance = float(doc["threshold"]), doc.get("provenance", {})
         return det
+
+
+def fuse_normal(z_contrast: np.ndarray, z_allocation: np.ndarray, fusion: str) -> np.ndarray:
+    """Two normal-scale component scores as one: the larger (``max``), their sum (``sum``), or the soft
+    maximum log(e^a + e^b) (``softmax``: the larger, lifted where both see something)."""
+    if fusion == "max":
+        return np.fmax(z_contrast, z_allocation)
+    if fusion == "sum":
+        return z_contrast + z_allocation
+    if fusion == "softmax":
+        with np.errstate(invalid="ignore"):  # NaN (not scorable) stays NaN
+            return np.logaddexp(z_contrast, z_allocation)
+    raise DetectorError(f"fusion must be one of {', '.join(FUSIONS)}, got {fusion!r}")
