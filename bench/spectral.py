@@ -65,7 +65,7 @@ SITE, WORLD_SITE = "factory-hall-a", WORLD + "factory-hall-a-truth"
 SIGMAS = (0, 3, 6)
 ERRORS = ("link", "common")
 PENALTIES = (2.0, 4.0, 8.0)  # κ candidates (validation), with each of the components' fusions
-REGION_SIGMAS_DB = (1.0, 1.5, 2.0, 3.0, 4.5, 6.0)  # the 90 % region's spread candidates (validation)
+REGION_SIGMAS_DB = (1.0, 1.5, 2.0, 3.0, 4.5, 6.0, 9.0)  # the 90 % region's spread candidates (validation)
 CELL_SPACING_M = 1.0  # the spectral test's candidate cells (the maps' 0.5 m cells thinned)
 EPISODE_LEN = 30
 GOALS = {"auc_spectral_wide20_sigma3": 0.999, "pd01_spectral_wide20_sigma3": 0.99, "auc_spectral_narrow10_sigma3": 0.99,
@@ -151,7 +151,8 @@ def characterise(det: SpectralDetector, positions_m, plan, hall_xy, ds, sigma: f
         eirp_true = None if last_on is None else float(10 * np.log10(np.power(10.0, ds.jammer_subband_eirp_dbm[last_on] / 10).sum()))
         out.append({"got": got, "truth_class": ds.jammer.truth_class, "truth_subbands": truth_sb,
                     "truth_xy": ds.jammer_position_m[idx[0], :2], "eirp_true_dbm": eirp_true,
-                    "duty_true": len(on) / EPISODE_LEN, "cost": located[-1].cost if located else None})  # fmt: skip
+                    "duty_true": len(on) / EPISODE_LEN,
+                    "cost": np.mean([f.cost for f in located[-settings.locate_window:]], axis=0) if located else None})  # fmt: skip
     return out
 
 

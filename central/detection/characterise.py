@@ -28,8 +28,10 @@ with that duty.
 EIRP: the median over the recent findings of the fitted source's spectral density where it was seen,
 times the width of the sub-bands it occupies (a sweep: what it sends within one snapshot).
 
-Where: the latest finding's linear-domain point-source fit (:meth:`SpectralDetector.locate`), its
-misfit J_c over cells turned into a likelihood exp(−(J_c − J_min) / (2 β² s²)) with s =
+Where: the linear-domain point-source fit (:meth:`SpectralDetector.locate`) of each finding, its
+misfit J_c over cells averaged over the last ``locate_window`` findings (one snapshot's fit follows its
+readings' scatter and, where the emitter shares a busy sub-band, that link's error; the emitter does
+not move in a second) and turned into a likelihood exp(−(J_c − J_min) / (2 β² s²)) with s =
 ``region_sigma_db`` (the spread of the twin's error the fit sees; chosen on a validation split in
 ``bench/spectral.py`` so that the 90 % region holds the emitter 90 % of the time), the 90 % region
 the smallest set of cells holding 90 % of it.
@@ -65,6 +67,7 @@ class CharacteriseSettings:
     continuous_duty: float = 0.9
     region_mass: float = 0.9
     region_sigma_db: float = 3.0
+    locate_window: int = 10  # findings whose misfits are averaged for the position (a second at 10 Hz)
     map_cell_m: float = 1.0  # the dashboard's heat map resolution
     history: int = 600  # findings kept per alarm (a minute at 10 Hz)
 
@@ -157,16 +160,19 @@ class InterferenceTracker:
         seen = [f for f in self.findings if f.seen and f.subbands]
         duty = len(seen) / len(self.findings)
         located = [f for f in seen if f.position_m is not None]
-        last = located[-1] if located else None
         eirps = [e for e in (self._eirp_dbm(f, cls, subbands) for f in located[-20:]) if math.isfinite(e)]
         eirp = float(np.median(eirps)) if eirps else None
         region: tuple[tuple[float, float], ...] = ()
         lmap = None
-        if last is not None and last.cost is not None:
-            lik, mask = likelihood_region(last.cost, st.region_sigma_db, st.region_mass)
+        costs = [f.cost for f in located[-st.locate_window:] if f.cost is not None]
+        pos = located[-1].position_m if located else None
+        if costs:  # the emitter stands still over a few seconds: the mean misfit averages the readings' scatter
+            cost = np.mean(costs, axis=0)
+            best = int(np.argmin(cost))
+            pos = (float(self.positions_m[best, 0]), float(self.positions_m[best, 1]))
+            lik, mask = likelihood_region(cost, st.region_sigma_db, st.region_mass)
             region = tuple((round(float(x), 2), round(float(y), 2)) for x, y in self.positions_m[mask][:, :2])
             lmap = coarse_map(self.positions_m, lik, self.hall_xy_m, st.map_cell_m)
-        pos = None if last is None else last.position_m
         pattern = "continuous" if duty >= st.continuous_duty else "duty-cycled"
         avoid = subbands if cls in ("narrowband", "partial-band") else ()
         text = self.plan.describe(subbands)
