@@ -213,16 +213,23 @@ def _narrowband_phase(station: SimulatedStation, site) -> dict:
             say(f"  countermeasure: {inter['countermeasure']}")
     _wait(station, NARROW_END_S)
     on_ns, off_ns = (station.start_time_s + NARROW_AT_S) * 1e9, (station.start_time_s + NARROW_END_S) * 1e9
-    snaps = [s for s in station.get("/snapshots", limit=10_000, since_ns=int(on_ns)) if s["t_ns"] < off_ns]
-    wide = [s for s in snaps if s["score"] is not None and s["threshold"] is not None]
-    spec = [s for s in snaps if s.get("spectral_score") is not None and s.get("spectral_threshold") is not None]
-    frac = lambda xs, k, t: sum(x[k] > x[t] for x in xs) / len(xs) if xs else float("nan")  # noqa: E731
-    out["narrowband_wideband_over_threshold"] = round(frac(wide, "score", "threshold"), 3)
-    out["narrowband_spectral_over_threshold"] = round(frac(spec, "spectral_score", "spectral_threshold"), 3)
-    say(f"while it was on, of {len(snaps)} stored snapshots the wideband detector's score crossed its threshold in "
-        f"{out['narrowband_wideband_over_threshold']:.0%}, the spectral test's in {out['narrowband_spectral_over_threshold']:.0%}")
+    normal_ns = (station.start_time_s + NORMAL_S) * 1e9
+    stored = station.get("/snapshots", limit=10_000, since_ns=int(normal_ns))
+    for key, lo, hi in (("normal", normal_ns, on_ns), ("narrowband", on_ns, off_ns)):
+        snaps = [s for s in stored if lo <= s["t_ns"] < hi]
+        out[f"{key}_wideband_over_threshold"] = round(_over(snaps, "score", "threshold"), 3)
+        out[f"{key}_spectral_over_threshold"] = round(_over(snaps, "spectral_score", "spectral_threshold"), 3)
+        say(f"{'while it was on' if key == 'narrowband' else 'in the normal period before it'}, of {len(snaps)} stored "
+            f"snapshots the wideband detector's score crossed its threshold in {out[f'{key}_wideband_over_threshold']:.1%}, "
+            f"the spectral test's in {out[f'{key}_spectral_over_threshold']:.1%}")  # fmt: skip
     say("narrowband jammer off")
     return out
+
+
+def _over(snaps: list[dict], score: str, threshold: str) -> float:
+    """The fraction of ``snaps`` whose ``score`` is above their ``threshold`` (NaN without any scored)."""
+    scored = [s for s in snaps if s.get(score) is not None and s.get(threshold) is not None]
+    return sum(s[score] > s[threshold] for s in scored) / len(scored) if scored else float("nan")
 
 
 def _write_outcome(workdir: Path, outcome: dict) -> None:

@@ -141,8 +141,9 @@ def route_points_m(scenario: Scenario, step_m: float = 0.5) -> list[tuple[float,
 class SpectralDemo:
     """The spectral part of the demo scenario: the site's band plan with the scheduler allocating it to
     the AGVs, a narrowband noise jammer in one sub-band over [narrow_start_s, narrow_end_s) at
-    ``narrow_position_m`` (by the middle aisle, 9 m from the nearest SU: there a band total hardly
-    moves), then a wideband one (the whole PRB grid) from ``wide_start_s`` where the demo's jammer
+    ``narrow_position_m`` (on the south aisle, 10 m from the nearest SUs: of the places an AGV passes,
+    the one where the twin puts the smallest rise of any SU's band total, 2.3 dB in the median against the
+    AGVs' traffic; 4.1 dB by the middle aisle at (20, 20)), then a wideband one (the whole PRB grid) from ``wide_start_s`` where the demo's jammer
     stands. Both stand where an AGV passes, so the world's clutter (kept off the routes) is the same."""
 
     narrow_start_s: float
@@ -150,7 +151,7 @@ class SpectralDemo:
     wide_start_s: float
     narrow_subband: int = 5
     narrow_power_dbm: float = 10.0
-    narrow_position_m: tuple[float, float] = (20.0, 20.0)
+    narrow_position_m: tuple[float, float] = (20.0, 2.0)
     wide_power_dbm: float = 20.0
     scheduler_seed: int = 0
 
