@@ -141,6 +141,22 @@ def test_the_spectral_test_is_saved_with_the_detectors_and_loaded_again(engine, 
     np.testing.assert_array_equal(again.spectral_detector.contrast_stats.sigma_db, eng.spectral_detector.contrast_stats.sigma_db)
 
 
+def test_a_spectral_test_of_an_earlier_release_is_dropped_and_the_wideband_detector_still_loads(engine, tmp_path, caplog):
+    eng, hall = engine
+    from models.detectors import make_detector
+
+    rows = np.array([[su.residual_db for su in hall.step()[0].sus] for _ in range(60)], dtype=float)
+    eng.set_detector(make_detector("ed", target_far=0.01).fit(rows))
+    eng.save_detectors(tmp_path)
+    meta = tmp_path / "spectral.json"
+    meta.write_text(meta.read_text().replace("rftwin-spectral-detector/2", "rftwin-spectral-detector/1"))
+    again = DetectionEngine(predictor(), eng.config, band_plan=PLAN)
+    with caplog.at_level("ERROR"):
+        det = again.load_detectors(tmp_path)
+    assert det.threshold == eng.detector.threshold and again.spectral_detector is None
+    assert "learn it again" in caplog.text and "wideband detector runs alone" in caplog.text
+
+
 def test_the_store_keeps_what_the_interference_is_and_tells_the_scheduler_when_it_changes(engine, tmp_path):
     """Raised with what the interference is; "updated" for a receiver when the sub-bands to avoid change."""
     import dataclasses

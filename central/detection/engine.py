@@ -47,6 +47,7 @@ its store and returns the store's id (then the "raised" transition is already st
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import threading
 import time
@@ -71,6 +72,8 @@ from models.detectors import (DetectorError, ResidualDetector, constructor_param
 from models.detectors.bayes import thin_cells
 from models.detectors.spectral import FUSIONS, SpectralDetector
 from node.protocol import Measurement
+
+log = logging.getLogger(__name__)
 
 NO_DETECTOR, INSUFFICIENT = "no detector", "insufficient data"
 # the scheduler moved a transmitter after the oldest reading in the window: those readings were taken under
@@ -345,7 +348,12 @@ class DetectionEngine:
         fb = load_detector(directory / "fallback") if fb_path.exists() else None
         self.set_detector(det, fb)
         if model_paths(directory / "spectral")[1].exists() and self.spectral is not None:
-            self.set_spectral_detector(SpectralDetector.load(directory / "spectral"))
+            try:
+                self.set_spectral_detector(SpectralDetector.load(directory / "spectral"))
+            except DetectorError as e:  # e.g. saved by an earlier release: the wideband detector still runs
+                self.set_spectral_detector(None)
+                log.error("spectral test cannot be used (%s): the wideband detector runs alone until the normal "
+                          "statistics are learned again", e)  # fmt: skip
         return det
 
     # ------------------------------------------------------------------ evaluation
