@@ -138,7 +138,6 @@ def characterise(det: SpectralDetector, positions_m, plan, hall_xy, ds, sigma: f
                            None if fit is None else fit.position_m, None if fit is None else fit.subband_eirp_dbm,
                            None if fit is None else fit.cost))  # fmt: skip
         got = tr.interference()
-        located = [f for f in tr.findings if f.seen and f.cost is not None]
         on = [i for i in idx if ds.on[i]]
         sent = ds.jammer_subbands
         if ds.jammer.kind == "sweep":
@@ -152,7 +151,7 @@ def characterise(det: SpectralDetector, positions_m, plan, hall_xy, ds, sigma: f
         out.append({"got": got, "truth_class": ds.jammer.truth_class, "truth_subbands": truth_sb,
                     "truth_xy": ds.jammer_position_m[idx[0], :2], "eirp_true_dbm": eirp_true,
                     "duty_true": len(on) / EPISODE_LEN,
-                    "cost": np.mean([f.cost for f in located[-settings.locate_window:]], axis=0) if located else None})  # fmt: skip
+                    "cost": tr.location_cost()})  # fmt: skip
     return out
 
 

@@ -15,7 +15,6 @@ unit never mixes sub-band powers of different grids.
 from __future__ import annotations
 
 import functools
-
 import hashlib
 import json
 import math
@@ -61,6 +60,7 @@ def own_power(x, leakage_db: float):
 def _unleak_matrix(k: int, leakage_db: float) -> np.ndarray:
     mix = np.eye(k) + 10 ** (leakage_db / 10) * neighbour_sum(np.eye(k))  # symmetric
     return np.linalg.inv(mix)
+
 
 class BandPlanError(ValueError):
     """A band plan that cannot be; the message names the field."""

@@ -10,9 +10,10 @@ with probability ``jammer_prob``, a jammer of one :class:`JammerSpec` type.
   materials, clutter, diffraction, diffuse reflection) at the true positions; model error on each
   legitimate transmitter–SU link (``error="link"``: one N(0, σ) dB draw per link, the same in all of
   its sub-bands) or per SU (``error="common"``: one draw per SU for all its sub-bands, a calibration
-  error); a receiver noise floor per SU that differs from the twin's by N(0, ``nf_spread_db``) dB, drawn
-  once for the hardware (``nf_seed``: every draw has the same nodes); the DSP's leakage of ``leakage_db`` of each sub-band's power into its neighbours (the Welch PSD
-  of the node, measured: ~1 %); and the power estimator's scatter (relative standard deviation
+  error); a receiver noise floor per SU that differs from the twin's by N(0, ``nf_spread_db``) dB,
+  drawn once for the hardware (``nf_seed``: every draw has the same nodes); the DSP's leakage of
+  ``leakage_db`` of each sub-band's power into its neighbours (the Welch PSD of the node, measured:
+  ~1 %); and the power estimator's scatter (relative standard deviation
   1/sqrt(samples × width / sample rate), linear power).
 - **Predicted** (the DT's side): the twin's prediction per sub-band from the scheduler's allocations at
   the transmitters' positions with a localisation error (radial N(0, 0.37 m)); it knows no jammer.

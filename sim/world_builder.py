@@ -142,9 +142,9 @@ class SpectralDemo:
     """The spectral part of the demo scenario: the site's band plan with the scheduler allocating it to
     the AGVs, a narrowband noise jammer in one sub-band over [narrow_start_s, narrow_end_s) at
     ``narrow_position_m`` (on the south aisle, 10 m from the nearest SUs: of the places an AGV passes,
-    the one where the twin puts the smallest rise of any SU's band total, 2.3 dB in the median against the
-    AGVs' traffic; 4.1 dB by the middle aisle at (20, 20)), then a wideband one (the whole PRB grid) from ``wide_start_s`` where the demo's jammer
-    stands. Both stand where an AGV passes, so the world's clutter (kept off the routes) is the same."""
+    the one where the twin puts the smallest rise of any SU's band total, 2.3 dB in the median against
+    the AGVs' traffic; 4.1 dB by the middle aisle at (20, 20)), then a wideband one (the whole PRB grid)
+    from ``wide_start_s`` where the demo's jammer stands. Both stand where an AGV passes, so the world's clutter (kept off the routes) is the same."""
 
     narrow_start_s: float
     narrow_end_s: float

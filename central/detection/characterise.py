@@ -164,10 +164,9 @@ class InterferenceTracker:
         eirp = float(np.median(eirps)) if eirps else None
         region: tuple[tuple[float, float], ...] = ()
         lmap = None
-        costs = [f.cost for f in located[-st.locate_window:] if f.cost is not None]
+        cost = self.location_cost()
         pos = located[-1].position_m if located else None
-        if costs:  # the emitter stands still over a few seconds: the mean misfit averages the readings' scatter
-            cost = np.mean(costs, axis=0)
+        if cost is not None:
             best = int(np.argmin(cost))
             pos = (float(self.positions_m[best, 0]), float(self.positions_m[best, 1]))
             lik, mask = likelihood_region(cost, st.region_sigma_db, st.region_mass)
@@ -178,6 +177,12 @@ class InterferenceTracker:
         text = self.plan.describe(subbands)
         return Interference(cls, subbands, text, avoid, eirp, pos, region, self._cell_m(), pattern, round(duty, 3), mimics,
                             countermeasure(cls, text, pos, mimics, pattern, duty), lmap)  # fmt: skip
+
+    def location_cost(self) -> np.ndarray | None:
+        """(C,) the point-source misfit averaged over the last ``locate_window`` findings that located the
+        emitter (it stands still over a second; the mean averages the readings' scatter); None before any."""
+        costs = [f.cost for f in self.findings if f.seen and f.subbands and f.position_m is not None and f.cost is not None]
+        return np.mean(costs[-self.settings.locate_window:], axis=0) if costs else None
 
     def _eirp_dbm(self, f: Finding, cls: str, subbands: tuple[int, ...]) -> float:
         """The emitter's EIRP from one finding: a sweep's is what it sends in that snapshot; any other's is

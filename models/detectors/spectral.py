@@ -342,11 +342,6 @@ class SpectralDetector:
         za, ia = self.allocation_stats.z_and_template_scale(r, fa, pt, self.z_cap)
         return self._glrt(zc, ic), self._glrt(za, ia)
 
-    def cell_t(self, measured_dbm, predicted_dbm, groups=None) -> tuple[np.ndarray, np.ndarray]:
-        """(T_cb of the contrast (N, C, K), T_ct of the allocation residual (N, C, T))."""
-        m, p = self._check(measured_dbm, predicted_dbm)
-        return self._t(m, p, self._groups(groups, p))
-
     def _cell_evidence(self, tc: np.ndarray, ta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Evidence per cell (…, C) of each component: Σ_b max(0, T_cb − κ) and max_t T_ct."""
         return np.maximum(tc - self.penalty, 0.0).sum(axis=-1), ta.max(axis=-1)
@@ -401,7 +396,8 @@ class SpectralDetector:
         """The sub-bands an emitter at cell ``c`` is in: those the contrast names there, and the whole
         allocation of each transmitter whose allocation T there is above ``affected_t`` where the contrast
         names none of its sub-bands (an emitter over all of that allocation: deceptive, or wideband in the
-        sub-bands in use). Never empty: else the sub-band, or allocation, of the strongest T."""
+        sub-bands in use). Where nothing is past ``affected_t``: the sub-band, or the allocation, of the
+        strongest T."""
         seen = self._contrast_affected(c, tb, m, p)
         out = set(int(b) for b in seen)
         for t in np.flatnonzero(tt > self.affected_t):
