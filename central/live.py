@@ -82,6 +82,9 @@ class Snapshot:
     spectral_score: float | None = None  # the spectral test's (models.detectors.spectral); None without one
     spectral_threshold: float | None = None
     affected_subbands: tuple[int, ...] = ()  # where the spectral test sees the excess, while its verdict is anomalous
+    # each detector's own verdict (None: it could not run), of which ``anomalous`` is the "or": which one saw it
+    wideband_anomalous: bool | None = None
+    spectral_anomalous: bool | None = None
 
     def to_dict(self) -> dict:
         d = asdict(self)

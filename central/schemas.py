@@ -259,6 +259,10 @@ class SnapshotOut(BaseModel):
     spectral_threshold: float | None = None
     affected_subbands: list[int] = Field(default_factory=list, description="sub-bands with the excess power, while "
                                          "the spectral verdict is anomalous")
+    wideband_anomalous: bool | None = Field(None, description="the wideband detector's own verdict (on the band "
+                                            "totals); null when it could not run")
+    spectral_anomalous: bool | None = Field(None, description="the spectral test's own verdict; null without one. "
+                                            "`anomalous` is true when either is")
 
 
 class LikelihoodMapOut(BaseModel):

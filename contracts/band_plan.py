@@ -56,6 +56,16 @@ def own_power(x, leakage_db: float):
     return x @ _unleak_matrix(x.shape[-1], float(leakage_db))
 
 
+def own_power_scatter(x, leakage_db: float):
+    """(…, K) how much a relative error ε of every reading (mW, last axis) moves :func:`own_power`'s
+    result, per unit of ε: √Σ_k (M_kb·x_k)², M the inverse of the leakage. Why: next to an idle sub-band
+    whose neighbour holds a link 60 dB over the noise, the inverse subtracts that link's leakage at
+    first order and adds it back at second; a few % scatter of those terms is many times the idle
+    sub-band's own power."""
+    x = np.asarray(x, dtype=np.float64)
+    return np.sqrt((x * x) @ (_unleak_matrix(x.shape[-1], float(leakage_db)) ** 2))
+
+
 @functools.lru_cache(maxsize=8)
 def _unleak_matrix(k: int, leakage_db: float) -> np.ndarray:
     mix = np.eye(k) + 10 ** (leakage_db / 10) * neighbour_sum(np.eye(k))  # symmetric

@@ -11,8 +11,9 @@
    scheduler reallocates the AGVs' sub-bands every second; the context feed reports the allocations,
    so both the wideband detector and the spectral test (residual matrix SU × sub-band) are learned.
 4. Online phase: a 10 dBm narrowband noise jammer in one sub-band, which the band total hides: the
-   console shows how often each detector's per-snapshot score crossed its threshold, and the alarm
-   says what it is (narrowband, the sub-bands to exclude from scheduling). It switches off, the alarm
+   console shows, for it and for the normal periods around it, how often each detector's score crossed
+   its threshold, how often its own verdict was anomalous and how long it alone would have taken to
+   raise an alarm; the alarm says what it is (narrowband, the sub-bands to exclude from scheduling). It switches off, the alarm
    clears; then a 20 dBm wideband noise jammer switches on; its alarm is raised, located and shown
    on the dashboard (a screenshot is saved when headless chromium is available).
 
@@ -29,11 +30,13 @@ import sys
 import time
 from pathlib import Path
 
+from central.detection.alarms import AlarmTracker
+from central.config import DetectionConfig
 from central.twin import Twin
 from central.twin.solvers import TWIN_FIDELITY
 from central.twin.progress import tracing_progress_bar
 from central.twin.site import DEFAULT_SITE, builtin_site_path, resolve_site
-from sim.station import VIEWER_TOKEN, SimulatedStation, StationSettings, summary
+from sim.station import VIEWER_TOKEN, SimulatedStation, SnapshotRecorder, StationSettings, summary
 from sim.world_builder import TRUTH_SITE, SpectralDemo, demo_scenario_toml, make_world
 
 OUT = Path("out")
@@ -117,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         say(f"learned {learned['detector']} on {learned['n_snapshots']} snapshots, threshold "
             f"{learned['threshold']:.2f} dB, and the {spectral} (model {learned['model_id']}); online phase")  # fmt: skip
         early = station.alarms()
+        recorder = SnapshotRecorder(station.url).start()  # every snapshot from here, for what each detector saw
         _wait(station, NARROW_AT_S)
         false_alarms = [a for a in station.alarms() if a not in early]
         say(f"normal period: {len(false_alarms)} alarm(s) before the jammer")
@@ -124,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
                    "alarm_delay_s": None, "localisation_error_m": None}  # fmt: skip
         outcome.update(_narrowband_phase(station, site))
         _wait(station, JAMMER_AT_S)
+        outcome.update(_what_each_detector_saw(station, recorder))
+        recorder.stop()
         say(f"JAMMER ON at ({JAMMER_POSITION_M[0]}, {JAMMER_POSITION_M[1]}) m, {SPECTRAL.wide_power_dbm:g} dBm wideband noise")
         alarm = _wait_alarm(station, JAMMER_AT_S, 60.0)
         if alarm is None:
@@ -212,24 +218,56 @@ def _narrowband_phase(station: SimulatedStation, site) -> dict:
                 f"{inter['time_pattern']}; the scheduler should avoid sub-bands {alarm['avoid_subbands']}")  # fmt: skip
             say(f"  countermeasure: {inter['countermeasure']}")
     _wait(station, NARROW_END_S)
-    on_ns, off_ns = (station.start_time_s + NARROW_AT_S) * 1e9, (station.start_time_s + NARROW_END_S) * 1e9
-    normal_ns = (station.start_time_s + NORMAL_S) * 1e9
-    stored = station.get("/snapshots", limit=10_000, since_ns=int(normal_ns))
-    for key, lo, hi in (("normal", normal_ns, on_ns), ("narrowband", on_ns, off_ns)):
-        snaps = [s for s in stored if lo <= s["t_ns"] < hi]
-        out[f"{key}_wideband_over_threshold"] = round(_over(snaps, "score", "threshold"), 3)
-        out[f"{key}_spectral_over_threshold"] = round(_over(snaps, "spectral_score", "spectral_threshold"), 3)
-        say(f"{'while it was on' if key == 'narrowband' else 'in the normal period before it'}, of {len(snaps)} stored "
-            f"snapshots the wideband detector's score crossed its threshold in {out[f'{key}_wideband_over_threshold']:.1%}, "
-            f"the spectral test's in {out[f'{key}_spectral_over_threshold']:.1%}")  # fmt: skip
     say("narrowband jammer off")
     return out
 
 
-def _over(snaps: list[dict], score: str, threshold: str) -> float:
-    """The fraction of ``snaps`` whose ``score`` is above their ``threshold`` (NaN without any scored)."""
-    scored = [s for s in snaps if s.get(score) is not None and s.get(threshold) is not None]
-    return sum(s[score] > s[threshold] for s in scored) / len(scored) if scored else float("nan")
+PERIODS = (("normal", NORMAL_S, NARROW_AT_S, "in the normal period before it"),
+           ("narrowband", NARROW_AT_S, NARROW_END_S, "while it was on"),
+           ("after", NARROW_END_S, JAMMER_AT_S, "in the normal period after it"))  # fmt: skip
+
+
+def _what_each_detector_saw(station: SimulatedStation, recorder: SnapshotRecorder) -> dict:
+    """Per period around the narrowband jammer, over every snapshot the central unit evaluated: how often
+    each detector's score crossed its per-snapshot threshold and how often its own verdict (the CUSUM's)
+    was anomalous; before and while it was on, how long that verdict alone would have taken to raise an
+    alarm (the engine's k-of-n rule; None: it would not have). Which detector saw it is what the
+    narrowband phase is there to show; the period after it shows the CUSUMs coming back down (they are
+    capped, and decay by their drift per snapshot)."""
+    cfg = DetectionConfig()  # the hysteresis the station runs with (sim.station sets only the window and staleness)
+    out: dict = {}
+    for key, lo_s, hi_s, when in PERIODS:
+        lo_ns, hi_ns = (station.start_time_s + lo_s) * 1e9, (station.start_time_s + hi_s) * 1e9
+        snaps = recorder.between(lo_ns, hi_ns)
+        parts = []
+        for name, score, threshold, verdict in (("wideband", "score", "threshold", "wideband_anomalous"),
+                                                ("spectral", "spectral_score", "spectral_threshold", "spectral_anomalous")):  # fmt: skip
+            over = out[f"{key}_{name}_over_threshold"] = round(_share(snaps, lambda s: s[score] > s[threshold], score, threshold), 3)
+            anomalous = out[f"{key}_{name}_anomalous"] = round(_share(snaps, lambda s: s[verdict], verdict), 3)
+            text = f"the {name} detector's score crossed its threshold in {over:.1%}, its verdict was anomalous in {anomalous:.1%}"
+            if key != "after":
+                after = out[f"{key}_{name}_alone_raises_after_s"] = _raised_after_s(snaps, verdict, cfg, lo_ns)
+                text += (" and alone would not have raised an alarm" if after is None else
+                         f" and alone would have raised an alarm {after:.1f} s in")  # fmt: skip
+            parts.append(text)
+        say(f"{when}, of {len(snaps)} snapshots: " + "; ".join(parts))
+    return out
+
+
+def _share(snaps: list[dict], test, *keys: str) -> float:
+    """The fraction of ``snaps`` with every one of ``keys`` set that pass ``test`` (NaN without any)."""
+    scored = [s for s in snaps if all(s.get(k) is not None for k in keys)]
+    return sum(bool(test(s)) for s in scored) / len(scored) if scored else float("nan")
+
+
+def _raised_after_s(snaps: list[dict], verdict: str, cfg: DetectionConfig, from_ns: float) -> float | None:
+    """Seconds from ``from_ns`` to the snapshot at which one detector's verdicts alone raise a residual
+    alarm (the engine's hysteresis); None if they never do."""
+    tracker = AlarmTracker("residual", cfg.raise_after, cfg.of_last, cfg.clear_after)
+    for s in snaps:
+        if any(tr.event == "raised" for tr in tracker.update(s["t_ns"], s.get(verdict))):
+            return round((s["t_ns"] - from_ns) / 1e9, 2)
+    return None
 
 
 def _write_outcome(workdir: Path, outcome: dict) -> None:

@@ -10,6 +10,7 @@ the HTTP API. Only the world itself (true maps + scenario + a shared start time)
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -220,6 +221,54 @@ backoff_max_s = 2.0
                 p.wait()
         if self._feed is not None:
             self._feed.join(timeout=5)
+
+
+class SnapshotRecorder:
+    """Every snapshot the central unit evaluates, from its live event stream (``GET /api/v1/events``),
+    reduced to the detectors' scores and verdicts. Why not the stored ones: the store keeps one a second
+    and every anomalous one, so a jammer's period would be counted with its anomalous snapshots over-
+    represented. A dropped connection is re-opened (a snapshot sent again is kept once)."""
+
+    KEYS = ("t_ns", "score", "threshold", "spectral_score", "spectral_threshold", "anomalous", "wideband_anomalous",
+            "spectral_anomalous")  # fmt: skip
+
+    def __init__(self, url: str, token: str = VIEWER_TOKEN):
+        self.url, self.token = url, token
+        self._snaps: dict[int, dict] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="snapshot-recorder", daemon=True)
+
+    def start(self) -> SnapshotRecorder:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def between(self, lo_ns: float, hi_ns: float) -> list[dict]:
+        """The snapshots with ``lo_ns`` ≤ t_ns < ``hi_ns``, oldest first."""
+        with self._lock:
+            return sorted((s for t, s in self._snaps.items() if lo_ns <= t < hi_ns), key=lambda s: s["t_ns"])
+
+    def _run(self) -> None:
+        headers = {"Authorization": f"Bearer {self.token}"}
+        while not self._stop.is_set():
+            try:
+                with httpx.stream("GET", f"{self.url}/api/v1/events", headers=headers, timeout=httpx.Timeout(5.0, read=30.0)) as r:
+                    kind = None
+                    for line in r.iter_lines():
+                        if self._stop.is_set():
+                            return
+                        if line.startswith("event: "):
+                            kind = line[7:]
+                        elif line.startswith("data: ") and kind == "snapshot":
+                            d = json.loads(line[6:])
+                            with self._lock:
+                                self._snaps[d["t_ns"]] = {k: d.get(k) for k in self.KEYS}
+            except (httpx.HTTPError, json.JSONDecodeError) as e:
+                log.info("snapshot recorder: %s; reconnecting", e)
+                self._stop.wait(0.5)
 
 
 def _free_port() -> int:

@@ -6,9 +6,10 @@ from __future__ import annotations
 import dataclasses
 import tomllib
 
+import numpy as np
 import pytest
 
-from contracts.band_plan import BandPlan, BandPlanError
+from contracts.band_plan import SUBBAND_LEAKAGE_DB, BandPlan, BandPlanError, neighbour_sum, own_power, own_power_scatter
 from central.twin.site import SiteError, resolve_site, site_from_dict, site_to_toml
 from node.protocol import Measurement, ProtocolError
 
@@ -64,3 +65,21 @@ def test_a_reading_names_its_plan_and_a_malformed_name_is_refused():
     assert Measurement.from_dict({k: v for k, v in m.to_dict().items() if k != "band_plan"}).band_plan == ""
     with pytest.raises(ProtocolError, match="band_plan must be"):
         Measurement.from_dict({**m.to_dict(), "band_plan": "not hex!"})
+
+
+def test_own_power_undoes_the_estimators_leakage_exactly_even_next_to_a_link_60_db_up():
+    own = np.full(8, 1.0)
+    own[4] = 1e6
+    read = own + 10 ** (SUBBAND_LEAKAGE_DB / 10) * neighbour_sum(own)
+    assert own_power(read, SUBBAND_LEAKAGE_DB) == pytest.approx(own, rel=1e-9)
+
+
+def test_the_scatter_left_in_own_power_is_the_readings_own_far_from_a_strong_link_and_its_leakages_next_to_it():
+    lam = 10 ** (SUBBAND_LEAKAGE_DB / 10)
+    x = np.full(8, 1.0)
+    x[4] = 1e6  # readings (mW): one sub-band 60 dB up
+    s = own_power_scatter(x, SUBBAND_LEAKAGE_DB)
+    assert s[0] == pytest.approx(1.0, rel=0.01)  # nothing strong within two sub-bands
+    assert s[3] == pytest.approx(lam * 1e6, rel=0.05)  # first order: the neighbour's leakage taken out
+    assert s[2] == pytest.approx(np.hypot(1.0, lam**2 * 1e6), rel=0.05)  # second order: put back two away
+

@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from central.detection.characterise import Finding, InterferenceTracker, likelihood_region
+from central.detection.characterise import Finding, InterferenceTracker, likelihood_region, placed_at
 from contracts.band_plan import SUBBAND_LEAKAGE_DB, BandPlan, neighbour_sum
 from models.detectors.base import DetectorError
-from models.detectors.spectral import SpectralDetector
+from models.detectors.spectral import FORMAT, SpectralDetector
 
 PLAN = BandPlan.from_dict({"center_hz": 3.7e9, "bandwidth_hz": 100e6, "scs_hz": 30e3, "subbands": 16})
 K = PLAN.subbands
@@ -144,7 +144,7 @@ def test_an_emitter_that_follows_a_transmitters_allocation_shows_in_the_allocati
 
 def test_a_detector_of_another_version_is_refused_with_a_reason(fitted, tmp_path):
     meta = fitted.save(tmp_path / "spectral")
-    doc = meta.read_text().replace("rftwin-spectral-detector/2", "rftwin-spectral-detector/1")
+    doc = meta.read_text().replace(FORMAT, "rftwin-spectral-detector/1")
     meta.write_text(doc)
     with pytest.raises(DetectorError, match="learn it again"):
         SpectralDetector.load(tmp_path / "spectral")
@@ -187,8 +187,10 @@ def run(fitted, rng, jammer_at, n=30, slot=10, jammer_xy=(12.0, 6.0)):
         ev = fitted.evidence(meas, pred, groups_of(alloc))
         seen = bool(ev.score > fitted.threshold)
         fit = fitted.locate(meas, pred, ev.affected) if seen else None
+        tx = ("tx-1", "tx-2")[ev.transmitter] if seen and ev.transmitter >= 0 else None  # groups_of's order
         tr.add(Finding(i, seen, ev.affected if seen else (), alloc, None if fit is None else fit.position_m,
-                       None if fit is None else fit.subband_eirp_dbm, None if fit is None else fit.cost))  # fmt: skip
+                       None if fit is None else fit.subband_eirp_dbm, None if fit is None else fit.cost, tx,
+                       float(fitted.normal_scores([ev.score])[0])))  # fmt: skip
     return tr.interference()
 
 
@@ -219,6 +221,9 @@ def test_a_sweep_is_sweeping_and_a_wideband_jammer_wideband(fitted):
     assert wide.interference_class == "wideband" and wide.subbands == tuple(range(K))
     assert wide.countermeasure.startswith("wideband: move band; locate and remove near (")
     assert abs(wide.eirp_dbm - 10.0) < 3.0  # seen in the idle sub-bands only, sent over the whole grid
+    moved = placed_at(wide, (3.0, 4.0))  # the band totals' fit, as the engine takes it for a wideband emitter
+    assert moved.position_m == (3.0, 4.0) and moved.countermeasure.endswith("near (3, 4) m")
+    assert moved.interference_class == "wideband" and moved.region_m == wide.region_m
 
 
 def test_a_jammer_on_a_third_of_the_time_is_duty_cycled_with_its_duty(fitted):
@@ -227,6 +232,53 @@ def test_a_jammer_on_a_third_of_the_time_is_duty_cycled_with_its_duty(fitted):
     assert got.time_pattern == "duty-cycled"
     assert abs(got.duty - on.mean()) < 0.1
     assert "(on " in got.countermeasure
+
+
+def finding(i, subbands, alloc, tx=None, seen=True, evidence_z=None) -> Finding:
+    """A tracker's input as the engine makes it, without a location fit."""
+    return Finding(i, seen, tuple(sorted(subbands)) if seen else (), alloc, transmitter=tx, evidence_z=evidence_z)
+
+
+def test_an_emitter_present_in_every_snapshot_is_continuous_though_the_threshold_misses_it_in_one_of_three():
+    alloc = {"tx-1": (1, 2), "tx-2": (8, 9)}
+    tr = tracker()
+    for i in range(30):
+        tr.add(finding(i, (5,), alloc, seen=i % 3 != 0, evidence_z=3.0 if i % 3 == 0 else 8.0))  # threshold ≈ 3.1
+    got = tr.interference()
+    assert got.time_pattern == "continuous" and got.duty == 1.0
+    off = tracker()
+    for i in range(30):  # on in a third of the snapshots, normal evidence in the rest
+        off.add(finding(i, (5,), alloc, seen=i % 3 == 0, evidence_z=8.0 if i % 3 == 0 else 0.5))
+    assert off.interference().time_pattern == "duty-cycled" and off.interference().duty == pytest.approx(1 / 3, abs=0.01)
+
+
+def test_nothing_is_said_before_the_emitter_was_seen_in_three_snapshots():
+    alloc = {"tx-1": (1, 2), "tx-2": (8, 9)}
+    tr = tracker()
+    for i, seen in enumerate((True, False, True)):
+        tr.add(finding(i, (5,), alloc, seen=seen))
+    assert tr.interference() is None  # two sightings: one of them may be the test's own false crossing
+    tr.add(finding(3, (5,), alloc))
+    assert tr.interference().interference_class == "narrowband"
+
+
+def test_an_emitter_the_test_puts_in_one_transmitters_moving_allocation_is_deceptive_despite_stray_sub_bands():
+    allocs = [{"tx-1": (1, 2), "tx-2": (8, 9, 10)}, {"tx-1": (4, 5, 6), "tx-2": (12, 13)}, {"tx-1": (14,), "tx-2": (0, 1, 2)}]
+    tr = tracker()
+    for i in range(30):
+        a = allocs[i // 10]
+        tr.add(finding(i, set(a["tx-2"]) | {3, 7, 11}, a, tx="tx-2"))  # stray contrast sub-bands: Jaccard ≤ 0.5
+    got = tr.interference()
+    assert got.interference_class == "deceptive" and got.mimics_tx == "tx-2" and got.subbands == (0, 1, 2)
+
+
+def test_an_emitter_in_a_sub_band_that_one_transmitter_keeps_being_given_is_narrowband_not_deceptive():
+    allocs = [{"tx-1": (5,), "tx-2": (8, 9)}, {"tx-1": (4, 5, 6), "tx-2": (12, 13)}, {"tx-1": (5, 6), "tx-2": (0, 1)}]
+    tr = tracker()
+    for i in range(30):
+        tr.add(finding(i, (5,), allocs[i // 10], tx="tx-1"))  # the allocation residual names whoever holds 5
+    got = tr.interference()
+    assert got.interference_class == "narrowband" and got.subbands == (5,) and got.mimics_tx is None
 
 
 def test_the_90_percent_region_holds_90_percent_of_the_likelihood():

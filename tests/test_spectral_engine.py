@@ -13,6 +13,7 @@ from central.live import TxContext
 from central.twin.gain_maps import GainMaps
 from central.twin.grid import PlaneGrid
 from central.twin.predictor import Predictor
+from models.detectors.spectral import FORMAT
 from node.protocol import Measurement
 from tests.test_spectral_detection import HALL, PLAN, SHARES, SUS, gain_db
 
@@ -96,6 +97,8 @@ def test_a_narrowband_jammer_raises_an_alarm_that_names_the_sub_bands_to_avoid(e
         snap, trs = hall.step(jammer=((12.0, 6.0), narrowband([5, 6], 7.0)))
         raised += [tr for tr in trs if tr.event == "raised"]
     assert snap.score is None and snap.spectral_score > snap.spectral_threshold  # no wideband detector at all
+    assert snap.spectral_anomalous is True and snap.wideband_anomalous is None  # which detector saw it
+    assert sum(bool(s.spectral_anomalous) for s, _ in quiet) < 10  # single crossings, no alarm (None: reallocating)
     assert snap.affected_subbands == (5, 6)
     assert len(raised) == 1
     alarm = eng.residual_alarms.active
@@ -149,7 +152,7 @@ def test_a_spectral_test_of_an_earlier_release_is_dropped_and_the_wideband_detec
     eng.set_detector(make_detector("ed", target_far=0.01).fit(rows))
     eng.save_detectors(tmp_path)
     meta = tmp_path / "spectral.json"
-    meta.write_text(meta.read_text().replace("rftwin-spectral-detector/2", "rftwin-spectral-detector/1"))
+    meta.write_text(meta.read_text().replace(FORMAT, "rftwin-spectral-detector/1"))
     again = DetectionEngine(predictor(), eng.config, band_plan=PLAN)
     with caplog.at_level("ERROR"):
         det = again.load_detectors(tmp_path)

@@ -7,9 +7,13 @@ allocation from one that happens to sit in its sub-band now: the scheduler moves
 every second and a deceptive emitter moves with it. So :class:`InterferenceTracker` keeps the
 findings of an alarm's snapshots and classifies their history (rules, in this order):
 
+- none before the emitter was seen in ``min_seen`` snapshots: one snapshot's finding may be the test's
+  own false crossing, and a class from it would be a guess;
 - **deceptive** (co-channel with a named legitimate TX): in at least ``deceptive_match`` of the
-  snapshots where the emitter was seen, its affected sub-bands coincide with that transmitter's
-  allocation (Jaccard index ≥ ``jaccard``), over at least two different allocations of it;
+  snapshots where the emitter was seen, the test put it in that transmitter's allocation (the
+  allocation residual named that transmitter, or the affected sub-bands coincide with its allocation:
+  Jaccard index ≥ ``jaccard``), over at least two allocations of it that share no sub-band (an emitter
+  that stays in one sub-band the transmitter keeps being given is not following it);
 - **sweeping**: a narrow emission (median affected width ≤ ``narrow_max``) whose centre has visited at
   least ``sweep_visits`` different sub-bands;
 - **wideband**: the median number of affected sub-bands, or their union over the recent findings, is
@@ -21,9 +25,11 @@ findings of an alarm's snapshots and classifies their history (rules, in this or
 Affected sub-bands: those in at least half of the recent findings (a static emitter's), the union
 (a sweep's), the followed transmitter's current allocation (deceptive), or all (wideband).
 
-Time pattern: the fraction of the alarm's snapshots in which the emitter was seen (its per-snapshot
-evidence above the test's threshold); "continuous" from ``continuous_duty`` up, else "duty-cycled"
-with that duty.
+Time pattern: the fraction of the alarm's snapshots in which the emitter was present: its evidence on
+the normal scale at least ``presence_z`` (2: a normal snapshot passes 2.3 % of the time), lower than
+the test's threshold, which is set for false alarms (0.1 %) and which a continuous emitter a few dB
+over the noise misses in one snapshot of three; "continuous" from ``continuous_duty`` up, else
+"duty-cycled" with that duty. (Findings without that score: the snapshots where it was seen.)
 
 EIRP: the median over the recent findings of the fitted source's spectral density where it was seen,
 times the width of the sub-bands it occupies (a sweep: what it sends within one snapshot).
@@ -45,6 +51,7 @@ remove near the estimated position.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -62,9 +69,11 @@ class CharacteriseSettings:
     narrow_max: int = 2  # at most this many sub-bands: narrowband
     wide_fraction: float = 0.75  # at least this fraction of the band: wideband
     sweep_visits: int = 5  # a narrow emission whose centre visited this many sub-bands sweeps
+    min_seen: int = 3  # snapshots with the emitter seen before anything is said about it
     deceptive_match: float = 0.7
     jaccard: float = 0.6
     continuous_duty: float = 0.9
+    presence_z: float = 2.0  # evidence (normal scale) from which a snapshot counts as the emitter on
     region_mass: float = 0.9
     region_sigma_db: float = 3.0
     locate_window: int = 10  # findings whose misfits are averaged for the position (a second at 10 Hz)
@@ -83,6 +92,8 @@ class Finding:
     position_m: tuple[float, float] | None = None
     subband_eirp_dbm: np.ndarray | None = None  # (K,) the fitted source's EIRP per affected sub-band (−inf elsewhere)
     cost: np.ndarray | None = None  # (C,) the point-source misfit over cells
+    transmitter: str | None = None  # the legitimate TX whose allocation the test put the emitter in, if it did
+    evidence_z: float | None = None  # the snapshot's spectral score on the normal scale (N(0, 1) when normal)
 
 
 def likelihood_region(cost: np.ndarray, sigma_db: float, mass: float) -> tuple[np.ndarray, np.ndarray]:
@@ -131,11 +142,14 @@ class InterferenceTracker:
         """(class, affected sub-bands, mimicked TX or None) from the findings; None before the emitter was seen."""
         st, k = self.settings, self.plan.subbands
         seen = [f for f in self.findings if f.seen and f.subbands]
-        if not seen:
+        if len(seen) < max(st.min_seen, 1):
             return None
         for tx in sorted({tx for f in seen for tx in f.allocations}):
-            matched = [f for f in seen if f.allocations.get(tx) and _jaccard(set(f.subbands), set(f.allocations[tx])) >= st.jaccard]
-            if len(matched) >= st.deceptive_match * len(seen) and len({f.allocations[tx] for f in matched}) >= 2:
+            matched = [f for f in seen if f.allocations.get(tx) and (
+                f.transmitter == tx or _jaccard(set(f.subbands), set(f.allocations[tx])) >= st.jaccard)]  # fmt: skip
+            allocs = {f.allocations[tx] for f in matched}
+            if (len(matched) >= st.deceptive_match * len(seen) and len(allocs) >= 2
+                    and not set.intersection(*(set(a) for a in allocs))):  # fmt: skip
                 return "deceptive", tuple(sorted(seen[-1].allocations.get(tx) or ())), tx
         width = float(np.median([len(f.subbands) for f in seen]))
         if width <= st.narrow_max:
@@ -158,7 +172,8 @@ class InterferenceTracker:
         cls, subbands, mimics = got
         st = self.settings
         seen = [f for f in self.findings if f.seen and f.subbands]
-        duty = len(seen) / len(self.findings)
+        present = [f.seen if f.evidence_z is None else f.evidence_z >= st.presence_z for f in self.findings]
+        duty = sum(present) / len(present)
         located = [f for f in seen if f.position_m is not None]
         eirps = [e for e in (self._eirp_dbm(f, cls, subbands) for f in located[-20:]) if math.isfinite(e)]
         eirp = float(np.median(eirps)) if eirps else None
@@ -203,6 +218,15 @@ class InterferenceTracker:
             return 0.0
         d = np.abs(np.diff(np.unique(self.positions_m[:, 0])))
         return float(d.min()) if d.size else 0.0
+
+
+def placed_at(inter: Interference, position_m: tuple[float, float]) -> Interference:
+    """``inter`` with the emitter placed at ``position_m`` by another fit (a wideband emitter's by the band
+    totals, which see all of its power; the sub-band fit sees it only where nobody transmits), and the
+    countermeasure saying where to look accordingly."""
+    return dataclasses.replace(inter, position_m=position_m,
+                               countermeasure=countermeasure(inter.interference_class, inter.subbands_text, position_m,
+                                                             inter.mimics_tx, inter.time_pattern, inter.duty or 0.0))  # fmt: skip
 
 
 def _circular_centre(subbands, k: int) -> float:

@@ -60,7 +60,7 @@ import numpy as np
 from central.config import DEFAULT_CUSUM_DRIFT, DEFAULT_CUSUM_THRESHOLD, INTEGRATIONS
 from central.detection.alarms import AlarmTracker, AlarmTransition, counter_ids
 from central.detection.assembly import Residuals, SnapshotAssembler
-from central.detection.characterise import CharacteriseSettings, Finding, InterferenceTracker
+from central.detection.characterise import CharacteriseSettings, Finding, InterferenceTracker, placed_at
 from central.detection.localise import PointSourceLocaliser
 from central.detection.sequential import Cusum, CusumSettings
 from central.detection.spectral import SpectralAssembler, SpectralResiduals
@@ -437,9 +437,11 @@ class DetectionEngine:
                 position = None if loc is None else loc.position_m[:2]
         if ev is not None and self.interference is not None and (res_anomalous or self.residual_alarms.active is not None):
             interference = self._characterise(t_ns, sr, ev)
-            if interference is not None and interference.position_m is not None and (
-                    position is None or interference.interference_class != "wideband"):
-                position = interference.position_m  # the fit over its sub-bands: the band total dilutes a narrow emitter
+            if interference is not None and interference.position_m is not None:
+                if position is None or interference.interference_class != "wideband":
+                    position = interference.position_m  # the fit over its sub-bands: the band total dilutes a narrow emitter
+                else:  # a wideband emitter: the band totals' fit, and the countermeasure says the same place
+                    interference = placed_at(interference, position)
         sat = r.saturated
         sat_ids = tuple(su for su, s in zip(self.su_ids, sat) if s)
         sat_position = self._near(sat) if sat_ids else None
@@ -470,6 +472,7 @@ class DetectionEngine:
             spectral_score=None if ev is None else ev.score,
             spectral_threshold=None if self.spectral_detector is None else self.spectral_detector.threshold,
             affected_subbands=() if ev is None or not spec_verdict else ev.affected,
+            wideband_anomalous=_bool_or_none(wide_verdict), spectral_anomalous=_bool_or_none(spec_verdict),
         )  # fmt: skip
         dt = (time.perf_counter() - t0) * 1e6
         self.stats["evaluations"] += 1
@@ -512,10 +515,13 @@ class DetectionEngine:
         if seen:
             meas = np.where(sr.usable[:, None], sr.measured_dbm, np.nan)
             fit = det.locate(meas, sr.predicted_dbm, ev.affected)
-        allocations = {c.tx_id: tuple(b for b, p in c.allocation) for c in self.last_residuals.txs if c.allocation is not None}
+        txs = self.last_residuals.txs  # ev.transmitter indexes these (allocation_groups)
+        allocations = {c.tx_id: tuple(b for b, p in c.allocation) for c in txs if c.allocation is not None}
+        tx = txs[ev.transmitter].tx_id if seen and 0 <= ev.transmitter < len(txs) else None
         self.interference.add(Finding(t_ns, seen, ev.affected if seen else (), allocations,
                                       None if fit is None else fit.position_m,
-                                      None if fit is None else fit.subband_eirp_dbm, None if fit is None else fit.cost))  # fmt: skip
+                                      None if fit is None else fit.subband_eirp_dbm, None if fit is None else fit.cost, tx,
+                                      float(det.normal_scores([ev.score])[0])))  # fmt: skip
         return self.interference.interference()
 
     def _affected_spectral(self, sr: SpectralResiduals, ev) -> tuple[str, ...]:
@@ -578,3 +584,7 @@ class DetectionEngine:
             return None if p is None else p[:2]
         xy = self.assembler.su_positions_m[sus, :2].mean(axis=0)
         return float(xy[0]), float(xy[1])
+
+
+def _bool_or_none(verdict) -> bool | None:
+    return None if verdict is None else bool(verdict)

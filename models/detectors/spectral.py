@@ -80,12 +80,12 @@ from pathlib import Path
 
 import numpy as np
 
-from contracts.band_plan import SUBBAND_LEAKAGE_DB, neighbour_sum, own_power
+from contracts.band_plan import SUBBAND_LEAKAGE_DB, neighbour_sum, own_power, own_power_scatter
 from models.detectors.base import DetectorError, model_paths, normal_quantile, quantile_threshold
 
 BETA = math.log(10.0) / 10.0  # d(ln mW) / d(dB)
 NOISE, SIGNAL = 0, 1
-FORMAT = "rftwin-spectral-detector/2"
+FORMAT = "rftwin-spectral-detector/3"  # 3: the contrast's scale is learned over its leakage amplification
 FUSIONS = ("max", "sum", "softmax")
 LEAK_DOMINATED = 6.0  # leakage into a sub-band over its own power (or the noise) past which its reading says nothing of it
 
@@ -127,6 +127,25 @@ def contrast(measured_dbm: np.ndarray, predicted_dbm: np.ndarray, groups: np.nda
                 warnings.simplefilter("ignore", RuntimeWarning)
                 out[i][:, sb] -= np.nanmedian(out[i][:, sb], axis=1, keepdims=True)
     return out
+
+
+def leakage_amplification(measured_dbm: np.ndarray, predicted_dbm: np.ndarray, leakage_db: float,
+                          noise_dbm: np.ndarray) -> np.ndarray:  # fmt: skip
+    """(…, K) the estimator's scatter in each sub-band's own power (after the leakage is taken out),
+    relative to what it is in a reading with nothing leaking into it (≥ 1).
+
+    Why: the node's estimator scatters by a fraction of each whole reading (a few %), and the contrast
+    takes the neighbours' leakage out of the readings (:func:`contracts.band_plan.own_power`). Two sub-
+    bands from a link 35 dB over the noise, an idle sub-band's own power carries the scatter of that
+    link's first- and second-order leakage, many times its own scatter (3 dB where a reading alone
+    scatters 0.15 dB). The scatter is the larger of what the readings and the twin's prediction put
+    there (a link the twin under-predicts leaks more than it expects), over the own power *measured*
+    (a jammer in an idle sub-band next to a busy one is its own power, far above the leakage's scatter).
+    Dividing the contrast's deviations by it puts every sub-band on the same scale of error."""
+    xm, xp = (np.power(10.0, np.nan_to_num(np.asarray(x, dtype=np.float64), nan=-300.0) / 10) for x in (measured_dbm, predicted_dbm))
+    noise = np.power(10.0, np.asarray(noise_dbm, dtype=np.float64) / 10)
+    scatter = np.maximum(own_power_scatter(xm, leakage_db), own_power_scatter(xp, leakage_db))
+    return np.maximum(scatter / np.maximum(own_power(xm, leakage_db), 0.1 * noise), 1.0)
 
 
 def allocation_residual(measured_dbm: np.ndarray, predicted_dbm: np.ndarray, groups: np.ndarray,
@@ -186,11 +205,11 @@ class _Stats:
     mu_db: np.ndarray
     sigma_db: np.ndarray
 
-    def z_and_template_scale(self, r: np.ndarray, f: np.ndarray, pred_mw: np.ndarray,
-                             z_cap: float | None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-        """z and 1 / (Q·β·σ), 0 where r is not usable."""
+    def z_and_template_scale(self, r: np.ndarray, f: np.ndarray, pred_mw: np.ndarray, z_cap: float | None,
+                             scale: np.ndarray | float = 1.0) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+        """z and 1 / (Q·β·σ), 0 where r is not usable; σ times ``scale`` (the leakage amplification)."""
         mu = (1 - f) * self.mu_db[..., NOISE] + f * self.mu_db[..., SIGNAL]
-        sig = np.sqrt(self.sigma_db[..., NOISE] ** 2 + (f * self.sigma_db[..., SIGNAL]) ** 2)
+        sig = np.sqrt(self.sigma_db[..., NOISE] ** 2 + (f * self.sigma_db[..., SIGNAL]) ** 2) * scale
         ok = np.isfinite(r)
         z = np.where(ok, (np.nan_to_num(r) - mu) / sig, 0.0)
         if z_cap is not None:
@@ -258,7 +277,8 @@ class SpectralDetector:
         m, p = self._check(measured_dbm, predicted_dbm)
         g = self._groups(groups, p)
         f = self.legit_fraction(p)
-        self.contrast_stats = self._location_scale_fit(contrast(m, p, g, self.leakage_db, self.noise_dbm), f)
+        self.contrast_stats = self._location_scale_fit(contrast(m, p, g, self.leakage_db, self.noise_dbm), f,
+                                                       self._leakage_amplification(m, p))  # fmt: skip
         r, fa, _ = allocation_residual(m, p, g, self.noise_dbm)
         n_tx = r.shape[2]  # pooled over transmitters: (N·T, n_su, 1)
         pool = lambda x: x.transpose(0, 2, 1).reshape(-1, self.n_su, 1)  # noqa: E731
@@ -274,8 +294,11 @@ class SpectralDetector:
         self.provenance = {"transmitters_seen": n_tx, **(provenance or {})}
         return self
 
-    def _location_scale_fit(self, r: np.ndarray, f: np.ndarray) -> _Stats:
-        """Per (SU, column) location and scale of ``r`` (N, n_su, k) in each state, shrunk to the SU's pool."""
+    def _location_scale_fit(self, r: np.ndarray, f: np.ndarray, scale: np.ndarray | float = 1.0) -> _Stats:
+        """Per (SU, column) location and scale of ``r`` (N, n_su, k) in each state, shrunk to the SU's pool;
+        the scale of the deviations over ``scale`` (the leakage amplification: a bias, such as an SU's own
+        noise floor, is not amplified, its scatter is)."""
+        scale = np.broadcast_to(scale, r.shape)
         n, k = r.shape[1], r.shape[2]
         mu, sig = np.zeros((n, k, 2)), np.ones((n, k, 2))
         for s, sel_f in ((NOISE, f < 0.2), (SIGNAL, f > 0.8)):
@@ -284,12 +307,13 @@ class SpectralDetector:
             with warnings.catch_warnings():  # all-NaN cells (a state an SU never saw) fall back below
                 warnings.simplefilter("ignore", RuntimeWarning)
                 med = np.nanmedian(sel, axis=0)
-                mad = 1.4826 * np.nanmedian(np.abs(sel - med), axis=0)
+                mad = 1.4826 * np.nanmedian(np.abs(sel - med) / scale, axis=0)
                 flat = sel.transpose(1, 0, 2).reshape(n, -1)  # the (SU, state) pool over columns
+                flat_scale = scale.transpose(1, 0, 2).reshape(n, -1)
                 pool_med = np.nanmedian(flat, axis=1)
-                pool_mad = 1.4826 * np.nanmedian(np.abs(flat - pool_med[:, None]), axis=1)
+                pool_mad = 1.4826 * np.nanmedian(np.abs(flat - pool_med[:, None]) / flat_scale, axis=1)
             glob_med = np.nanmedian(sel) if np.isfinite(sel).any() else 0.0
-            glob_mad = 1.4826 * np.nanmedian(np.abs(sel - glob_med)) if np.isfinite(sel).any() else 1.0
+            glob_mad = 1.4826 * np.nanmedian(np.abs(sel - glob_med) / scale) if np.isfinite(sel).any() else 1.0
             pool_med = np.where(np.isfinite(pool_med), pool_med, glob_med)
             pool_mad = np.where(np.isfinite(pool_mad), pool_mad, glob_mad)
             lam = cnt / (cnt + self.shrink_n)  # weight of the cell's own estimate
@@ -300,6 +324,9 @@ class SpectralDetector:
         return _Stats(mu, sig)
 
     # ------------------------------------------------------------------ scoring
+
+    def _leakage_amplification(self, m: np.ndarray, p: np.ndarray) -> np.ndarray:
+        return leakage_amplification(m, p, self.leakage_db, self.noise_dbm)
 
     def _check(self, measured_dbm, predicted_dbm) -> tuple[np.ndarray, np.ndarray]:
         m = np.asarray(measured_dbm, dtype=np.float64)
@@ -337,7 +364,8 @@ class SpectralDetector:
             raise DetectorError("spectral detector not fitted")
         f = self.legit_fraction(p)
         zc, ic = self.contrast_stats.z_and_template_scale(contrast(m, p, g, self.leakage_db, self.noise_dbm), f,
-                                                          np.power(10.0, np.nan_to_num(p, nan=-300.0) / 10), self.z_cap)  # fmt: skip
+                                                          np.power(10.0, np.nan_to_num(p, nan=-300.0) / 10), self.z_cap,
+                                                          self._leakage_amplification(m, p))  # fmt: skip
         r, fa, pt = allocation_residual(m, p, g, self.noise_dbm)
         za, ia = self.allocation_stats.z_and_template_scale(r, fa, pt, self.z_cap)
         return self._glrt(zc, ic), self._glrt(za, ia)
@@ -388,21 +416,33 @@ class SpectralDetector:
             return SpectralEvidence(math.nan, -1, np.zeros(self.subbands), (), ec)
         by_allocation = za > zc
         c = int(np.argmax(ea if by_allocation else ec))
-        return SpectralEvidence(score, c, tc[c], self._affected(c, tc[c], ta[c], g, m, pr), ea if by_allocation else ec,
+        return SpectralEvidence(score, c, tc[c], self._affected(c, tc[c], ta[c], g, m, pr, by_allocation), ea if by_allocation else ec,
                                 "allocation" if by_allocation else "contrast",
                                 int(np.argmax(ta[c])) if by_allocation else -1)  # fmt: skip
 
-    def _affected(self, c: int, tb: np.ndarray, tt: np.ndarray, g: np.ndarray, m: np.ndarray, p: np.ndarray) -> tuple[int, ...]:
+    def _affected(self, c: int, tb: np.ndarray, tt: np.ndarray, g: np.ndarray, m: np.ndarray, p: np.ndarray,
+                  by_allocation: bool = False) -> tuple[int, ...]:  # fmt: skip
         """The sub-bands an emitter at cell ``c`` is in: those the contrast names there, and the whole
         allocation of each transmitter whose allocation T there is above ``affected_t`` where the contrast
         names none of its sub-bands (an emitter over all of that allocation: deceptive, or wideband in the
-        sub-bands in use). Where nothing is past ``affected_t``: the sub-band, or the allocation, of the
-        strongest T."""
+        sub-bands in use) and whose fitted EIRP at ``c`` (the median over the allocation) is within
+        ``affected_within_db`` of the strongest sub-band the contrast names (a link the twin under-predicts
+        at the SU next to a strong tone lifts that transmitter's allocation past ``affected_t`` too, by far
+        less power; a wideband emitter sends as much there as in the idle sub-bands). When the allocation
+        component decided (``by_allocation``), the contrast's sub-bands are kept only within
+        ``affected_within_db`` of the best transmitter's allocation: at a cell chosen for that allocation the
+        contrast's strays are other links' errors. Where nothing is past ``affected_t``: the sub-band, or
+        the allocation, of the strongest T."""
         seen = self._contrast_affected(c, tb, m, p)
+        if by_allocation and seen.size and tt.size:
+            best = np.flatnonzero(g == int(np.argmax(tt)))
+            if best.size:
+                seen = seen[self._eirp_at(c, m, p, seen) >= np.median(self._eirp_at(c, m, p, best)) - self.affected_within_db]
         out = set(int(b) for b in seen)
+        floor = self._eirp_at(c, m, p, seen).max() - self.affected_within_db if seen.size else -math.inf
         for t in np.flatnonzero(tt > self.affected_t):
             alloc = np.flatnonzero(g == t)
-            if not np.intersect1d(seen, alloc).size:
+            if not np.intersect1d(seen, alloc).size and np.median(self._eirp_at(c, m, p, alloc)) >= floor:
                 out.update(int(b) for b in alloc)
         if not out:
             out = {int(np.argmax(tb))} if tb.max(initial=0.0) >= tt.max(initial=0.0) else set(int(b) for b in np.flatnonzero(g == np.argmax(tt)))
@@ -411,7 +451,12 @@ class SpectralDetector:
     def _contrast_affected(self, c: int, tb: np.ndarray, m: np.ndarray, p: np.ndarray) -> np.ndarray:
         """The sub-bands whose contrast T at cell ``c`` is above ``affected_t`` and whose fitted EIRP there is
         within ``affected_within_db`` of the strongest."""
-        cand = np.flatnonzero(tb > self.affected_t)
+        return self._strongest(c, np.flatnonzero(tb > self.affected_t), m, p)
+
+    def _strongest(self, c: int, cand: np.ndarray, m: np.ndarray, p: np.ndarray) -> np.ndarray:
+        """Those of the sub-bands ``cand`` whose fitted EIRP at cell ``c`` is within ``affected_within_db`` of
+        the strongest (the twin's error on a link lifts all of that transmitter's sub-bands a little; in
+        mW that is far less than a jammer adds to its own)."""
         if cand.size > 1:
             eirp = self._eirp_at(c, m, p, cand)
             cand = cand[eirp >= eirp.max() - self.affected_within_db]
