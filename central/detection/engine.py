@@ -105,9 +105,9 @@ class EngineConfig:
     # the CUSUM of the scores (normal scale) is above cusum.threshold (central.detection.sequential).
     integration: str = "none"
     cusum: CusumSettings = CusumSettings(DEFAULT_CUSUM_DRIFT, DEFAULT_CUSUM_THRESHOLD)
-    # the spectral test (models.detectors.spectral): its sub-band penalty κ (validation in bench/spectral.py
-    # is flat over κ 2–8, within 1e-4 of mean AUC), how its two components are fused (chosen there: the
-    # soft maximum) and its candidate-cell spacing, and how alarms are characterised
+    # the spectral test (models.detectors.spectral): its sub-band penalty κ and how its two components are
+    # fused (bench/spectral.py keeps these unless another pair is clearly better on validation: κ 2–8 and
+    # the three fusions lie within 5e-4 of mean AUC), its candidate-cell spacing, how alarms are characterised
     spectral_penalty: float = 4.0
     spectral_fusion: str = "softmax"
     spectral_cell_m: float = 1.0
