@@ -88,7 +88,7 @@ def write_markdown(figures: dict, out_dir: Path) -> None:
         generated_line(figures["run"]), "",
         f"{figures['runs']} runs of the demo (the whole station as processes; detector `{figures['detector']}`): "
         f"{figures['false_alarms_total']} false alarm(s) in {figures['normal_s_total']:.0f} s of normal operation "
-        f"after learning, in {figures['runs_with_false_alarms']} run(s) (goal: none in five runs: {goal}). The jammer's "
+        f"after learning, in {figures['runs_with_false_alarms']} run(s) (goal: none: {goal}). The jammer's "
         f"alarm was raised in {figures['alarms_found']} of {figures['runs']} runs, after "
         f"{', '.join('none' if d is None else f'{d:.1f} s' for d in figures['alarm_delay_s'])} "
         f"(median {figures['alarm_delay_s_median']} s); localisation error "
