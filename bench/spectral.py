@@ -51,7 +51,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from central.detection.characterise import CharacteriseSettings, Finding, InterferenceTracker  # noqa: E402
+from central.detection.characterise import CharacteriseSettings, InterferenceTracker, finding_of  # noqa: E402
 from central.twin import Twin  # noqa: E402
 from central.twin.solvers import TWIN_FIDELITY  # noqa: E402
 from detection import WORLD, calibrated_dt, load_pt_twin  # noqa: E402
@@ -137,13 +137,7 @@ def characterise(det: SpectralDetector, positions_m, plan, hall_xy, ds, sigma: f
         tr = InterferenceTracker(plan, positions_m, hall_xy, settings)
         idx = range(e * EPISODE_LEN, (e + 1) * EPISODE_LEN)
         for i in idx:
-            ev = det.evidence(m[i], p[i], groups[i])
-            seen = bool(ev.score > det.threshold)
-            fit = det.locate(m[i], p[i], ev.affected) if seen else None
-            tx = ds.tx_ids[ev.transmitter] if seen and ev.transmitter >= 0 else None
-            tr.add(Finding(i, seen, ev.affected if seen else (), ds.allocations[i],
-                           None if fit is None else fit.position_m, None if fit is None else fit.subband_eirp_dbm,
-                           None if fit is None else fit.cost, tx, float(det.normal_scores([ev.score])[0])))  # fmt: skip
+            tr.add(finding_of(i, det, det.evidence(m[i], p[i], groups[i]), m[i], p[i], ds.allocations[i], ds.tx_ids))
         got = tr.interference()
         on = [i for i in idx if ds.on[i]]
         sent = ds.jammer_subbands

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from central.detection.characterise import Finding, InterferenceTracker, likelihood_region, placed_at
+from central.detection.characterise import Finding, InterferenceTracker, finding_of, likelihood_region, placed_at
 from contracts.band_plan import SUBBAND_LEAKAGE_DB, BandPlan, neighbour_sum
 from models.detectors.base import DetectorError
 from models.detectors.spectral import FORMAT, SpectralDetector
@@ -185,12 +185,7 @@ def run(fitted, rng, jammer_at, n=30, slot=10, jammer_xy=(12.0, 6.0)):
         eirp = jammer_at(i, alloc)
         meas, pred, _ = snapshot(rng, sigma_db=1.0, alloc=alloc, jammer=None if eirp is None else (jammer_xy, eirp))
         ev = fitted.evidence(meas, pred, groups_of(alloc))
-        seen = bool(ev.score > fitted.threshold)
-        fit = fitted.locate(meas, pred, ev.affected) if seen else None
-        tx = ("tx-1", "tx-2")[ev.transmitter] if seen and ev.transmitter >= 0 else None  # groups_of's order
-        tr.add(Finding(i, seen, ev.affected if seen else (), alloc, None if fit is None else fit.position_m,
-                       None if fit is None else fit.subband_eirp_dbm, None if fit is None else fit.cost, tx,
-                       float(fitted.normal_scores([ev.score])[0])))  # fmt: skip
+        tr.add(finding_of(i, fitted, ev, meas, pred, alloc, ("tx-1", "tx-2")))  # groups_of's order
     return tr.interference()
 
 

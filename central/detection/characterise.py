@@ -96,6 +96,20 @@ class Finding:
     evidence_z: float | None = None  # the snapshot's spectral score on the normal scale (N(0, 1) when normal)
 
 
+def finding_of(t_ns: int, det, ev, measured_dbm: np.ndarray, predicted_dbm: np.ndarray,
+               allocations: Mapping[str, tuple[int, ...]], tx_ids) -> Finding:  # fmt: skip
+    """One snapshot's finding from the spectral test ``det``'s evidence ``ev``
+    (:class:`models.detectors.spectral.SpectralEvidence`): seen when its score is past the test's threshold,
+    then located over its affected sub-bands. ``tx_ids``: the transmitters in the order of the groups the
+    evidence was computed with (``ev.transmitter`` indexes them)."""
+    seen = bool(ev.score > det.threshold)
+    fit = det.locate(measured_dbm, predicted_dbm, ev.affected) if seen else None
+    tx = tx_ids[ev.transmitter] if seen and 0 <= ev.transmitter < len(tx_ids) else None
+    return Finding(t_ns, seen, ev.affected if seen else (), allocations, None if fit is None else fit.position_m,
+                   None if fit is None else fit.subband_eirp_dbm, None if fit is None else fit.cost, tx,
+                   float(det.normal_scores([ev.score])[0]))  # fmt: skip
+
+
 def likelihood_region(cost: np.ndarray, sigma_db: float, mass: float) -> tuple[np.ndarray, np.ndarray]:
     """(likelihood over cells normalised to 1 at its peak, bool mask of the smallest set holding ``mass``)."""
     ll = -(cost - np.min(cost)) / (2 * (BETA * sigma_db) ** 2)

@@ -60,7 +60,7 @@ import numpy as np
 from central.config import DEFAULT_CUSUM_DRIFT, DEFAULT_CUSUM_THRESHOLD, INTEGRATIONS
 from central.detection.alarms import AlarmTracker, AlarmTransition, counter_ids
 from central.detection.assembly import Residuals, SnapshotAssembler
-from central.detection.characterise import CharacteriseSettings, Finding, InterferenceTracker, placed_at
+from central.detection.characterise import CharacteriseSettings, InterferenceTracker, finding_of, placed_at
 from central.detection.localise import PointSourceLocaliser
 from central.detection.sequential import Cusum, CusumSettings
 from central.detection.spectral import SpectralAssembler, SpectralResiduals
@@ -509,19 +509,11 @@ class DetectionEngine:
 
     def _characterise(self, t_ns: int, sr: SpectralResiduals, ev):
         """Add this snapshot's finding to the alarm's history and say what the interference is."""
-        det = self.spectral_detector
-        seen = bool(ev.score > det.threshold)
-        fit = None
-        if seen:
-            meas = np.where(sr.usable[:, None], sr.measured_dbm, np.nan)
-            fit = det.locate(meas, sr.predicted_dbm, ev.affected)
         txs = self.last_residuals.txs  # ev.transmitter indexes these (allocation_groups)
         allocations = {c.tx_id: tuple(b for b, p in c.allocation) for c in txs if c.allocation is not None}
-        tx = txs[ev.transmitter].tx_id if seen and 0 <= ev.transmitter < len(txs) else None
-        self.interference.add(Finding(t_ns, seen, ev.affected if seen else (), allocations,
-                                      None if fit is None else fit.position_m,
-                                      None if fit is None else fit.subband_eirp_dbm, None if fit is None else fit.cost, tx,
-                                      float(det.normal_scores([ev.score])[0])))  # fmt: skip
+        meas = np.where(sr.usable[:, None], sr.measured_dbm, np.nan)
+        self.interference.add(finding_of(t_ns, self.spectral_detector, ev, meas, sr.predicted_dbm, allocations,
+                                         [c.tx_id for c in txs]))  # fmt: skip
         return self.interference.interference()
 
     def _affected_spectral(self, sr: SpectralResiduals, ev) -> tuple[str, ...]:

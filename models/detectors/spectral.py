@@ -433,13 +433,14 @@ class SpectralDetector:
         ``affected_within_db`` of the best transmitter's allocation: at a cell chosen for that allocation the
         contrast's strays are other links' errors. Where nothing is past ``affected_t``: the sub-band, or
         the allocation, of the strongest T."""
-        seen = self._contrast_affected(c, tb, m, p)
+        seen, eirp = self._contrast_affected(c, tb, m, p)
         if by_allocation and seen.size and tt.size:
             best = np.flatnonzero(g == int(np.argmax(tt)))
             if best.size:
-                seen = seen[self._eirp_at(c, m, p, seen) >= np.median(self._eirp_at(c, m, p, best)) - self.affected_within_db]
+                keep = eirp >= np.median(self._eirp_at(c, m, p, best)) - self.affected_within_db
+                seen, eirp = seen[keep], eirp[keep]
         out = set(int(b) for b in seen)
-        floor = self._eirp_at(c, m, p, seen).max() - self.affected_within_db if seen.size else -math.inf
+        floor = eirp.max() - self.affected_within_db if seen.size else -math.inf
         for t in np.flatnonzero(tt > self.affected_t):
             alloc = np.flatnonzero(g == t)
             if not np.intersect1d(seen, alloc).size and np.median(self._eirp_at(c, m, p, alloc)) >= floor:
@@ -448,19 +449,16 @@ class SpectralDetector:
             out = {int(np.argmax(tb))} if tb.max(initial=0.0) >= tt.max(initial=0.0) else set(int(b) for b in np.flatnonzero(g == np.argmax(tt)))
         return tuple(sorted(out))
 
-    def _contrast_affected(self, c: int, tb: np.ndarray, m: np.ndarray, p: np.ndarray) -> np.ndarray:
-        """The sub-bands whose contrast T at cell ``c`` is above ``affected_t`` and whose fitted EIRP there is
-        within ``affected_within_db`` of the strongest."""
-        return self._strongest(c, np.flatnonzero(tb > self.affected_t), m, p)
-
-    def _strongest(self, c: int, cand: np.ndarray, m: np.ndarray, p: np.ndarray) -> np.ndarray:
-        """Those of the sub-bands ``cand`` whose fitted EIRP at cell ``c`` is within ``affected_within_db`` of
-        the strongest (the twin's error on a link lifts all of that transmitter's sub-bands a little; in
-        mW that is far less than a jammer adds to its own)."""
+    def _contrast_affected(self, c: int, tb: np.ndarray, m: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(the sub-bands whose contrast T at cell ``c`` is above ``affected_t`` and whose fitted EIRP there is
+        within ``affected_within_db`` of the strongest, their EIRP): the twin's error on a link lifts all
+        of that transmitter's sub-bands a little; in mW that is far less than a jammer adds to its own."""
+        cand = np.flatnonzero(tb > self.affected_t)
+        eirp = self._eirp_at(c, m, p, cand)
         if cand.size > 1:
-            eirp = self._eirp_at(c, m, p, cand)
-            cand = cand[eirp >= eirp.max() - self.affected_within_db]
-        return cand
+            keep = eirp >= eirp.max() - self.affected_within_db
+            cand, eirp = cand[keep], eirp[keep]
+        return cand, eirp
 
     def _eirp_at(self, c: int, m: np.ndarray, p: np.ndarray, subbands: np.ndarray) -> np.ndarray:
         """The linear-domain least-squares EIRP (dBm) of a source at cell ``c`` in each of ``subbands``."""
