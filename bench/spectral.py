@@ -10,7 +10,7 @@ from :mod:`evaluation.spectral_dataset` (scheduler allocations, model error per 
 SU, receiver noise-floor spread, DSP leakage, estimator scatter).
 
 Protocol, three independent draws: **train** (normal snapshots only: the detectors' normal statistics
-and thresholds), **validation** (one draw per jammer type: the spectral test's κ and the 90 % region's
+and thresholds), **validation** (one draw per jammer type: the spectral test's κ, the tracker's position window and the 90 % region's
 σ are chosen here, on σ = 3 dB per-link error), **test** (a fresh draw per type: every figure below).
 Per snapshot, ROC over the test draw's normal and jammer-installed snapshots (a duty-cycled jammer's
 label is "installed"). The wideband baseline is the energy detector on each SU's band total (the sum
@@ -74,6 +74,7 @@ ENGINE_CHOICE, TIE_AUC = (4.0, "softmax"), 0.002
 REGION_SIGMAS_DB = (1.0, 1.5, 2.0, 3.0, 4.5, 6.0, 9.0)  # the 90 % region's spread candidates (validation)
 CELL_SPACING_M = 1.0  # the spectral test's candidate cells (the maps' 0.5 m cells thinned)
 EPISODE_LEN = 30
+LOCATE_WINDOWS = (5, 10, 20, 30)  # the tracker's position window candidates, in findings (validation)
 GOALS = {"auc_spectral_wide20_sigma3": 0.999, "pd01_spectral_wide20_sigma3": 0.99, "auc_spectral_narrow10_sigma3": 0.99,
          "auc_spectral_narrow0busy_sigma3": 0.95, "auc_spectral_deceptive10_sigma3": 0.95, "type_accuracy": 0.95,
          "subband_precision": 0.95, "subband_recall": 0.95}  # fmt: skip
@@ -148,12 +149,19 @@ def characterise(det: SpectralDetector, positions_m, plan, hall_xy, ds, sigma: f
         else:
             truth_sb = list(sent[on[-1]]) if on else []
         last_on = on[-1] if on else None
-        eirp_true = None if last_on is None else float(10 * np.log10(np.power(10.0, ds.jammer_subband_eirp_dbm[last_on] / 10).sum()))
+        sent_mw = 0.0 if last_on is None else float(np.power(10.0, ds.jammer_subband_eirp_dbm[last_on] / 10).sum())
+        eirp_true = float(10 * np.log10(sent_mw)) if sent_mw > 0 else None  # nothing sent: a deceptive one while its TX idles
         out.append({"got": got, "truth_class": ds.jammer.truth_class, "truth_subbands": truth_sb,
                     "truth_xy": ds.jammer_position_m[idx[0], :2], "eirp_true_dbm": eirp_true,
                     "duty_true": len(on) / EPISODE_LEN,
                     "cost": tr.location_cost()})  # fmt: skip
     return out
+
+
+def loc_errors_m(episodes: list[dict]) -> list[float]:
+    """Horizontal distance (m) from each located episode's position to the emitter."""
+    return [float(np.hypot(ep["got"].position_m[0] - ep["truth_xy"][0], ep["got"].position_m[1] - ep["truth_xy"][1]))
+            for ep in episodes if ep["got"] is not None and ep["got"].position_m is not None]  # fmt: skip
 
 
 def region_coverage(episodes: list[dict], cell_m: float) -> float:
@@ -232,17 +240,24 @@ def main(argv=None) -> int:
     figures["allocation_residual_sigma_db_sigma3"] = round(sigma_link, 2)
     positions = fitted[(3, "link")].positions_m
     ep_gen = lambda seed_base, j, i: gen(args.episodes * EPISODE_LEN, seed_base + i, j, jammer_prob=1.0, episode_len=EPISODE_LEN)  # noqa: E731
-    val_eps = [ep for i, j in enumerate(JAMMERS)
-               for ep in characterise(det3, positions, plan, hall_xy, ep_gen(args.seed * 1000 + 300, j, i), 3, CharacteriseSettings())]  # fmt: skip
+    val_ds = [ep_gen(args.seed * 1000 + 300, j, i) for i, j in enumerate(JAMMERS)]
+    # the tracker's window (findings whose misfits are averaged for the position): the lowest validation median error
+    val_loc = {w: [ep for ds in val_ds for ep in characterise(det3, positions, plan, hall_xy, ds, 3, CharacteriseSettings(locate_window=w))]
+               for w in LOCATE_WINDOWS}  # fmt: skip
+    val_loc_median = {w: float(np.median(loc_errors_m(v))) for w, v in val_loc.items()}
+    window = min(val_loc_median, key=val_loc_median.get)
+    figures["locate_window_chosen"] = window
+    figures["validation_loc_median_m_by_window"] = {str(w): round(v, 2) for w, v in val_loc_median.items()}
+    val_eps = val_loc[window]
     cover = {}
     for rs in REGION_SIGMAS_DB:
-        st = CharacteriseSettings(region_sigma_db=rs)
+        st = CharacteriseSettings(region_sigma_db=rs, locate_window=window)
         # the region depends only on the last finding's misfit: recompute it from the stored Interference's inputs
         cover[rs] = region_coverage([ep for ep in _with_region(val_eps, positions, st)], CELL_SPACING_M)
     region_sigma = min((rs for rs in REGION_SIGMAS_DB if cover[rs] >= 0.9), default=max(REGION_SIGMAS_DB))
     figures["region_sigma_db_chosen"] = region_sigma
     figures["validation_region90_coverage_by_sigma"] = {f"{k:g}": round(v, 3) for k, v in cover.items()}
-    settings = CharacteriseSettings(region_sigma_db=region_sigma)
+    settings = CharacteriseSettings(region_sigma_db=region_sigma, locate_window=window)
     eps = {j.key: characterise(det3, positions, plan, hall_xy, ep_gen(args.seed * 1000 + 400, j, i), 3, settings)
            for i, j in enumerate(JAMMERS)}  # fmt: skip
     all_eps = [ep for v in eps.values() for ep in v]
@@ -261,10 +276,11 @@ def main(argv=None) -> int:
                 continue
             a, t = set(got.subbands), set(ep["truth_subbands"])
             tp, n_pred, n_true = tp + len(a & t), n_pred + len(a), n_true + len(t)
-            if got.position_m is not None:
-                loc.append(float(np.hypot(got.position_m[0] - ep["truth_xy"][0], got.position_m[1] - ep["truth_xy"][1])))
             if got.eirp_dbm is not None and ep["eirp_true_dbm"] is not None:
                 eirp_err.append(abs(got.eirp_dbm - ep["eirp_true_dbm"]))
+        errs = loc_errors_m(v)
+        loc += errs
+        figures[f"loc_median_m_{key}"] = round(float(np.median(errs)), 2) if errs else None
         found = [ep["got"] for ep in v if ep["got"] is not None]
         figures[f"classes_{key}"] = {c: sum(g.interference_class == c for g in found) for c in sorted({g.interference_class for g in found})}
         if key == "duty30":
@@ -399,7 +415,7 @@ def write_markdown(f: dict, path: Path, info: dict) -> None:
              "campaign. Allocations from the simulated scheduler (load 20–90 %, idle gaps), model error per link "
              "(and, in the second table, common to an SU's sub-bands), receiver noise-floor spread 1 dB, DSP leakage "
              "−25 dB into neighbours, estimator scatter. Train / validation / test are independent draws; κ "
-             f"(= {f['penalty_chosen']:g}), the components' fusion (= {f['fusion_chosen']}) and the 90 % region's σ (= {f['region_sigma_db_chosen']:g} dB) were chosen on "
+             f"(= {f['penalty_chosen']:g}), the components' fusion (= {f['fusion_chosen']}) and the 90 % region's σ (= {f['region_sigma_db_chosen']:g} dB) and the tracker's position window (= {f['locate_window_chosen']} findings; validation medians {f['validation_loc_median_m_by_window']} m) were chosen on "
              f"validation (κ and fusion: the engine's {ENGINE_CHOICE[0]:g}/{ENGINE_CHOICE[1]} unless another pair is more than "
              f"{TIE_AUC} better in mean AUC; validation means {f['validation_mean_auc']}); every figure is on test.", ""]  # fmt: skip
     for suffix, title in (("", "model error per link"), ("_common", "model error common to an SU's sub-bands")):
@@ -414,9 +430,9 @@ def write_markdown(f: dict, path: Path, info: dict) -> None:
     lines += ["## Characterised alarms (σ = 3 dB per link, episodes of 30 snapshots)", "",
               "Type accuracy is over the characterised episodes (the emitter seen in at least one snapshot); "
               "`characterised` is their share, and `type_accuracy_all_episodes` counts the others as wrong.", "",
-              "| jammer | characterised | type accuracy | classes given |", "|---|---|---|---|"]  # fmt: skip
+              "| jammer | characterised | type accuracy | localisation median (m) | classes given |", "|---|---|---|---|---|"]  # fmt: skip
     for k in keys:
-        lines.append(f"| {k} | {f[f'characterised_{k}']:.3f} | {f[f'type_accuracy_{k}']} | {f[f'classes_{k}']} |")
+        lines.append(f"| {k} | {f[f'characterised_{k}']:.3f} | {f[f'type_accuracy_{k}']} | {f[f'loc_median_m_{k}']} | {f[f'classes_{k}']} |")
     lines += ["", "| figure | value | goal |", "|---|---|---|"]
     for k in ("type_accuracy", "type_accuracy_all_episodes", "subband_precision", "subband_recall", "loc_median_m_sigma3", "loc_p90_m_sigma3",
               "region90_coverage", "region90_cells_median", "eirp_err_db_median", "duty30_estimated_duty_median",

@@ -37,7 +37,8 @@ times the width of the sub-bands it occupies (a sweep: what it sends within one 
 Where: the linear-domain point-source fit (:meth:`SpectralDetector.locate`) of each finding, its
 misfit J_c over cells averaged over the last ``locate_window`` findings (one snapshot's fit follows its
 readings' scatter and, where the emitter shares a busy sub-band, that link's error; the emitter does
-not move in a second) and turned into a likelihood exp(−(J_c − J_min) / (2 β² s²)) with s =
+not move in a few seconds; the window, 3 s at 10 Hz, is chosen on a validation split in
+``bench/spectral.py``) and turned into a likelihood exp(−(J_c − J_min) / (2 β² s²)) with s =
 ``region_sigma_db`` (the spread of the twin's error the fit sees; chosen on a validation split in
 ``bench/spectral.py`` so that the 90 % region holds the emitter 90 % of the time), the 90 % region
 the smallest set of cells holding 90 % of it.
@@ -51,7 +52,6 @@ remove near the estimated position.
 from __future__ import annotations
 
 import collections
-import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -76,7 +76,7 @@ class CharacteriseSettings:
     presence_z: float = 2.0  # evidence (normal scale) from which a snapshot counts as the emitter on
     region_mass: float = 0.9
     region_sigma_db: float = 3.0
-    locate_window: int = 10  # findings whose misfits are averaged for the position (a second at 10 Hz)
+    locate_window: int = 30  # findings whose misfits are averaged for the position (3 s at 10 Hz; bench/spectral.py)
     map_cell_m: float = 1.0  # the dashboard's heat map resolution
     history: int = 600  # findings kept per alarm (a minute at 10 Hz)
 
@@ -209,7 +209,7 @@ class InterferenceTracker:
 
     def location_cost(self) -> np.ndarray | None:
         """(C,) the point-source misfit averaged over the last ``locate_window`` findings that located the
-        emitter (it stands still over a second; the mean averages the readings' scatter); None before any."""
+        emitter (it stands still for a few seconds; the mean averages the readings' scatter); None before any."""
         costs = [f.cost for f in self.findings if f.seen and f.subbands and f.position_m is not None and f.cost is not None]
         return np.mean(costs[-self.settings.locate_window:], axis=0) if costs else None
 
@@ -232,15 +232,6 @@ class InterferenceTracker:
             return 0.0
         d = np.abs(np.diff(np.unique(self.positions_m[:, 0])))
         return float(d.min()) if d.size else 0.0
-
-
-def placed_at(inter: Interference, position_m: tuple[float, float]) -> Interference:
-    """``inter`` with the emitter placed at ``position_m`` by another fit (a wideband emitter's by the band
-    totals, which see all of its power; the sub-band fit sees it only where nobody transmits), and the
-    countermeasure saying where to look accordingly."""
-    return dataclasses.replace(inter, position_m=position_m,
-                               countermeasure=countermeasure(inter.interference_class, inter.subbands_text, position_m,
-                                                             inter.mimics_tx, inter.time_pattern, inter.duty or 0.0))  # fmt: skip
 
 
 def _circular_centre(subbands, k: int) -> float:

@@ -20,8 +20,8 @@ Data flow per evaluation (:meth:`DetectionEngine.evaluate`):
    residual verdict is "wideband or spectral"; while it holds (and while the alarm lasts) every
    snapshot's finding goes to the alarm's :class:`InterferenceTracker`, and the alarm carries what it
    says (``central.live.Interference``: class, sub-bands to avoid, EIRP, 90 % region, time pattern,
-   countermeasure); its position is then the fit over the affected sub-bands, except for a wideband
-   emitter that the wideband localiser has located. While a reallocation is
+   countermeasure); its position is then the tracker's fit over the affected sub-bands (also for a
+   wideband emitter: it beats one snapshot's band-total fit there too). While a reallocation is
    in flight (a transmitter's allocation changed after the oldest fresh reading: those readings were
    taken under other allocations than the prediction's) neither test judges the snapshot.
 6. Hysteresis (:class:`AlarmTracker`, kind "residual"): raise after k of n verdicts, clear after m normal.
@@ -60,7 +60,7 @@ import numpy as np
 from central.config import DEFAULT_CUSUM_DRIFT, DEFAULT_CUSUM_THRESHOLD, INTEGRATIONS
 from central.detection.alarms import AlarmTracker, AlarmTransition, counter_ids
 from central.detection.assembly import Residuals, SnapshotAssembler
-from central.detection.characterise import CharacteriseSettings, InterferenceTracker, finding_of, placed_at
+from central.detection.characterise import CharacteriseSettings, InterferenceTracker, finding_of
 from central.detection.localise import PointSourceLocaliser
 from central.detection.sequential import Cusum, CusumSettings
 from central.detection.spectral import SpectralAssembler, SpectralResiduals
@@ -438,10 +438,9 @@ class DetectionEngine:
         if ev is not None and self.interference is not None and (res_anomalous or self.residual_alarms.active is not None):
             interference = self._characterise(t_ns, sr, ev)
             if interference is not None and interference.position_m is not None:
-                if position is None or interference.interference_class != "wideband":
-                    position = interference.position_m  # the fit over its sub-bands: the band total dilutes a narrow emitter
-                else:  # a wideband emitter: the band totals' fit, and the countermeasure says the same place
-                    interference = placed_at(interference, position)
+                # the fit over its sub-bands, averaged over the tracker's window: the band total dilutes a narrow
+                # emitter, and one snapshot's band-total fit places even a wideband one worse (bench/spectral.py)
+                position = interference.position_m
         sat = r.saturated
         sat_ids = tuple(su for su, s in zip(self.su_ids, sat) if s)
         sat_position = self._near(sat) if sat_ids else None
