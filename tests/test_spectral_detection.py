@@ -310,3 +310,23 @@ def test_the_contrast_residual_removes_a_links_error_but_keeps_a_jammer_in_its_a
     world[5, 6] += 100 * world[5, 5]
     rc = contrast(powers(world)[None], pred[None], groups[None], -25.0, NOISE_DBM)[0]
     assert rc[5, 6] > 15.0 and np.isnan(np.delete(rc[:, 6], 5)).all()
+
+
+def test_the_allocation_median_is_numpys_nanmedian_over_each_allocation():
+    from models.detectors.spectral import allocation_nanmedian
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(40, 5, K))
+    x[rng.random(x.shape) < 0.3] = np.nan  # unusable readings are left out
+    groups = rng.integers(-1, 4, size=(40, K))
+    groups[0] = -1  # nothing allocated
+    x[1][:, groups[1] == 2] = np.nan  # an allocation with no usable reading at all
+    med = allocation_nanmedian(x, groups)
+    assert med.shape == (40, 5, 4)
+    for n in range(40):
+        for t in range(4):
+            sb = groups[n] == t
+            for j in range(5):
+                v = x[n, j, sb]
+                want = np.median(v[~np.isnan(v)]) if (~np.isnan(v)).any() else np.nan
+                assert med[n, j, t] == pytest.approx(want, nan_ok=True)

@@ -33,6 +33,7 @@ import math
 import os
 import time
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -139,14 +140,30 @@ def normal_quantile(scores, reference: np.ndarray) -> np.ndarray:
 
     Why: it puts any detector's score on one scale, z ~ N(0, 1) under normal operation, which is what
     fusing two detectors (``fusion``) and integrating scores over time (the live engine's CUSUM) need."""
-    ref = reference
-    s = np.asarray(scores, dtype=np.float64)
-    u = (np.searchsorted(ref, s, side="right") + 0.5) / (ref.size + 1.0)
-    z = ndtri(np.clip(u, _Z_CLIP, 1.0 - _Z_CLIP))
-    top_z = ndtri((ref.size + 0.5) / (ref.size + 1.0))
-    scale = float(np.std(ref)) or 1.0
-    z = np.where(s > ref[-1], top_z + (s - ref[-1]) / scale, z)
-    return np.where(np.isnan(s), np.nan, z)
+    return NormalScale.of(reference)(scores)
+
+
+@dataclass(frozen=True)
+class NormalScale:
+    """:func:`normal_quantile` against one reference, with what it needs of the reference computed once
+    (its spread, its top rank's z): a detector that scores one snapshot at a time calls it per snapshot."""
+
+    reference: np.ndarray  # sorted finite normal scores
+    std: float
+    top_z: float
+
+    @classmethod
+    def of(cls, reference: np.ndarray) -> NormalScale:
+        ref = np.asarray(reference, dtype=np.float64)
+        return cls(ref, float(np.std(ref)) or 1.0, float(ndtri((ref.size + 0.5) / (ref.size + 1.0))))
+
+    def __call__(self, scores) -> np.ndarray:
+        ref = self.reference
+        s = np.asarray(scores, dtype=np.float64)
+        u = (np.searchsorted(ref, s, side="right") + 0.5) / (ref.size + 1.0)
+        z = ndtri(np.clip(u, _Z_CLIP, 1.0 - _Z_CLIP))
+        z = np.where(s > ref[-1], self.top_z + (s - ref[-1]) / self.std, z)
+        return np.where(np.isnan(s), np.nan, z)
 
 
 class ResidualDetector(ABC):

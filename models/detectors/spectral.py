@@ -81,12 +81,13 @@ from pathlib import Path
 import numpy as np
 
 from contracts.band_plan import SUBBAND_LEAKAGE_DB, neighbour_sum, own_power, own_power_scatter
-from models.detectors.base import DetectorError, model_paths, normal_quantile, quantile_threshold
+from models.detectors.base import DetectorError, NormalScale, model_paths, quantile_threshold
 
 BETA = math.log(10.0) / 10.0  # d(ln mW) / d(dB)
 NOISE, SIGNAL = 0, 1
 FORMAT = "rftwin-spectral-detector/3"  # 3: the contrast's scale is learned over its leakage amplification
 FUSIONS = ("max", "sum", "softmax")
+_TINY = 1e-300  # added to a GLRT's denominator (a sum of squares ≥ 0) so that an empty column divides to 0
 LEAK_DOMINATED = 6.0  # leakage into a sub-band over its own power (or the noise) past which its reading says nothing of it
 
 
@@ -111,22 +112,41 @@ def contrast(measured_dbm: np.ndarray, predicted_dbm: np.ndarray, groups: np.nda
     p = np.asarray(predicted_dbm, dtype=np.float64)
     noise = np.power(10.0, np.asarray(noise_dbm, dtype=np.float64) / 10)  # (K,)
     leak = 10 ** (leakage_db / 10)
-    read = np.power(10.0, np.nan_to_num(m, nan=-300.0) / 10)
+    read = _mw(m)
     own_m = np.maximum(own_power(read, leakage_db), 0.1 * noise)
-    own_p = np.maximum(own_power(np.power(10.0, np.nan_to_num(p, nan=-300.0) / 10), leakage_db), 0.1 * noise)
+    own_p = np.maximum(own_power(_mw(p), leakage_db), 0.1 * noise)
     usable = np.isfinite(m) & np.isfinite(p) & (leak * neighbour_sum(read) < LEAK_DOMINATED * np.maximum(own_m, noise))
     out = np.where(usable, 10 * np.log10(own_m / own_p), np.nan)
-    for i in range(out.shape[0]):
-        gi = groups[i]
-        for t in np.unique(gi[gi >= 0]):
-            sb = np.flatnonzero(gi == t)
-            if sb.size < 2:
-                out[i][:, sb] = np.nan
-                continue
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                out[i][:, sb] -= np.nanmedian(out[i][:, sb], axis=1, keepdims=True)
-    return out
+    g = np.asarray(groups, dtype=np.int64)
+    if not (g >= 0).any():
+        return out
+    med = allocation_nanmedian(out, g)  # (N, n_su, T)
+    own = med.transpose(0, 2, 1)[np.arange(g.shape[0])[:, None], np.maximum(g, 0)].transpose(0, 2, 1)  # (N, n_su, K)
+    busy = g >= 0
+    alone = busy & ((g[:, :, None] == g[:, None, :]).sum(axis=2) < 2)  # (N, K) a one-sub-band allocation
+    return np.where(alone[:, None, :], np.nan, out - np.where(busy[:, None, :], own, 0.0))
+
+
+def allocation_nanmedian(x: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """(N, n_su, T) the median of ``x`` (N, n_su, K) over each transmitter's allocation (``groups`` (N, K),
+    values 0 … T−1, −1 idle), NaN ignored; NaN where an allocation has no value. Why not ``np.nanmedian``
+    per allocation: that is a Python loop over snapshots and transmitters, and was most of the spectral
+    test's time per snapshot; sorted with the NaNs last, every median is two gathers."""
+    n_tx = int(groups.max(initial=-1)) + 1
+    member = groups[:, None, :] == np.arange(n_tx)[None, :, None]  # (N, T, K)
+    v = np.sort(np.where(member[:, None, :, :], x[:, :, None, :], np.nan), axis=-1)  # NaN sorts last
+    k = v.shape[-1]
+    flat = v.reshape(-1, k)
+    cnt = k - np.isnan(flat).sum(axis=1)
+    rows = np.arange(flat.shape[0])
+    # the two middle values (one for an odd count); an empty allocation reads its first value, NaN
+    med = 0.5 * (flat[rows, np.maximum(cnt - 1, 0) // 2] + flat[rows, np.minimum(cnt // 2, k - 1)])
+    return med.reshape(v.shape[:-1])
+
+
+def _mw(dbm: np.ndarray) -> np.ndarray:
+    """dBm → mW, a missing reading (NaN) as nothing (−300 dBm)."""
+    return np.power(10.0, np.fmax(dbm, -300.0) / 10)
 
 
 def leakage_amplification(measured_dbm: np.ndarray, predicted_dbm: np.ndarray, leakage_db: float,
@@ -142,7 +162,7 @@ def leakage_amplification(measured_dbm: np.ndarray, predicted_dbm: np.ndarray, l
     there (a link the twin under-predicts leaks more than it expects), over the own power *measured*
     (a jammer in an idle sub-band next to a busy one is its own power, far above the leakage's scatter).
     Dividing the contrast's deviations by it puts every sub-band on the same scale of error."""
-    xm, xp = (np.power(10.0, np.nan_to_num(np.asarray(x, dtype=np.float64), nan=-300.0) / 10) for x in (measured_dbm, predicted_dbm))
+    xm, xp = (_mw(np.asarray(x, dtype=np.float64)) for x in (measured_dbm, predicted_dbm))
     noise = np.power(10.0, np.asarray(noise_dbm, dtype=np.float64) / 10)
     scatter = np.maximum(own_power_scatter(xm, leakage_db), own_power_scatter(xp, leakage_db))
     return np.maximum(scatter / np.maximum(own_power(xm, leakage_db), 0.1 * noise), 1.0)
@@ -161,12 +181,10 @@ def allocation_residual(measured_dbm: np.ndarray, predicted_dbm: np.ndarray, gro
     p = np.asarray(predicted_dbm, dtype=np.float64)
     g = np.asarray(groups)
     ok = np.isfinite(m) & np.isfinite(p)
-    pm = np.where(ok, np.power(10.0, np.where(ok, m, 0.0) / 10), 0.0)
-    pp = np.where(ok, np.power(10.0, np.where(ok, p, 0.0) / 10), 0.0)
-    pn = np.where(ok, np.power(10.0, np.asarray(noise_dbm, dtype=np.float64) / 10)[None, None, :], 0.0)
+    mw = np.where(ok, np.stack((_mw(m), _mw(p), np.broadcast_to(_mw(np.asarray(noise_dbm, dtype=np.float64)), m.shape))), 0.0)
     n_tx = max(int(g.max(initial=-1)) + 1, 1)
     onehot = (g[:, :, None] == np.arange(n_tx)[None, None, :]).astype(np.float64)  # (N, K, T)
-    mt, pt, nt = (np.einsum("njk,nkt->njt", x, onehot) for x in (pm, pp, pn))
+    mt, pt, nt = mw @ onehot  # measured, predicted, noise (N, n_su, T), each summed over the allocation
     has = pt > 0
     with np.errstate(divide="ignore", invalid="ignore"):
         r = np.where(has, 10 * np.log10(np.where(has, mt, 1.0) / np.where(has, pt, 1.0)), np.nan)
@@ -211,7 +229,7 @@ class _Stats:
         mu = (1 - f) * self.mu_db[..., NOISE] + f * self.mu_db[..., SIGNAL]
         sig = np.sqrt(self.sigma_db[..., NOISE] ** 2 + (f * self.sigma_db[..., SIGNAL]) ** 2) * scale
         ok = np.isfinite(r)
-        z = np.where(ok, (np.nan_to_num(r) - mu) / sig, 0.0)
+        z = np.where(ok, (r - mu) / sig, 0.0)
         if z_cap is not None:
             z = np.minimum(z, z_cap)
         inv = np.where(ok, 1.0 / (np.where(ok, pred_mw, 1.0) * np.power(10.0, mu / 10.0) * BETA * sig), 0.0)
@@ -231,6 +249,7 @@ class SpectralDetector:
             raise DetectorError(f"gain_lin {g.shape} does not match {self.positions_m.shape[0]} cell positions")
         self.gain_lin = np.ascontiguousarray(g)  # (C, n_su)
         self.gain_sq = self.gain_lin**2
+        self._gain_t, self._gain_sq_t = np.ascontiguousarray(self.gain_lin.T), np.ascontiguousarray(self.gain_sq.T)
         self.noise_dbm = np.asarray(noise_dbm, dtype=np.float64)  # (K,) the twin's noise floor per sub-band
         if not 0 < target_far < 1:
             raise DetectorError(f"target_far must be in (0, 1), got {target_far}")
@@ -250,6 +269,7 @@ class SpectralDetector:
         self.ref_allocation: np.ndarray | None = None
         self.threshold: float | None = None
         self.train_scores: np.ndarray | None = None  # sorted fused training scores, for normal_scores
+        self._scales: tuple[NormalScale, NormalScale, NormalScale] | None = None  # of the three, once
         self.provenance: dict = {}
 
     @property
@@ -284,12 +304,13 @@ class SpectralDetector:
         pool = lambda x: x.transpose(0, 2, 1).reshape(-1, self.n_su, 1)  # noqa: E731
         self.allocation_stats = self._location_scale_fit(pool(r), pool(fa))
         con, alloc = self._component_scores(m, p, g)
-        self.ref_contrast, self.ref_allocation = (np.sort(x[np.isfinite(x)]) for x in (con, alloc))
-        if self.ref_contrast.size < 10 or self.ref_allocation.size < 10:
-            raise DetectorError(f"only {min(self.ref_contrast.size, self.ref_allocation.size)} scorable normal "
+        ref_con, ref_alloc = (np.sort(x[np.isfinite(x)]) for x in (con, alloc))
+        if ref_con.size < 10 or ref_alloc.size < 10:
+            raise DetectorError(f"only {min(ref_con.size, ref_alloc.size)} scorable normal "
                                 "snapshots: need at least 10")  # fmt: skip
+        self._set_references(ref_con, ref_alloc, None)
         scores = self.fuse(con, alloc)
-        self.train_scores = np.sort(scores[np.isfinite(scores)])
+        self._set_references(ref_con, ref_alloc, np.sort(scores[np.isfinite(scores)]))
         self.threshold = quantile_threshold(self.train_scores, self.target_far)
         self.provenance = {"transmitters_seen": n_tx, **(provenance or {})}
         return self
@@ -323,6 +344,12 @@ class SpectralDetector:
             sig[:, :, s] = np.maximum(np.sqrt(lam * mad**2 + (1 - lam) * pool_mad[:, None] ** 2), self.min_sigma_db)
         return _Stats(mu, sig)
 
+    def _set_references(self, contrast_ref: np.ndarray, allocation_ref: np.ndarray, fused_ref: np.ndarray | None) -> None:
+        """The sorted normal scores each component, and the fused score, are put on the normal scale against."""
+        self.ref_contrast, self.ref_allocation, self.train_scores = contrast_ref, allocation_ref, fused_ref
+        self._scales = (NormalScale.of(contrast_ref), NormalScale.of(allocation_ref),
+                        NormalScale.of(fused_ref) if fused_ref is not None else None)  # fmt: skip
+
     # ------------------------------------------------------------------ scoring
 
     def _leakage_amplification(self, m: np.ndarray, p: np.ndarray) -> np.ndarray:
@@ -343,7 +370,7 @@ class SpectralDetector:
         to hear more legitimate power than noise, as one allocation."""
         n = predicted.shape[0]
         if groups is None:
-            busy = (self.legit_fraction(np.nan_to_num(predicted, nan=-300.0)) > 0.5).any(axis=1)
+            busy = (self.legit_fraction(np.fmax(predicted, -300.0)) > 0.5).any(axis=1)
             return np.where(busy, 0, -1).astype(np.int64)
         g = np.asarray(groups, dtype=np.int64)
         g = g[None] if g.ndim == 1 else g
@@ -352,19 +379,25 @@ class SpectralDetector:
         return g
 
     def _glrt(self, z: np.ndarray, inv: np.ndarray) -> np.ndarray:
-        """T (N, C, k): the one-sided GLRT of a point source at each cell in each column of z (N, n_su, k)."""
-        a = np.einsum("cj,njk->nck", self.gain_lin, z * inv, optimize=True)
-        b = np.einsum("cj,njk->nck", self.gain_sq, inv * inv, optimize=True)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(b > 0, np.maximum(a, 0.0) ** 2 / b, 0.0)
+        """T (N, k, C): the one-sided GLRT of a point source at each cell in each column of z (N, n_su, k).
+
+        Cells last, and in place: per snapshot this is the spectral test's bulk (~20 000 values per
+        component), and sums over the columns then run along the outer axis, which numpy vectorises."""
+        a = (z * inv).transpose(0, 2, 1) @ self._gain_t  # (N, k, n_su) @ (n_su, C)
+        b = (inv * inv).transpose(0, 2, 1) @ self._gain_sq_t
+        np.maximum(a, 0.0, out=a)
+        a *= a
+        b += _TINY  # b = 0 only where a column has no usable SU, and a = 0 there: T = 0
+        a /= b
+        return a
 
     def _t(self, m: np.ndarray, p: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(contrast T (N, C, K), allocation T (N, C, T))."""
+        """(contrast T (N, K, C), allocation T (N, T, C))."""
         if not self.fitted:
             raise DetectorError("spectral detector not fitted")
         f = self.legit_fraction(p)
         zc, ic = self.contrast_stats.z_and_template_scale(contrast(m, p, g, self.leakage_db, self.noise_dbm), f,
-                                                          np.power(10.0, np.nan_to_num(p, nan=-300.0) / 10), self.z_cap,
+                                                          _mw(p), self.z_cap,
                                                           self._leakage_amplification(m, p))  # fmt: skip
         r, fa, pt = allocation_residual(m, p, g, self.noise_dbm)
         za, ia = self.allocation_stats.z_and_template_scale(r, fa, pt, self.z_cap)
@@ -372,7 +405,7 @@ class SpectralDetector:
 
     def _cell_evidence(self, tc: np.ndarray, ta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Evidence per cell (…, C) of each component: Σ_b max(0, T_cb − κ) and max_t T_ct."""
-        return np.maximum(tc - self.penalty, 0.0).sum(axis=-1), ta.max(axis=-1)
+        return np.maximum(tc - self.penalty, 0.0).sum(axis=-2), ta.max(axis=-2)
 
     def _component_scores(self, m, p, g, chunk: int = 64) -> tuple[np.ndarray, np.ndarray]:
         """(contrast score, allocation score) per snapshot, the maximum of each's evidence over cells."""
@@ -389,11 +422,11 @@ class SpectralDetector:
         """(N,) each component's score on the normal scale (against its own training scores)."""
         m, p = self._check(measured_dbm, predicted_dbm)
         con, alloc = self._component_scores(m, p, self._groups(groups, p))
-        return normal_quantile(con, self.ref_contrast), normal_quantile(alloc, self.ref_allocation)
+        return self._scales[0](con), self._scales[1](alloc)
 
     def fuse(self, contrast_score: np.ndarray, allocation_score: np.ndarray, fusion: str | None = None) -> np.ndarray:
         """The components' raw scores, each on the normal scale, fused by ``fusion`` (default: the detector's)."""
-        zc, za = normal_quantile(contrast_score, self.ref_contrast), normal_quantile(allocation_score, self.ref_allocation)
+        zc, za = self._scales[0](contrast_score), self._scales[1](allocation_score)
         return fuse_normal(zc, za, fusion or self.fusion)
 
     def score(self, measured_dbm, predicted_dbm, groups=None) -> np.ndarray:
@@ -408,7 +441,7 @@ class SpectralDetector:
         g = self._groups(groups, pr)
         tc, ta = (x[0] for x in self._t(m, pr, g))
         ec, ea = self._cell_evidence(tc, ta)
-        zc, za = normal_quantile(np.array([ec.max()]), self.ref_contrast)[0], normal_quantile(np.array([ea.max()]), self.ref_allocation)[0]
+        zc, za = float(self._scales[0](ec.max())), float(self._scales[1](ea.max()))
         score = float(fuse_normal(np.array([zc]), np.array([za]), self.fusion)[0])
         m, pr, g = m[0], pr[0], g[0]
         usable = int((np.isfinite(m) & np.isfinite(pr)).all(axis=1).sum())
@@ -416,9 +449,10 @@ class SpectralDetector:
             return SpectralEvidence(math.nan, -1, np.zeros(self.subbands), (), ec)
         by_allocation = za > zc
         c = int(np.argmax(ea if by_allocation else ec))
-        return SpectralEvidence(score, c, tc[c], self._affected(c, tc[c], ta[c], g, m, pr, by_allocation), ea if by_allocation else ec,
+        tb, tt = tc[:, c], ta[:, c]
+        return SpectralEvidence(score, c, tb, self._affected(c, tb, tt, g, m, pr, by_allocation), ea if by_allocation else ec,
                                 "allocation" if by_allocation else "contrast",
-                                int(np.argmax(ta[c])) if by_allocation else -1)  # fmt: skip
+                                int(np.argmax(tt)) if by_allocation else -1)  # fmt: skip
 
     def _affected(self, c: int, tb: np.ndarray, tt: np.ndarray, g: np.ndarray, m: np.ndarray, p: np.ndarray,
                   by_allocation: bool = False) -> tuple[int, ...]:  # fmt: skip
@@ -476,7 +510,7 @@ class SpectralDetector:
         fused score of two normal-scale components is not quite on it, so again against its training scores."""
         if self.train_scores is None:
             raise DetectorError("spectral detector not fitted")
-        return normal_quantile(scores, self.train_scores)
+        return self._scales[2](scores)
 
     # ------------------------------------------------------------------ where and how strong
 
@@ -544,7 +578,7 @@ class SpectralDetector:
             det = cls(a["positions_m"], a["gain_lin"], a["noise_dbm"], **doc["params"])
             det.contrast_stats = _Stats(a["contrast_mu_db"], a["contrast_sigma_db"])
             det.allocation_stats = _Stats(a["allocation_mu_db"], a["allocation_sigma_db"])
-            det.ref_contrast, det.ref_allocation, det.train_scores = a["ref_contrast"], a["ref_allocation"], a["train_scores"]
+            det._set_references(a["ref_contrast"], a["ref_allocation"], a["train_scores"])
             det.threshold, det.provenance = float(doc["threshold"]), doc.get("provenance", {})
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise DetectorError(f"{meta}: cannot load the spectral detector: {e}") from None
