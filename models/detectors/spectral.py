@@ -50,7 +50,10 @@ the GLRT over sets of sub-bands with a per-sub-band cost. For the allocation com
 put on the normal scale against its own training scores, and the two are fused (``fusion``: the
 larger, their sum, or the soft maximum log(e^a + e^b), chosen on validation in ``bench/spectral.py``).
 One (C × n_su) × (n_su × K) and one (C × n_su) × (n_su × T) matrix product per snapshot: ~1300 cells
-(the maps' cells thinned to 1 m) × 12 SUs × (16 sub-bands + a few transmitters).
+(the maps' cells thinned to 1 m) × 12 SUs × (16 sub-bands + a few transmitters). For one snapshot
+at a time, as the live engine calls it, the time goes to the number of numpy calls more than to
+arithmetic: everything is vectorised over snapshots, sub-bands and transmitters (no Python loop), and
+the GLRT keeps cells on the last axis so that its sums over sub-bands run along the outer one.
 
 Why z-space for detection and not the linear-domain least squares of
 ``central.detection.localise``: under H0 the linear excess of a dB-Gaussian error is log-normal
