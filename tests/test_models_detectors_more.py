@@ -392,3 +392,13 @@ def test_normal_quantile_is_monotone_continues_above_the_training_range_and_keep
     z = normal_quantile(s, ref)
     assert np.all(np.diff(z[:-1]) > 0) and np.isnan(z[-1])
     assert z[2] == pytest.approx(0.0, abs=0.1) and z[3] == pytest.approx(1.0, abs=0.1)
+
+
+def test_one_score_gets_the_same_normal_scale_value_as_in_an_array():
+    from models.detectors.base import NormalScale
+
+    ref = np.sort(np.random.default_rng(1).normal(size=500))
+    scale = NormalScale.of(ref)
+    scores = np.array([-9.0, ref[0], -0.4, 0.0, ref[250], 1.7, ref[-1], ref[-1] + 0.5, np.nan])
+    one_by_one = np.array([float(scale(float(s))) for s in scores])
+    np.testing.assert_allclose(one_by_one, scale(scores), rtol=1e-12, atol=1e-12)  # NaN in the same place

@@ -31,6 +31,7 @@ import inspect
 import json
 import math
 import os
+import statistics
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -160,12 +161,24 @@ class NormalScale:
     def __call__(self, scores) -> np.ndarray:
         ref = self.reference
         s = np.asarray(scores, dtype=np.float64)
+        if s.ndim == 0:  # one score (a live snapshot): plain floats, a tenth of the array path's time
+            return np.float64(self._one(float(s)))
         u = (np.searchsorted(ref, s, side="right") + 0.5) / (ref.size + 1.0)
         z = ndtri(np.clip(u, _Z_CLIP, 1.0 - _Z_CLIP))
         z = np.where(s > ref[-1], self.top_z + (s - ref[-1]) / self.std, z)
         return np.where(np.isnan(s), np.nan, z)
 
+    def _one(self, s: float) -> float:
+        ref = self.reference
+        if math.isnan(s):
+            return math.nan
+        if s > ref[-1]:
+            return self.top_z + (s - float(ref[-1])) / self.std
+        u = (int(np.searchsorted(ref, s, side="right")) + 0.5) / (ref.size + 1.0)
+        return _STANDARD_NORMAL.inv_cdf(min(max(u, _Z_CLIP), 1.0 - _Z_CLIP))
 
+
+_STANDARD_NORMAL = statistics.NormalDist()
 class ResidualDetector(ABC):
     """Base class. Subclasses set :attr:`kind`, implement ``_fit``, ``_score``, ``_training_scores``,
     and the persistence pair ``_params`` / ``_arrays`` / ``_restore``."""

@@ -404,7 +404,9 @@ class SpectralDetector:
                                                           self._leakage_amplification(m, p))  # fmt: skip
         r, fa, pt = allocation_residual(m, p, g, self.noise_dbm)
         za, ia = self.allocation_stats.z_and_template_scale(r, fa, pt, self.z_cap)
-        return self._glrt(zc, ic), self._glrt(za, ia)
+        t = self._glrt(np.concatenate((zc, za), axis=2), np.concatenate((ic, ia), axis=2))  # one product for both
+        k = zc.shape[2]
+        return t[:, :k], t[:, k:]
 
     def _cell_evidence(self, tc: np.ndarray, ta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Evidence per cell (…, C) of each component: Σ_b max(0, T_cb − κ) and max_t T_ct."""
@@ -445,7 +447,7 @@ class SpectralDetector:
         tc, ta = (x[0] for x in self._t(m, pr, g))
         ec, ea = self._cell_evidence(tc, ta)
         zc, za = float(self._scales[0](ec.max())), float(self._scales[1](ea.max()))
-        score = float(fuse_normal(np.array([zc]), np.array([za]), self.fusion)[0])
+        score = float(fuse_normal(zc, za, self.fusion))
         m, pr, g = m[0], pr[0], g[0]
         usable = int((np.isfinite(m) & np.isfinite(pr)).all(axis=1).sum())
         if usable < 2:
