@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -178,14 +179,17 @@ def test_a_logged_out_or_rotated_credential_ends_its_sessions(unit):
 
 
 def test_failed_authentications_are_limited_per_client_address(tmp_path):
-    svc = start(tmp_path, failed_auth_per_s=1.0, failed_auth_burst=20)
+    # one guess refilled every 50 s: the burst is all the attacker gets within this test, however slow the machine
+    svc = start(tmp_path, failed_auth_per_s=0.02, failed_auth_burst=20)
     try:
         with httpx.Client(base_url=svc.url, timeout=10) as attacker:
+            t0 = time.monotonic()
             answers = [attacker.get("/api/v1/alarms", headers=bearer(f"rtv_guess-{i}")) for i in range(200)]
+            refilled = int((time.monotonic() - t0) * 0.02) + 1  # what may have come back meanwhile
             codes = [r.status_code for r in answers]
             first_429 = codes.index(429)
-            assert 20 <= first_429 <= 22 and set(codes[:first_429]) == {401}, codes[:30]
-            assert codes.count(401) <= 20 + 5, codes.count(401)  # about the burst, plus what refilled meanwhile
+            assert 20 <= first_429 <= 20 + refilled and set(codes[:first_429]) == {401}, codes[:30]
+            assert codes.count(401) <= 20 + refilled, codes.count(401)  # the burst, plus what refilled meanwhile
             limited = answers[-1]
             assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
             assert "too many failed authentications from 127.0.0.1" in limited.json()["detail"]
