@@ -161,7 +161,7 @@ class NormalScale:
     def __call__(self, scores) -> np.ndarray:
         ref = self.reference
         s = np.asarray(scores, dtype=np.float64)
-        if s.ndim == 0:  # one score (a live snapshot): plain floats, a tenth of the array path's time
+        if s.ndim == 0:  # one score (a live snapshot): plain floats, a third of the array path's time
             return np.float64(self._one(float(s)))
         u = (np.searchsorted(ref, s, side="right") + 0.5) / (ref.size + 1.0)
         z = ndtri(np.clip(u, _Z_CLIP, 1.0 - _Z_CLIP))
@@ -179,6 +179,8 @@ class NormalScale:
 
 
 _STANDARD_NORMAL = statistics.NormalDist()
+
+
 class ResidualDetector(ABC):
     """Base class. Subclasses set :attr:`kind`, implement ``_fit``, ``_score``, ``_training_scores``,
     and the persistence pair ``_params`` / ``_arrays`` / ``_restore``."""
