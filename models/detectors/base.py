@@ -200,7 +200,7 @@ class ResidualDetector(ABC):
         self.n_train = 0
         self.provenance: dict = {}
         self.fit_info: dict = {}
-        self._z_reference: np.ndarray | None = None  # sorted training scores, for normal_scores
+        self._z_scale: NormalScale | None = None  # the sorted training scores, for normal_scores
 
     # ------------------------------------------------------------------ the interface
 
@@ -257,7 +257,7 @@ class ResidualDetector(ABC):
             scores = self._training_scores()
             self.fit_info["threshold_from"] = "training"
         self.threshold = quantile_threshold(scores, self.target_far)
-        self._z_reference = None
+        self._z_scale = None
         self.provenance = dict(provenance or {})
         self.fit_info["fitted_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         return self
@@ -295,13 +295,13 @@ class ResidualDetector(ABC):
         """Scores as z ~ N(0, 1) under normal operation (:func:`normal_quantile` against the training
         scores): a scale shared by every detector."""
         self._require_fitted()
-        if self._z_reference is None:  # sorted once per fit or load
+        if self._z_scale is None:  # sorted once per fit or load
             train = self._training_scores()
             ref = np.sort(train[np.isfinite(train)])
             if ref.size == 0:
                 raise DetectorError(f"{self.name}: no finite training scores to scale by")
-            self._z_reference = ref
-        return normal_quantile(scores, self._z_reference)
+            self._z_scale = NormalScale.of(ref)
+        return self._z_scale(scores)
 
     # ------------------------------------------------------------------ persistence
 

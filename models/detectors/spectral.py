@@ -268,11 +268,11 @@ class SpectralDetector:
         self.leakage_db = float(leakage_db)
         self.contrast_stats: _Stats | None = None  # (n_su, K, 2)
         self.allocation_stats: _Stats | None = None  # (n_su, 1, 2): per SU, pooled over transmitters
-        self.ref_contrast: np.ndarray | None = None  # sorted training scores of each component
-        self.ref_allocation: np.ndarray | None = None
         self.threshold: float | None = None
-        self.train_scores: np.ndarray | None = None  # sorted fused training scores, for normal_scores
-        self._scales: tuple[NormalScale, NormalScale, NormalScale] | None = None  # of the three, once
+        # each component's sorted training scores, and the fused score's (for normal_scores), as normal scales
+        self._contrast_scale: NormalScale | None = None
+        self._allocation_scale: NormalScale | None = None
+        self._fused_scale: NormalScale | None = None
         self.provenance: dict = {}
 
     @property
@@ -286,6 +286,18 @@ class SpectralDetector:
     @property
     def fitted(self) -> bool:
         return self.contrast_stats is not None
+
+    @property
+    def ref_contrast(self) -> np.ndarray | None:
+        return None if self._contrast_scale is None else self._contrast_scale.reference
+
+    @property
+    def ref_allocation(self) -> np.ndarray | None:
+        return None if self._allocation_scale is None else self._allocation_scale.reference
+
+    @property
+    def train_scores(self) -> np.ndarray | None:
+        return None if self._fused_scale is None else self._fused_scale.reference
 
     # ------------------------------------------------------------------ normal statistics
 
@@ -349,9 +361,8 @@ class SpectralDetector:
 
     def _set_references(self, contrast_ref: np.ndarray, allocation_ref: np.ndarray, fused_ref: np.ndarray | None) -> None:
         """The sorted normal scores each component, and the fused score, are put on the normal scale against."""
-        self.ref_contrast, self.ref_allocation, self.train_scores = contrast_ref, allocation_ref, fused_ref
-        self._scales = (NormalScale.of(contrast_ref), NormalScale.of(allocation_ref),
-                        NormalScale.of(fused_ref) if fused_ref is not None else None)  # fmt: skip
+        self._contrast_scale, self._allocation_scale = NormalScale.of(contrast_ref), NormalScale.of(allocation_ref)
+        self._fused_scale = None if fused_ref is None else NormalScale.of(fused_ref)
 
     # ------------------------------------------------------------------ scoring
 
@@ -427,11 +438,11 @@ class SpectralDetector:
         """(N,) each component's score on the normal scale (against its own training scores)."""
         m, p = self._check(measured_dbm, predicted_dbm)
         con, alloc = self._component_scores(m, p, self._groups(groups, p))
-        return self._scales[0](con), self._scales[1](alloc)
+        return self._contrast_scale(con), self._allocation_scale(alloc)
 
     def fuse(self, contrast_score: np.ndarray, allocation_score: np.ndarray, fusion: str | None = None) -> np.ndarray:
         """The components' raw scores, each on the normal scale, fused by ``fusion`` (default: the detector's)."""
-        zc, za = self._scales[0](contrast_score), self._scales[1](allocation_score)
+        zc, za = self._contrast_scale(contrast_score), self._allocation_scale(allocation_score)
         return fuse_normal(zc, za, fusion or self.fusion)
 
     def score(self, measured_dbm, predicted_dbm, groups=None) -> np.ndarray:
@@ -446,7 +457,7 @@ class SpectralDetector:
         g = self._groups(groups, pr)
         tc, ta = (x[0] for x in self._t(m, pr, g))
         ec, ea = self._cell_evidence(tc, ta)
-        zc, za = float(self._scales[0](ec.max())), float(self._scales[1](ea.max()))
+        zc, za = float(self._contrast_scale(ec.max())), float(self._allocation_scale(ea.max()))
         score = float(fuse_normal(zc, za, self.fusion))
         m, pr, g = m[0], pr[0], g[0]
         usable = int((np.isfinite(m) & np.isfinite(pr)).all(axis=1).sum())
@@ -515,7 +526,7 @@ class SpectralDetector:
         fused score of two normal-scale components is not quite on it, so again against its training scores."""
         if self.train_scores is None:
             raise DetectorError("spectral detector not fitted")
-        return self._scales[2](scores)
+        return self._fused_scale(scores)
 
     # ------------------------------------------------------------------ where and how strong
 
