@@ -87,7 +87,8 @@ results: install
 	$(VPY) bench/operating_point.py --out docs/results
 	$(VPY) bench/sweep.py --out docs/results
 	$(VPY) bench/replay.py --jobs 2 --out docs/results
-	$(VPY) bench/demo_runs.py --runs 5 --out docs/results
+	$(VPY) bench/spectral.py --n 3000 --n-train 3000 --episodes 30 --replay-hours 24 --trials 10 --out docs/results
+	$(VPY) bench/demo_runs.py --runs 3 --out docs/results
 
 lint: install
 	$(VENV)/bin/ruff check .
