@@ -15,7 +15,6 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import httpx
@@ -26,6 +25,7 @@ from central.store import Store, StoreCorrupt
 from central.twin.site import resolve_site
 from node.protocol import IngestBatch
 from tests.central_helpers import batch_dict, bearer, central_config, records
+from tests.polling import wait_for
 
 SCRIPT = str(Path(sys.executable).with_name("rftwin-central"))
 TINY_3SU = Path(__file__).parent / "data" / "tiny_hall_3su.toml"
@@ -214,14 +214,16 @@ class Central:
         with open(self.log_path, "w") as log:
             self.proc = subprocess.Popen([SCRIPT, "run", "--config", str(self.config)], stdout=log,
                                          stderr=subprocess.STDOUT, cwd=self.workdir)  # fmt: skip
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, self.log()
+        def answer() -> httpx.Response | None:
             try:
                 return httpx.get(self.url + HEALTH, timeout=2)
             except httpx.HTTPError:
-                time.sleep(0.1)
-        raise AssertionError(f"central unit not up within {timeout_s} s:\n{self.log()}")
+                return None
+
+        return wait_for(answer, timeout_s, "the central unit's first answer", step_s=0.1, alive=self.assert_alive)
+
+    def assert_alive(self) -> None:
+        assert self.proc.poll() is None, self.log()
 
     def stop(self) -> int:
         if self.proc is not None and self.proc.poll() is None:
@@ -308,10 +310,11 @@ def test_damage_while_running_is_found_by_the_periodic_check(tmp_path):
         assert r.status_code == 200 and r.json() == {"status": "ok"}, r.text
         assert central.ingest(tokens["su02"], 5, "su02").status_code == 200
         corrupt_middle_page(central.db)  # a page of su01's old records, in the main file (not in the WAL)
-        deadline = time.monotonic() + 120
-        while (h := httpx.get(central.url + HEALTH, timeout=5)).status_code == 200:
-            assert time.monotonic() < deadline, f"the periodic check did not find it:\n{central.log()}"
-            time.sleep(0.2)
+        def failing() -> httpx.Response | None:
+            r = httpx.get(central.url + HEALTH, timeout=5)
+            return r if r.status_code != 200 else None
+
+        h = wait_for(failing, 120, "the periodic check to find the corrupt page", step_s=0.2, alive=central.assert_alive)
         assert_failing(h)
         assert_refused_as_corrupt(central.ingest(tokens["su02"], 5, "su02", first_seq=5))
         assert_refused_as_corrupt(central.ingest(tokens["su03"], 1, "su03"))
@@ -356,6 +359,9 @@ class Sender(threading.Thread):
         with self.lock:
             return set(self.acked)
 
+    def assert_alive(self) -> None:
+        assert self.is_alive(), self.errors[-3:]
+
 
 def test_backup_while_the_service_writes(central):
     tokens = build_db(central.db, batches=20)
@@ -363,10 +369,8 @@ def test_backup_while_the_service_writes(central):
     sender = Sender(central.url, "su02", tokens["su02"])
     sender.start()
     try:
-        deadline = time.monotonic() + 60
-        while len(sender.snapshot()) < 200:
-            assert time.monotonic() < deadline and sender.is_alive(), sender.errors[-3:]
-            time.sleep(0.05)
+        wait_for(lambda: len(sender.snapshot()) >= 200, 60, "200 acknowledged records", step_s=0.05,
+                 alive=sender.assert_alive)  # fmt: skip
         acked_before = sender.snapshot()  # acknowledged before the backup begins
         out = central.workdir / "backups" / "central-copy.db"
         out.parent.mkdir()

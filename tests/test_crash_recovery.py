@@ -28,6 +28,7 @@ from central.config import load_config
 from central.store import Store
 from tests.central_helpers import VIEWER, VIEWER_TOKEN, batch_dict
 from tests.node_configs import simulated_node_toml, write_config
+from tests.polling import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = str(Path(sys.executable).with_name("rftwin-central"))
@@ -68,16 +69,16 @@ class CentralProcess:
         self.proc = subprocess.Popen([SCRIPT, "run", "--config", str(self.config), "--log-level", "warning"],
                                      stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir)  # fmt: skip
         log.close()
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, self.log()
+        def healthy() -> bool:
             try:
-                if httpx.get(self.url + "/api/v1/health", timeout=1).status_code == 200:
-                    return
+                return httpx.get(self.url + "/api/v1/health", timeout=1).status_code == 200
             except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        raise AssertionError(f"central unit not up within {timeout_s} s:\n{self.log()}")
+                return False
+
+        wait_for(healthy, timeout_s, "the central unit to be healthy", step_s=0.05, alive=self.assert_alive)
+
+    def assert_alive(self) -> None:
+        assert self.proc.poll() is None, self.log()
 
     def kill(self) -> None:
         self.proc.send_signal(signal.SIGKILL)
@@ -263,10 +264,7 @@ def test_real_agents_replay_their_spools_after_a_central_crash_and_an_agent_cras
         spools[nid] = d / f"state-{nid}" / "spool.db"
     agents = {nid: _agent(cfg) for nid, cfg in configs.items()}
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and len(central.stored()) < len(agents):
-            time.sleep(0.2)
-        assert len(central.stored()) == len(agents), central.log()
+        wait_for(lambda: len(central.stored()) == len(agents), 30, "a reading from every agent", step_s=0.2)
         time.sleep(1.0)
         central.kill()
         assert_acknowledged_are_stored(central, spools, "central killed")
@@ -282,10 +280,8 @@ def test_real_agents_replay_their_spools_after_a_central_crash_and_an_agent_cras
         last_before_kill = spool_state(spools[victim])[0]
         agents[victim] = _agent(configs[victim])
         # the restarted agent is up (its signal handlers too) once it has delivered a reading of its own
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and max(central.stored().get(victim, [-1])) <= last_before_kill:
-            time.sleep(0.2)
-        assert max(central.stored()[victim]) > last_before_kill, "the restarted agent delivered nothing"
+        wait_for(lambda: max(central.stored().get(victim, [-1])) > last_before_kill, 60,
+                 "a reading of the restarted agent", step_s=0.2)  # fmt: skip
     finally:
         for p in agents.values():
             if p.poll() is None:

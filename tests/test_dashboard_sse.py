@@ -18,6 +18,7 @@ from central.events import Event, EventBus
 from central.twin.site import resolve_site
 from tests.central_helpers import VIEWER
 from tests.dashboard_server import DashboardServer, alarm, login, nodes, secured_app, snapshot, sse_events
+from tests.polling import wait_for
 
 pytestmark = pytest.mark.timeout(60)
 TIMEOUT = httpx.Timeout(5.0)  # a stream that goes silent fails the test instead of hanging it
@@ -31,15 +32,6 @@ def site():
 def wire(d: dict) -> dict:
     """What a dict looks like after JSON (tuples become lists)."""
     return json.loads(json.dumps(d))
-
-
-def wait_for(predicate, timeout_s: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
 
 
 def test_site_json_is_the_floor_plan(site):
@@ -70,7 +62,7 @@ def test_events_replay_latest_state_then_arrive_in_order(site):
         raised = alarm(7, jam, jam.t_ns)
         bus.publish("alarm", raised.to_dict())
         bus.publish("nodes", nodes(site, jam.t_ns))
-        assert wait_for(lambda: len(recorder.state()["history"]) == 11 and recorder.state()["alarms"])
+        wait_for(lambda: len(recorder.state()["history"]) == 11 and recorder.state()["alarms"], 5, "11 snapshots and the alarm")
 
         with httpx.stream("GET", f"{srv.url}/api/v1/events", timeout=TIMEOUT, headers=VIEWER) as resp:
             assert resp.status_code == 200
@@ -113,7 +105,7 @@ def test_events_replay_latest_state_then_arrive_in_order(site):
             assert bus.num_subscribers == 2
 
         # the client went away: its subscription ends (only the recorder's remains)
-        assert wait_for(lambda: bus.num_subscribers == 1), "SSE subscription leaked after disconnect"
+        wait_for(lambda: bus.num_subscribers == 1, 5, "the disconnected SSE subscription to be dropped")
 
 
 def test_heartbeat_comment_when_idle(site):

@@ -21,6 +21,7 @@ from central.service import CentralService
 from tests.central_helpers import VIEWER, central_config
 from tests.conftest import DATA
 from tests.dashboard_server import sse_events
+from tests.polling import wait_for
 
 pytestmark = pytest.mark.timeout(120)
 TINY_3SU = DATA / "tiny_hall_3su.toml"
@@ -64,15 +65,6 @@ def address(svc: CentralService) -> tuple[str, int]:
 
 def server_connections(svc: CentralService) -> int:
     return len(svc._uvicorn.server_state.connections)
-
-
-def wait_for(predicate, timeout_s: float = 15.0, step_s: float = 0.02) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step_s)
-    return predicate()
 
 
 def connect(svc: CentralService) -> socket.socket:
@@ -152,7 +144,7 @@ def test_trickling_and_silent_request_heads_are_closed_while_a_normal_client_is_
     assert health and set(health) == {200}, health
     for s in trickling + silent:
         s.close()
-    assert wait_for(lambda: server_connections(svc) == 0)
+    wait_for(lambda: server_connections(svc) == 0, 15, "the server to close every connection")
 
 
 def test_a_trickling_body_gets_408_problem_and_the_connection_is_closed(serve):
@@ -195,7 +187,7 @@ def test_connections_beyond_the_cap_get_503_and_are_closed(serve):
     held = [connect(svc) for _ in range(20)]
     for s in held:
         s.send(b"GET /api/v1/he")  # a head in progress holds its connection (until the header timeout)
-    assert wait_for(lambda: server_connections(svc) == 20)
+    wait_for(lambda: server_connections(svc) == 20, 15, "20 connections open at the server")
     extra = socket.create_connection(address(svc), timeout=5)
     status, headers, body = read_response(extra)
     assert status == 503 and headers["content-type"] == "application/problem+json", (status, body)
@@ -210,7 +202,7 @@ def test_connections_beyond_the_cap_get_503_and_are_closed(serve):
     assert not any(closed_by_server(s) for s in held)  # the ones inside the cap are untouched
     for s in held:
         s.close()
-    assert wait_for(lambda: server_connections(svc) == 0)
+    wait_for(lambda: server_connections(svc) == 0, 15, "the server to close every connection")
     assert httpx.get(svc.url + "/api/v1/health", timeout=TIMEOUT).status_code == 200
 
 

@@ -22,6 +22,7 @@ from node.agent import EXIT_WATCHDOG, Agent
 from node.config import load_config
 from node.sdr.open import open_backend
 from node.sigmf import read_capture
+from tests.polling import wait_for
 from tests.sigmf_check import assert_valid_sigmf
 from node.spool import Spool
 from tests.ingest_server import IngestServer, IngestStore
@@ -192,10 +193,8 @@ def test_agent_killed_mid_upload_restarts_and_completes(tmp_path):
         cfg_path = write_config(tmp_path, simulated_node_toml(url=f"http://127.0.0.1:{port}"))
         cfg = load_config(cfg_path)
         agent = _agent_process(cfg_path)
-        deadline = time.monotonic() + 20
         store = IngestStore(tmp_path / "central.db")
-        while not store.seqs("su01") and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for(lambda: store.seqs("su01"), 20, "a first stored batch", step_s=0.05)
         time.sleep(0.2)  # a batch is stored and its (delayed) ack is in flight: kill now
         agent.kill()
         agent.wait()
@@ -269,17 +268,17 @@ def test_refuse_at_max_records_pauses_the_radio_and_acks_resume_it_without_a_res
     t.start()
     srv, headers = None, []
     try:
-        wait_until(lambda: st.measuring_paused and st.refused >= 50)
+        wait_for(lambda: st.measuring_paused and st.refused >= 50, 60, "the radio paused by a full spool")
         assert st.readings == 5 and st.spool_full and "(max 5)" in st.spool_full_reason
         assert st.summary().startswith("SPOOL FULL, not measuring")
-        wait_until(lambda: json.loads(cfg.status_path.read_text())["measuring_paused"])
+        wait_for(lambda: json.loads(cfg.status_path.read_text())["measuring_paused"], 60, "status.json to say so")
         assert json.loads(cfg.status_path.read_text())["spool_full"]
         # the central unit is back (listening only from now: a bound socket would queue earlier POSTs)
         srv = IngestServer(tmp_path / "central.db", {"su01": "secret-su01"}, port=port)
         store_batch = srv.store.store
         srv.store.store = lambda batch: headers.append(batch.spool) or store_batch(batch)
         srv.start()
-        wait_until(lambda: st.readings >= 50 and not st.measuring_paused)  # acks made room
+        wait_for(lambda: st.readings >= 50 and not st.measuring_paused, 60, "measuring to resume")  # acks made room
     finally:
         agent.stop()
         t.join()
@@ -288,10 +287,3 @@ def test_refuse_at_max_records_pauses_the_radio_and_acks_resume_it_without_a_res
     assert_delivered_exactly_once(srv.store, cfg)  # refuse loses nothing it stored, and sends nothing twice
     assert srv.store.duplicates() == 0
     assert headers and headers[0].full and headers[0].refused >= 50 and headers[0].dropped == 0
-
-
-def wait_until(cond, deadline_s: float = 60.0) -> None:
-    end = time.monotonic() + deadline_s
-    while not cond():
-        assert time.monotonic() < end, "condition not reached"
-        time.sleep(0.02)

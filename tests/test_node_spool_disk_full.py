@@ -29,6 +29,7 @@ from node.spool import Spool
 from node.uplink import drain_spool
 from tests.ingest_server import IngestServer
 from tests.node_configs import simulated_node_toml, write_config
+from tests.polling import WaitTimeout, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 DISK_BYTES = 256 << 10
@@ -97,16 +98,20 @@ class Node:
     def lines(self, fragment: str) -> list[str]:
         return [line for line in self.log().splitlines() if fragment in line]
 
-    def wait_for(self, what: str, cond, deadline_s: float = DEADLINE_S):
-        """Poll ``cond(status)`` until it is true; the agent must stay alive meanwhile."""
-        end = time.monotonic() + deadline_s
-        while time.monotonic() < end:
-            assert self.proc.poll() is None, f"the agent exited ({self.proc.returncode}) waiting for {what}:\n{self.log()[-4000:]}"
+    def wait_for(self, what: str, cond, deadline_s: float = DEADLINE_S) -> dict:
+        """Poll ``cond(status)`` until it is true and return that status; the agent must stay alive meanwhile."""
+
+        def met() -> dict | None:
             st = self.status()
-            if st and cond(st):
-                return st
-            time.sleep(0.05)
-        pytest.fail(f"timed out waiting for {what}; {self.disk_usage()}; status {self.status()}\n{self.log()[-4000:]}")
+            return st if st and cond(st) else None
+
+        try:
+            return wait_for(met, deadline_s, what, step_s=0.05, alive=lambda: self.assert_alive(what))
+        except WaitTimeout as e:
+            pytest.fail(f"{e}; {self.disk_usage()}; status {self.status()}\n{self.log()[-4000:]}")
+
+    def assert_alive(self, what: str) -> None:
+        assert self.proc.poll() is None, f"the agent exited ({self.proc.returncode}) waiting for {what}:\n{self.log()[-4000:]}"
 
     def disk_usage(self) -> str:
         """What takes the small disk, for a failure message (which file ate the reserve)."""
@@ -239,10 +244,8 @@ def test_a_disk_full_to_the_last_byte_is_survived_and_left_by_itself(tmp_path, n
     node = node_factory("drop_oldest")
     node.wait_for("first readings", lambda st: st["readings"] >= 20)
     ballast = node.ballast(leave_bytes=None)
-    end = time.monotonic() + DEADLINE_S
-    while not (node.lines("spool full:") and node.lines("cannot write status file")) and time.monotonic() < end:
-        assert node.proc.poll() is None, node.log()
-        time.sleep(0.05)
+    wait_for(lambda: node.lines("spool full:") and node.lines("cannot write status file"), DEADLINE_S,
+             "the log to say the disk is full", step_s=0.05, alive=lambda: node.assert_alive("the log"))  # fmt: skip
     time.sleep(1.0)  # 50 more intervals on a full disk
     assert node.proc.poll() is None, node.log()
     assert len(node.lines("spool full:")) == 1 and len(node.lines("cannot write status file")) == 1, node.log()
@@ -269,11 +272,8 @@ def test_a_restart_on_a_disk_without_a_free_byte_waits_for_the_spool_instead_of_
 
     restarted_unix_s = time.time()
     node = node_factory("drop_oldest")
-    end = time.monotonic() + DEADLINE_S
-    while not node.lines("cannot open the spool") and time.monotonic() < end:
-        assert node.proc.poll() is None, f"the agent exited on a full disk:\n{node.log()}"
-        time.sleep(0.05)
-    assert node.lines("cannot open the spool"), node.log()
+    wait_for(lambda: node.lines("cannot open the spool"), DEADLINE_S, "the log to say the spool cannot open",
+             step_s=0.05, alive=lambda: node.assert_alive("the log"))  # fmt: skip
     time.sleep(2.5)  # a few more attempts (one a second) on the full disk
     assert node.proc.poll() is None, node.log()
     assert len(node.lines("cannot open the spool")) == 1, node.log()  # said once, not per attempt

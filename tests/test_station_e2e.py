@@ -9,9 +9,9 @@ affected → the jammer switches off → the alarm clears.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import textwrap
-import time
 
 import pytest
 
@@ -21,6 +21,7 @@ from sim.demo import screenshot
 from sim.station import VIEWER_TOKEN, SimulatedStation, StationSettings
 from sim.world_builder import IN_MODEL, make_world
 from tests.conftest import DATA
+from tests.polling import wait_for
 
 JAMMER_ON_S, JAMMER_OFF_S = 22.0, 34.0
 CHROMIUM = os.environ.get("RFTWIN_CHROMIUM", "/usr/bin/chromium")
@@ -47,17 +48,6 @@ end_s = {JAMMER_OFF_S}
 """
 
 
-def wait_for(predicate, timeout_s: float, station: SimulatedStation, what: str):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        station.check_processes()
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-
-
 @pytest.mark.raytracing
 def test_jammer_on_raises_an_alarm_and_jammer_off_clears_it(tmp_path, tiny_site, monkeypatch):
     monkeypatch.setenv("RFTWIN_CACHE_DIR", str(tmp_path / "cache"))
@@ -77,18 +67,19 @@ def test_jammer_on_raises_an_alarm_and_jammer_off_clears_it(tmp_path, tiny_site,
     station.prepare()
     try:
         station.start(central_timeout_s=300)
+        until = functools.partial(wait_for, step_s=0.1, alive=station.check_processes)  # a dead process fails at once
         # 11 s of normal operation at 10 Hz: enough snapshots to learn from even when a busy machine
         # delays some readings past their window
-        wait_for(lambda: station.scenario_time_s() > 13.0, 40, station, "a normal period")
+        until(lambda: station.scenario_time_s() > 13.0, 40, "a normal period")
         learned = station.learn(duration_s=11.0, target_far=0.001)
         assert learned["n_snapshots"] >= 50 and learned["detector"] == DEFAULT_DETECTOR
 
-        wait_for(lambda: station.scenario_time_s() > JAMMER_ON_S - 1.0, 30, station, "the normal period to pass")
+        until(lambda: station.scenario_time_s() > JAMMER_ON_S - 1.0, 30, "the normal period to pass")
         assert station.alarms() == [], "false alarm during the normal period"
         nodes = station.get("/nodes")
         assert sorted(n["node_id"] for n in nodes) == ["high", "low"] and all(n["healthy"] for n in nodes)
 
-        raised = wait_for(lambda: station.alarms("active"), JAMMER_OFF_S - JAMMER_ON_S, station, "the alarm")
+        raised = until(lambda: station.alarms("active"), JAMMER_OFF_S - JAMMER_ON_S, "the alarm")
         alarm = raised[0]
         assert alarm["kind"] in ("residual", "saturation")
         assert "high" in alarm["affected_sus"]  # 1.7 m from the jammer; "low" is behind the cabinet
@@ -100,7 +91,7 @@ def test_jammer_on_raises_an_alarm_and_jammer_off_clears_it(tmp_path, tiny_site,
         # ... and raised while it was on (how fast lives in bench/live_detection.py)
         assert alarm["start_ns"] < int((station.start_time_s + JAMMER_OFF_S) * 1e9)
 
-        wait_for(lambda: not station.alarms("active"), 15, station, "the alarm to clear")
+        until(lambda: not station.alarms("active"), 15, "the alarm to clear")
         cleared = station.alarms("cleared")[0]
         assert cleared["id"] == alarm["id"] and cleared["end_ns"] >= int((station.start_time_s + JAMMER_OFF_S) * 1e9)
         snaps = station.get("/snapshots", limit=50)

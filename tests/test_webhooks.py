@@ -17,6 +17,7 @@ from central.service import CentralService
 from central.store import Store
 from central.webhooks import WebhookDispatcher, verify_signature
 from tests.central_helpers import central_config
+from tests.polling import wait_for
 
 SECRET = "a-webhook-key-of-enough-length"
 
@@ -59,13 +60,6 @@ class Receiver:
         self.httpd.server_close()
 
 
-def wait_for(cond, timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not cond():
-        assert time.monotonic() < deadline, "timed out waiting"  # an event wait, not a duration measured
-        time.sleep(0.05)
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -97,7 +91,7 @@ def test_delivery_is_in_order_signed_and_retried_until_the_receiver_takes_it(tmp
         a = store.open_alarm("residual", 100, 3.0, ["su01"], (10.0, 20.0))
         store.acknowledge_alarm(a.id, "shift-lead")
         store.clear_alarm(a.id, 900)
-        wait_for(lambda: dispatcher.delivered == 3)  # its 2xx arrives before the outbox records it: wait for that
+        wait_for(lambda: dispatcher.delivered == 3, 20, "three deliveries recorded")  # its 2xx arrives before the outbox records it: wait for that
         assert [b["event"] for b in rx.accepted()] == ["raised", "acknowledged", "cleared"]
         assert [h["X-Rftwin-Event"] for h, _ in rx.posts] == ["raised", "raised", "raised", "acknowledged", "cleared"]
         assert store.webhook_backlog() == {} and (dispatcher.delivered, dispatcher.failed) == (3, 2)
@@ -117,13 +111,13 @@ def test_an_alarm_raised_while_the_receiver_is_down_is_delivered_after_a_central
                                              "backoff_max_s": 0.1})  # fmt: skip
     svc = CentralService(cfg, use_default_plugins=False, log_level="warning").start()
     alarm = svc.store.open_alarm("residual", time.time_ns(), 4.0, ["su02"], (31.0, 12.0))
-    wait_for(lambda: svc.webhooks.failed >= 2)  # nobody listens: retried, kept
+    wait_for(lambda: svc.webhooks.failed >= 2, 20, "two failed attempts")  # nobody listens: retried, kept
     svc.stop()
     rx = Receiver(port)
     try:
         svc = CentralService(cfg, use_default_plugins=False, log_level="warning").start()
         try:
-            wait_for(lambda: rx.accepted() and svc.store.webhook_backlog() == {})  # the 2xx, then the outbox's record
+            wait_for(lambda: rx.accepted() and svc.store.webhook_backlog() == {}, 20, "the delivery recorded")  # the 2xx, then the outbox's record
             assert [(b["event"], b["alarm"]["id"]) for b in rx.accepted()] == [("raised", alarm.id)]
             assert svc.store.webhook_backlog() == {}
         finally:
