@@ -18,12 +18,13 @@ class WaitTimeout(AssertionError):
 
 
 def wait_for(predicate: Callable[[], T], timeout_s: float, what: str, *, step_s: float = 0.02,
-             alive: Callable[[], None] | None = None) -> T:  # fmt: skip
+             alive: Callable[[], None] | None = None, explain: Callable[[], str] | None = None) -> T:  # fmt: skip
     """Poll ``predicate`` until it returns something truthy, and return that.
 
     ``alive`` runs before every poll and should raise when the thing under test has died (a process
     exited), so that the test fails at once with that reason instead of waiting out the deadline.
-    Raises :class:`WaitTimeout` naming ``what`` once ``timeout_s`` has passed.
+    Raises :class:`WaitTimeout` naming ``what`` once ``timeout_s`` has passed, followed by what
+    ``explain()`` says (a log tail, the state reached) to tell why.
     """
     deadline = time.monotonic() + timeout_s
     while True:
@@ -33,5 +34,6 @@ def wait_for(predicate: Callable[[], T], timeout_s: float, what: str, *, step_s:
         if value:
             return value
         if time.monotonic() >= deadline:
-            raise WaitTimeout(f"timed out after {timeout_s:g} s waiting for {what}")
+            why = f":\n{explain()}" if explain is not None else ""
+            raise WaitTimeout(f"timed out after {timeout_s:g} s waiting for {what}{why}")
         time.sleep(step_s)

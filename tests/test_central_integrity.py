@@ -220,7 +220,8 @@ class Central:
             except httpx.HTTPError:
                 return None
 
-        return wait_for(answer, timeout_s, "the central unit's first answer", step_s=0.1, alive=self.assert_alive)
+        return wait_for(answer, timeout_s, "the central unit's first answer", step_s=0.1, alive=self.assert_alive,
+                        explain=self.log)  # fmt: skip
 
     def assert_alive(self) -> None:
         assert self.proc.poll() is None, self.log()
@@ -314,7 +315,8 @@ def test_damage_while_running_is_found_by_the_periodic_check(tmp_path):
             r = httpx.get(central.url + HEALTH, timeout=5)
             return r if r.status_code != 200 else None
 
-        h = wait_for(failing, 120, "the periodic check to find the corrupt page", step_s=0.2, alive=central.assert_alive)
+        h = wait_for(failing, 120, "the periodic check to find the corrupt page", step_s=0.2, alive=central.assert_alive,
+                     explain=central.log)  # fmt: skip
         assert_failing(h)
         assert_refused_as_corrupt(central.ingest(tokens["su02"], 5, "su02", first_seq=5))
         assert_refused_as_corrupt(central.ingest(tokens["su03"], 1, "su03"))
@@ -370,7 +372,7 @@ def test_backup_while_the_service_writes(central):
     sender.start()
     try:
         wait_for(lambda: len(sender.snapshot()) >= 200, 60, "200 acknowledged records", step_s=0.05,
-                 alive=sender.assert_alive)  # fmt: skip
+                 alive=sender.assert_alive, explain=lambda: str(sender.errors[-3:]))  # fmt: skip
         acked_before = sender.snapshot()  # acknowledged before the backup begins
         out = central.workdir / "backups" / "central-copy.db"
         out.parent.mkdir()

@@ -75,7 +75,8 @@ class CentralProcess:
             except httpx.HTTPError:
                 return False
 
-        wait_for(healthy, timeout_s, "the central unit to be healthy", step_s=0.05, alive=self.assert_alive)
+        wait_for(healthy, timeout_s, "the central unit to be healthy", step_s=0.05, alive=self.assert_alive,
+                 explain=self.log)  # fmt: skip
 
     def assert_alive(self) -> None:
         assert self.proc.poll() is None, self.log()
@@ -264,7 +265,8 @@ def test_real_agents_replay_their_spools_after_a_central_crash_and_an_agent_cras
         spools[nid] = d / f"state-{nid}" / "spool.db"
     agents = {nid: _agent(cfg) for nid, cfg in configs.items()}
     try:
-        wait_for(lambda: len(central.stored()) == len(agents), 30, "a reading from every agent", step_s=0.2)
+        wait_for(lambda: len(central.stored()) == len(agents), 30, "a reading from every agent", step_s=0.2,
+                 explain=central.log)  # fmt: skip
         time.sleep(1.0)
         central.kill()
         assert_acknowledged_are_stored(central, spools, "central killed")

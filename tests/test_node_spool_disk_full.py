@@ -29,7 +29,7 @@ from node.spool import Spool
 from node.uplink import drain_spool
 from tests.ingest_server import IngestServer
 from tests.node_configs import simulated_node_toml, write_config
-from tests.polling import WaitTimeout, wait_for
+from tests.polling import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 DISK_BYTES = 256 << 10
@@ -105,10 +105,8 @@ class Node:
             st = self.status()
             return st if st and cond(st) else None
 
-        try:
-            return wait_for(met, deadline_s, what, step_s=0.05, alive=lambda: self.assert_alive(what))
-        except WaitTimeout as e:
-            pytest.fail(f"{e}; {self.disk_usage()}; status {self.status()}\n{self.log()[-4000:]}")
+        return wait_for(met, deadline_s, what, step_s=0.05, alive=lambda: self.assert_alive(what),
+                        explain=lambda: f"{self.disk_usage()}; status {self.status()}\n{self.log()[-4000:]}")  # fmt: skip
 
     def assert_alive(self, what: str) -> None:
         assert self.proc.poll() is None, f"the agent exited ({self.proc.returncode}) waiting for {what}:\n{self.log()[-4000:]}"
